@@ -1,0 +1,60 @@
+import closeWithGrace from 'close-with-grace';
+import type { Command } from 'commander';
+import { loadConfig, SETTING_KEYS, SETTINGS, type SettingKey } from '../config.js';
+import { createLogger } from '../logger.js';
+import { startServer } from '../server/index.js';
+import { openStore } from '../store/index.js';
+import { VERSION } from '../version.js';
+import type { CliIO } from './io.js';
+
+interface ServeFlags extends Partial<Record<SettingKey, string>> {
+  config?: string;
+  migrate?: boolean;
+}
+
+export function registerServe(program: Command, io: CliIO): void {
+  const command = program
+    .command('serve')
+    .description('Run the proxy: forwards every request to the upstream, with rate limits and metrics.')
+    .option('-c, --config <file>', 'YAML or JSON config file (env MELI_PROXY_CONFIG)')
+    .option('--migrate', 'apply pending database migrations before serving');
+  for (const key of SETTING_KEYS) {
+    const spec = SETTINGS[key];
+    command.option(`${spec.flag} ${spec.arg}`, `${spec.description} (env ${spec.env})`);
+  }
+  command.addHelpText(
+    'after',
+    '\nPrecedence: defaults < config file < environment < flags. Every setting is listed in the README.',
+  );
+  command.action(async (flags: ServeFlags) => {
+    const settings: Partial<Record<SettingKey, unknown>> = {};
+    for (const key of SETTING_KEYS) if (flags[key] !== undefined) settings[key] = flags[key];
+    const config = loadConfig({ file: flags.config, env: io.env, flags: settings, cwd: io.cwd });
+    const logger = createLogger(config.logLevel);
+    const store = await openStore(config.store, {
+      dataDir: config.dataDir,
+      logger,
+      migrate: flags.migrate === true,
+    });
+    let server: Awaited<ReturnType<typeof startServer>>;
+    try {
+      server = await startServer(config, { logger, store, version: VERSION });
+    } catch (error) {
+      await store.close().catch(() => undefined);
+      throw error;
+    }
+    // Exits the process when done: 0 after a signal, 1 after an uncaught error.
+    closeWithGrace(
+      {
+        delay: config.shutdownGrace + 5000,
+        logger: { error: (message: unknown) => logger.error({ detail: String(message) }, 'forced exit') },
+      },
+      async ({ signal, err }) => {
+        if (err) logger.error({ err }, 'uncaught error: shutting down');
+        await server.shutdown(signal ?? 'error');
+        logger.flush();
+      },
+    );
+    await new Promise<never>(() => undefined);
+  });
+}

@@ -1,0 +1,472 @@
+/**
+ * One validated configuration for `meli-proxy serve`: defaults < config file < environment < flags.
+ *
+ * Every setting is declared once in SETTINGS; the CLI flags, the environment variable names and the
+ * README's configuration reference are all derived from that table so they cannot drift apart.
+ */
+import { readFileSync } from 'node:fs';
+import { homedir } from 'node:os';
+import { extname, join, resolve } from 'node:path';
+import { parse as parseYaml } from 'yaml';
+import { UsageError } from './errors.js';
+
+export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+const LOG_LEVELS: readonly LogLevel[] = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
+
+export interface Config {
+  host: string;
+  port: number;
+  upstream: URL;
+  upstreamTimeout: number;
+  upstreamConnections: number;
+  upstreamPipelining: number;
+  adminHost: string;
+  adminPort: number;
+  adminToken: string | undefined;
+  trustProxy: string[];
+  store: string;
+  dataDir: string;
+  logLevel: LogLevel;
+  accessLog: boolean;
+  shutdownGrace: number;
+  /** Anything the file holds under `limits:`; validated by the rate-limit rule parser. */
+  limits: unknown[];
+  /** Where each value came from, for error messages and `--print-config`. */
+  sources: Partial<Record<SettingKey, string>>;
+}
+
+type Parser<T> = (raw: unknown) => T;
+
+interface SettingSpec<T> {
+  flag: string;
+  env: string;
+  /** Placeholder shown in --help after the flag. */
+  arg: string;
+  description: string;
+  /** Human description of the allowed values, used in every error message. */
+  allowed: string;
+  defaultValue: (env: NodeJS.ProcessEnv) => T;
+  /** Shown in the README instead of the computed default where it depends on the machine. */
+  defaultText?: string;
+  parse: Parser<T>;
+  secret?: boolean;
+}
+
+class InvalidValue extends Error {}
+
+function asString(raw: unknown): string {
+  if (typeof raw === 'string') return raw.trim();
+  if (typeof raw === 'number' || typeof raw === 'boolean') return String(raw);
+  throw new InvalidValue();
+}
+
+function integer(min: number, max: number): Parser<number> {
+  return (raw) => {
+    const text = asString(raw);
+    if (!/^-?\d+$/.test(text)) throw new InvalidValue();
+    const value = Number(text);
+    if (!Number.isSafeInteger(value) || value < min || value > max) throw new InvalidValue();
+    return value;
+  };
+}
+
+const DURATION_UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
+
+/** Milliseconds, as a bare integer or with a unit (`500ms`, `30s`, `5m`). */
+function duration(min: number, max: number): Parser<number> {
+  return (raw) => {
+    const match = /^(\d+)(ms|s|m|h)?$/.exec(asString(raw));
+    if (!match) throw new InvalidValue();
+    const value = Number(match[1]) * (DURATION_UNITS[match[2] ?? 'ms'] ?? 1);
+    if (value < min || value > max) throw new InvalidValue();
+    return value;
+  };
+}
+
+const TRUE_WORDS = new Set(['on', 'true', 'yes', '1']);
+const FALSE_WORDS = new Set(['off', 'false', 'no', '0']);
+function boolean(raw: unknown): boolean {
+  const text = asString(raw).toLowerCase();
+  if (TRUE_WORDS.has(text)) return true;
+  if (FALSE_WORDS.has(text)) return false;
+  throw new InvalidValue();
+}
+
+function hostname(raw: unknown): string {
+  const text = asString(raw);
+  if (!/^[A-Za-z0-9.:-]+$/.test(text) && !/^\[[0-9A-Fa-f:.]+\]$/.test(text)) throw new InvalidValue();
+  return text.replace(/^\[(.*)\]$/, '$1');
+}
+
+function upstreamUrl(raw: unknown): URL {
+  let url: URL;
+  try {
+    url = new URL(asString(raw));
+  } catch {
+    throw new InvalidValue();
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new InvalidValue();
+  if (url.username || url.password || url.search || url.hash) throw new InvalidValue();
+  if (url.pathname !== '/') throw new InvalidValue();
+  return url;
+}
+
+const IPV4_CIDR = /^(\d{1,3})(\.\d{1,3}){3}(\/\d{1,2})?$/;
+const IPV6_CIDR = /^[0-9A-Fa-f:.]+(\/\d{1,3})?$/;
+function cidrList(raw: unknown): string[] {
+  const items = Array.isArray(raw) ? raw.map(asString) : asString(raw).split(',');
+  const list = items.map((item) => item.trim()).filter((item) => item.length > 0);
+  for (const item of list) {
+    if (IPV4_CIDR.test(item)) {
+      const [address, bits] = item.split('/');
+      if (address!.split('.').some((octet) => Number(octet) > 255)) throw new InvalidValue();
+      if (bits !== undefined && Number(bits) > 32) throw new InvalidValue();
+    } else if (!(item.includes(':') && IPV6_CIDR.test(item))) {
+      throw new InvalidValue();
+    } else {
+      const bits = item.split('/')[1];
+      if (bits !== undefined && Number(bits) > 128) throw new InvalidValue();
+    }
+  }
+  return list;
+}
+
+function storeUrl(raw: unknown): string {
+  const text = asString(raw);
+  if (text === 'embedded' || text === 'memory') return text;
+  if (/^(postgres|postgresql|redis|rediss):\/\//.test(text)) {
+    try {
+      new URL(text);
+      return text;
+    } catch {
+      throw new InvalidValue();
+    }
+  }
+  throw new InvalidValue();
+}
+
+function nonEmpty(minLength: number): Parser<string> {
+  return (raw) => {
+    const text = asString(raw);
+    if (text.length < minLength) throw new InvalidValue();
+    return text;
+  };
+}
+
+function defaultDataDir(env: NodeJS.ProcessEnv): string {
+  const base =
+    env.XDG_DATA_HOME && env.XDG_DATA_HOME.length > 0
+      ? env.XDG_DATA_HOME
+      : join(env.HOME && env.HOME.length > 0 ? env.HOME : homedir(), '.local', 'share');
+  return join(base, 'meli-proxy');
+}
+
+function logLevel(raw: unknown): LogLevel {
+  const text = asString(raw).toLowerCase();
+  const found = LOG_LEVELS.find((level) => level === text);
+  if (!found) throw new InvalidValue();
+  return found;
+}
+
+export const SETTINGS = {
+  host: {
+    flag: '--host',
+    env: 'MELI_PROXY_HOST',
+    arg: '<address>',
+    description: 'Address the proxy listens on (use 0.0.0.0 in containers).',
+    allowed: 'an IP address or host name',
+    defaultValue: () => '127.0.0.1',
+    parse: hostname,
+  },
+  port: {
+    flag: '--port',
+    env: 'MELI_PROXY_PORT',
+    arg: '<port>',
+    description: 'Port the proxy listens on (0 picks a free port).',
+    allowed: 'an integer from 0 to 65535',
+    defaultValue: () => 8080,
+    parse: integer(0, 65535),
+  },
+  upstream: {
+    flag: '--upstream',
+    env: 'MELI_PROXY_UPSTREAM',
+    arg: '<url>',
+    description: 'The one origin every request is forwarded to.',
+    allowed: 'an http:// or https:// origin without path, query or credentials',
+    defaultValue: () => new URL('https://api.mercadolibre.com'),
+    defaultText: 'https://api.mercadolibre.com',
+    parse: upstreamUrl,
+  },
+  upstreamTimeout: {
+    flag: '--upstream-timeout',
+    env: 'MELI_PROXY_UPSTREAM_TIMEOUT',
+    arg: '<ms>',
+    description:
+      'Longest wait for the upstream response headers, and between two body chunks, before answering 504.',
+    allowed: 'a duration from 1ms to 1h (e.g. 30000, 30s)',
+    defaultValue: () => 30_000,
+    parse: duration(1, 3_600_000),
+  },
+  upstreamConnections: {
+    flag: '--upstream-connections',
+    env: 'MELI_PROXY_UPSTREAM_CONNECTIONS',
+    arg: '<n>',
+    description: 'Keep-alive connections to the upstream per process.',
+    allowed: 'an integer from 1 to 10000',
+    defaultValue: () => 128,
+    parse: integer(1, 10_000),
+  },
+  upstreamPipelining: {
+    flag: '--upstream-pipelining',
+    env: 'MELI_PROXY_UPSTREAM_PIPELINING',
+    arg: '<n>',
+    description: 'Idempotent requests pipelined per upstream connection (1 disables pipelining).',
+    allowed: 'an integer from 1 to 100',
+    defaultValue: () => 1,
+    parse: integer(1, 100),
+  },
+  adminHost: {
+    flag: '--admin-host',
+    env: 'MELI_PROXY_ADMIN_HOST',
+    arg: '<address>',
+    description: 'Address of the admin API; it refuses a non-loopback address without an admin token.',
+    allowed: 'an IP address or host name',
+    defaultValue: () => '127.0.0.1',
+    parse: hostname,
+  },
+  adminPort: {
+    flag: '--admin-port',
+    env: 'MELI_PROXY_ADMIN_PORT',
+    arg: '<port>',
+    description: 'Port of the admin API (0 picks a free port).',
+    allowed: 'an integer from 0 to 65535',
+    defaultValue: () => 8081,
+    parse: integer(0, 65535),
+  },
+  adminToken: {
+    flag: '--admin-token',
+    env: 'MELI_PROXY_ADMIN_TOKEN',
+    arg: '<token>',
+    description: 'Bearer token required by the admin API. Prefer the environment variable over the flag.',
+    allowed: 'a string of at least 16 characters',
+    defaultValue: () => undefined,
+    defaultText: '(none: admin API on loopback only)',
+    parse: nonEmpty(16),
+    secret: true,
+  },
+  trustProxy: {
+    flag: '--trust-proxy',
+    env: 'MELI_PROXY_TRUST_PROXY',
+    arg: '<cidrs>',
+    description: 'Peers whose X-Forwarded-For is believed, as a comma-separated list of addresses or CIDRs.',
+    allowed: 'a comma-separated list of IPv4/IPv6 addresses or CIDRs (e.g. 10.0.0.0/8,::1)',
+    defaultValue: () => [],
+    defaultText: '(none)',
+    parse: cidrList,
+  },
+  store: {
+    flag: '--store',
+    env: 'MELI_PROXY_STORE',
+    arg: '<url>',
+    description: 'Shared store: `embedded` (no server needed), `memory`, `postgres://…` or `redis://…`.',
+    allowed: 'embedded, memory, or a postgres://, postgresql://, redis:// or rediss:// URL',
+    defaultValue: () => 'embedded',
+    parse: storeUrl,
+    secret: true,
+  },
+  dataDir: {
+    flag: '--data-dir',
+    env: 'MELI_PROXY_DATA_DIR',
+    arg: '<dir>',
+    description: 'Where the embedded store keeps what must survive a restart.',
+    allowed: 'a directory path',
+    defaultValue: defaultDataDir,
+    defaultText: '$XDG_DATA_HOME/meli-proxy (~/.local/share/meli-proxy)',
+    parse: (raw: unknown) => resolve(nonEmpty(1)(raw)),
+  },
+  logLevel: {
+    flag: '--log-level',
+    env: 'MELI_PROXY_LOG_LEVEL',
+    arg: '<level>',
+    description: 'Least severe level written to the JSON log.',
+    allowed: LOG_LEVELS.join(', '),
+    defaultValue: () => 'info' as LogLevel,
+    parse: logLevel,
+  },
+  accessLog: {
+    flag: '--access-log',
+    env: 'MELI_PROXY_ACCESS_LOG',
+    arg: '<on|off>',
+    description: 'Write one JSON line per proxied request.',
+    allowed: 'on or off (also true/false, yes/no, 1/0)',
+    defaultValue: () => true,
+    defaultText: 'on',
+    parse: boolean,
+  },
+  shutdownGrace: {
+    flag: '--shutdown-grace',
+    env: 'MELI_PROXY_SHUTDOWN_GRACE',
+    arg: '<ms>',
+    description: 'On SIGTERM/SIGINT, how long in-flight requests may take to finish before they are cut.',
+    allowed: 'a duration from 0 to 1h (e.g. 10000, 10s)',
+    defaultValue: () => 10_000,
+    parse: duration(0, 3_600_000),
+  },
+} satisfies Record<string, SettingSpec<unknown>>;
+
+export type SettingKey = keyof typeof SETTINGS;
+export const SETTING_KEYS = Object.keys(SETTINGS) as SettingKey[];
+
+/** Keys a config file may hold besides the settings above. */
+const FILE_ONLY_KEYS = new Set(['limits']);
+
+export interface ConfigSources {
+  /** Path of a YAML or JSON file (from `--config` or MELI_PROXY_CONFIG). */
+  file?: string | undefined;
+  env: NodeJS.ProcessEnv;
+  /** Values given as command-line flags, keyed by setting. */
+  flags: Partial<Record<SettingKey, unknown>>;
+  cwd?: string;
+}
+
+function invalid(key: SettingKey, value: unknown, source: string): UsageError {
+  const spec: SettingSpec<unknown> = SETTINGS[key];
+  const shown = spec.secret ? '(hidden)' : JSON.stringify(typeof value === 'string' ? value : value);
+  return new UsageError(`Invalid ${spec.flag} ${shown} (from ${source}): expected ${spec.allowed}.`);
+}
+
+function readConfigFile(path: string): Record<string, unknown> {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code ?? 'unreadable';
+    throw new UsageError(
+      `Cannot read config file ${path} (${code}): pass an existing YAML or JSON file to --config.`,
+    );
+  }
+  let data: unknown;
+  try {
+    data = extname(path).toLowerCase() === '.json' ? JSON.parse(text) : parseYaml(text);
+  } catch (error) {
+    throw new UsageError(
+      `Config file ${path} is not valid ${extname(path) === '.json' ? 'JSON' : 'YAML'}: ${(error as Error).message}`,
+    );
+  }
+  if (data === null || data === undefined) return {};
+  if (typeof data !== 'object' || Array.isArray(data)) {
+    throw new UsageError(`Config file ${path} must hold a mapping of settings (e.g. "port: 8080").`);
+  }
+  return data as Record<string, unknown>;
+}
+
+/** Builds the effective configuration; throws UsageError naming the setting, value and what is allowed. */
+export function loadConfig(sources: ConfigSources): Config {
+  const values = new Map<SettingKey, unknown>();
+  const origins: Partial<Record<SettingKey, string>> = {};
+  let limits: unknown[] = [];
+
+  const filePath = sources.file ?? sources.env.MELI_PROXY_CONFIG;
+  if (filePath) {
+    const absolute = resolve(sources.cwd ?? process.cwd(), filePath);
+    const data = readConfigFile(absolute);
+    for (const [name, value] of Object.entries(data)) {
+      if (FILE_ONLY_KEYS.has(name)) {
+        if (!Array.isArray(value)) {
+          throw new UsageError(`Config file ${absolute}: "limits" must be a list of rules.`);
+        }
+        limits = value;
+        continue;
+      }
+      if (!(name in SETTINGS)) {
+        const known = [...SETTING_KEYS, ...FILE_ONLY_KEYS].join(', ');
+        throw new UsageError(`Config file ${absolute}: unknown setting "${name}". Known settings: ${known}.`);
+      }
+      const key = name as SettingKey;
+      const source = `config file ${absolute}`;
+      values.set(key, parseSetting(key, value, source));
+      origins[key] = source;
+    }
+  }
+
+  for (const key of SETTING_KEYS) {
+    const raw = sources.env[SETTINGS[key].env];
+    if (raw === undefined || raw === '') continue;
+    const source = `environment variable ${SETTINGS[key].env}`;
+    values.set(key, parseSetting(key, raw, source));
+    origins[key] = source;
+  }
+
+  for (const key of SETTING_KEYS) {
+    const raw = sources.flags[key];
+    if (raw === undefined) continue;
+    const source = `flag ${SETTINGS[key].flag}`;
+    values.set(key, parseSetting(key, raw, source));
+    origins[key] = source;
+  }
+
+  const pick = <K extends SettingKey>(key: K): ReturnType<(typeof SETTINGS)[K]['parse']> =>
+    (values.has(key) ? values.get(key) : SETTINGS[key].defaultValue(sources.env)) as ReturnType<
+      (typeof SETTINGS)[K]['parse']
+    >;
+
+  return {
+    host: pick('host'),
+    port: pick('port'),
+    upstream: pick('upstream'),
+    upstreamTimeout: pick('upstreamTimeout'),
+    upstreamConnections: pick('upstreamConnections'),
+    upstreamPipelining: pick('upstreamPipelining'),
+    adminHost: pick('adminHost'),
+    adminPort: pick('adminPort'),
+    adminToken: pick('adminToken'),
+    trustProxy: pick('trustProxy'),
+    store: pick('store'),
+    dataDir: pick('dataDir'),
+    logLevel: pick('logLevel'),
+    accessLog: pick('accessLog'),
+    shutdownGrace: pick('shutdownGrace'),
+    limits,
+    sources: origins,
+  };
+}
+
+function parseSetting(key: SettingKey, raw: unknown, source: string): unknown {
+  const spec: SettingSpec<unknown> = SETTINGS[key];
+  try {
+    return spec.parse(raw);
+  } catch (error) {
+    if (error instanceof InvalidValue) throw invalid(key, raw, source);
+    throw error;
+  }
+}
+
+/** The default of a setting as the README and --help show it. */
+export function defaultText(key: SettingKey): string {
+  const spec: SettingSpec<unknown> = SETTINGS[key];
+  if (spec.defaultText) return spec.defaultText;
+  const value = spec.defaultValue({});
+  return value === undefined ? '(none)' : String(value);
+}
+
+/** A copy safe to print: secrets replaced, credentials removed from URLs. */
+export function redactConfig(config: Config): Record<string, unknown> {
+  return {
+    ...config,
+    upstream: config.upstream.origin,
+    adminToken: config.adminToken ? '(set)' : '(none)',
+    store: maskUrl(config.store),
+    sources: undefined,
+  };
+}
+
+/** Removes the password (and any user info) from a URL-like string. */
+export function maskUrl(value: string): string {
+  try {
+    const url = new URL(value);
+    if (url.password) url.password = '***';
+    return url.toString();
+  } catch {
+    return value;
+  }
+}

@@ -1,0 +1,52 @@
+/**
+ * The admin API on its own port. Every route under it requires the admin bearer token when one is
+ * configured; without one it only ever listens on loopback (checked at start-up).
+ */
+import Fastify, {
+  type FastifyBaseLogger,
+  type FastifyInstance,
+  type FastifyPluginAsync,
+  LogController,
+} from 'fastify';
+import type { Config } from '../config.js';
+import type { Logger } from '../logger.js';
+import { adminTokenDigest, bearerMatches } from './admin-auth.js';
+import { apiErrorBody } from './api-error.js';
+
+export interface AdminAppOptions {
+  config: Config;
+  logger: Logger;
+  /** Route groups contributed by other parts (limits, stats, auth). */
+  plugins: FastifyPluginAsync[];
+}
+
+export async function buildAdminApp(options: AdminAppOptions): Promise<FastifyInstance> {
+  const { config, logger } = options;
+  const app = Fastify({
+    loggerInstance: logger.child({ component: 'admin' }) as FastifyBaseLogger,
+    logController: new LogController({ disableRequestLogging: true }),
+    bodyLimit: 1024 * 1024,
+  });
+
+  const expected = config.adminToken ? adminTokenDigest(config.adminToken) : undefined;
+  app.addHook('onRequest', async (request, reply) => {
+    if (!expected) return;
+    if (bearerMatches(request.headers.authorization, expected)) return;
+    // Same answer for a missing and a wrong token: nothing to learn from a 401.
+    reply
+      .code(401)
+      .header('www-authenticate', 'Bearer realm="meli-proxy admin"')
+      .header('content-type', 'application/json; charset=utf-8')
+      .send(apiErrorBody(401, 'unauthorized', 'A valid admin token is required.'));
+  });
+
+  app.setNotFoundHandler((_request, reply) => {
+    reply
+      .code(404)
+      .header('content-type', 'application/json; charset=utf-8')
+      .send(apiErrorBody(404, 'not_found', 'No such admin endpoint.'));
+  });
+
+  for (const plugin of options.plugins) await app.register(plugin);
+  return app;
+}

@@ -1,0 +1,27 @@
+import { createHash, timingSafeEqual } from 'node:crypto';
+import { isIP } from 'node:net';
+
+function digest(value: string): Buffer {
+  return createHash('sha256').update(value).digest();
+}
+
+/**
+ * Compares a presented bearer token with the configured one in constant time: both sides are
+ * hashed first so neither the content nor the length of the secret leaks through timing.
+ */
+export function bearerMatches(authorization: string | undefined, expected: Buffer): boolean {
+  if (!authorization) return false;
+  const match = /^Bearer[ \t]+(\S+)[ \t]*$/i.exec(authorization);
+  const presented = digest(match?.[1] ?? '');
+  return timingSafeEqual(presented, expected) && match !== null;
+}
+
+export function adminTokenDigest(token: string): Buffer {
+  return digest(token);
+}
+
+export function isLoopback(host: string): boolean {
+  if (host === 'localhost') return true;
+  if (isIP(host) === 4) return host.startsWith('127.');
+  return host === '::1' || host === '0:0:0:0:0:0:0:1';
+}

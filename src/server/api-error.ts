@@ -1,0 +1,40 @@
+import type { ServerResponse } from 'node:http';
+
+/** MercadoLibre's own error body shape, so clients handle our errors like the API's. */
+export interface ApiErrorBody {
+  message: string;
+  error: string;
+  status: number;
+  cause: unknown[];
+}
+
+export function apiErrorBody(status: number, error: string, message: string): string {
+  const body: ApiErrorBody = { message, error, status, cause: [] };
+  return JSON.stringify(body);
+}
+
+/** Writes an error on a raw response; a response whose headers already left is cut instead. */
+export function sendApiError(
+  res: ServerResponse,
+  status: number,
+  error: string,
+  message: string,
+  extraHeaders?: readonly string[],
+): void {
+  if (res.headersSent) {
+    res.destroy();
+    return;
+  }
+  const body = apiErrorBody(status, error, message);
+  const headers = [
+    'content-type',
+    'application/json; charset=utf-8',
+    'content-length',
+    String(Buffer.byteLength(body)),
+    'cache-control',
+    'no-store',
+  ];
+  if (extraHeaders) headers.push(...extraHeaders);
+  res.writeHead(status, headers);
+  res.end(body);
+}

@@ -1,0 +1,133 @@
+/**
+ * Header rewriting between client and upstream. Headers travel as flat [name, value, …] arrays,
+ * the shape Node and undici both produce and accept, so no per-request objects are built.
+ */
+
+/** RFC 9110 §7.6.1 connection-specific fields, plus fields this proxy owns or undici refuses. */
+const HOP_BY_HOP = new Set([
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'proxy-authenticate',
+  'proxy-authorization',
+  'te',
+  'trailer',
+  'transfer-encoding',
+  'upgrade',
+  'http2-settings',
+]);
+
+/** Request fields the proxy sets itself; a client's copy is dropped or rebuilt. */
+const OWNED_REQUEST_FIELDS = new Set([
+  'host',
+  'expect',
+  'x-forwarded-for',
+  'x-forwarded-proto',
+  'x-forwarded-host',
+  'x-request-id',
+]);
+
+/** Names listed in a Connection header value are hop-by-hop too (RFC 9110 §7.6.1). */
+function connectionOptions(value: string | undefined): Set<string> | undefined {
+  if (!value) return undefined;
+  let names: Set<string> | undefined;
+  for (const token of value.split(',')) {
+    const name = token.trim().toLowerCase();
+    if (name.length === 0 || name === 'close' || name === 'keep-alive') continue;
+    names ??= new Set();
+    names.add(name);
+  }
+  return names;
+}
+
+export interface ForwardedInfo {
+  /** The client's address as the rate limiter and logs see it. */
+  clientIp: string;
+  /** Whether the direct peer is a configured trusted proxy (its X-Forwarded-* are kept). */
+  peerTrusted: boolean;
+  /** The immediate peer's address, appended to X-Forwarded-For. */
+  peerIp: string;
+  upstreamHost: string;
+  requestId: string;
+}
+
+/**
+ * Builds the upstream request headers from the client's raw headers: hop-by-hop fields dropped,
+ * Host set to the upstream, X-Forwarded-* and X-Request-Id set.
+ */
+export function upstreamRequestHeaders(rawHeaders: readonly string[], info: ForwardedInfo): string[] {
+  const out: string[] = [];
+  let connection: string | undefined;
+  let clientHost: string | undefined;
+  let priorForwardedFor: string | undefined;
+  let priorProto: string | undefined;
+  let priorHost: string | undefined;
+
+  for (let i = 0; i < rawHeaders.length; i += 2) {
+    const name = rawHeaders[i]!.toLowerCase();
+    if (name === 'connection')
+      connection = connection ? `${connection},${rawHeaders[i + 1]}` : rawHeaders[i + 1];
+  }
+  const named = connectionOptions(connection);
+
+  for (let i = 0; i < rawHeaders.length; i += 2) {
+    const name = rawHeaders[i]!.toLowerCase();
+    const value = rawHeaders[i + 1]!;
+    if (OWNED_REQUEST_FIELDS.has(name)) {
+      if (name === 'host') clientHost = value;
+      else if (name === 'x-forwarded-for')
+        priorForwardedFor = priorForwardedFor ? `${priorForwardedFor}, ${value}` : value;
+      else if (name === 'x-forwarded-proto') priorProto ??= value;
+      else if (name === 'x-forwarded-host') priorHost ??= value;
+      continue;
+    }
+    if (HOP_BY_HOP.has(name) || named?.has(name)) continue;
+    out.push(rawHeaders[i]!, value);
+  }
+
+  // Only a trusted proxy's view of the chain is passed on; anyone else could forge it.
+  const forwardedFor =
+    info.peerTrusted && priorForwardedFor ? `${priorForwardedFor}, ${info.peerIp}` : info.peerIp;
+  out.push('host', info.upstreamHost);
+  out.push('x-forwarded-for', forwardedFor);
+  out.push('x-forwarded-proto', info.peerTrusted && priorProto ? priorProto : 'http');
+  const forwardedHost = info.peerTrusted && priorHost ? priorHost : clientHost;
+  if (forwardedHost) out.push('x-forwarded-host', forwardedHost);
+  out.push('x-request-id', info.requestId);
+  return out;
+}
+
+/**
+ * Converts undici's raw response headers to a flat string array for `writeHead`, dropping
+ * hop-by-hop fields. The upstream's own request id is kept under another name so ours stays unique.
+ */
+export function clientResponseHeaders(
+  rawHeaders: readonly Buffer[],
+  requestId: string,
+  closeAfter: boolean,
+): string[] {
+  const out: string[] = [];
+  let named: Set<string> | undefined;
+  for (let i = 0; i < rawHeaders.length; i += 2) {
+    if (rawHeaders[i]!.length === 10 && rawHeaders[i]!.toString('latin1').toLowerCase() === 'connection') {
+      const options = connectionOptions(rawHeaders[i + 1]!.toString('latin1'));
+      if (options) {
+        named ??= new Set();
+        for (const option of options) named.add(option);
+      }
+    }
+  }
+  for (let i = 0; i < rawHeaders.length; i += 2) {
+    const name = rawHeaders[i]!.toString('latin1');
+    const lower = name.toLowerCase();
+    if (HOP_BY_HOP.has(lower) || named?.has(lower)) continue;
+    if (lower === 'x-request-id') {
+      out.push('x-upstream-request-id', rawHeaders[i + 1]!.toString('latin1'));
+      continue;
+    }
+    out.push(name, rawHeaders[i + 1]!.toString('latin1'));
+  }
+  out.push('x-request-id', requestId);
+  if (closeAfter) out.push('connection', 'close');
+  return out;
+}

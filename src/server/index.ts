@@ -1,0 +1,127 @@
+/**
+ * Starts and stops the whole server: proxy port, admin port, upstream pool, and the shutdown
+ * sequence (drain, finish in-flight requests within the grace period, flush, close).
+ */
+import type { AddressInfo } from 'node:net';
+import type { FastifyInstance, FastifyPluginAsync } from 'fastify';
+import type { Config } from '../config.js';
+import { UsageError } from '../errors.js';
+import type { Logger } from '../logger.js';
+import type { Store } from '../store/types.js';
+import { buildAdminApp } from './admin-app.js';
+import { isLoopback } from './admin-auth.js';
+import { statusRoutes } from './admin-status.js';
+import { ProxyMetrics } from './metrics.js';
+import { buildProxyApp } from './proxy-app.js';
+import { ServerState } from './state.js';
+import { compileTrust } from './trusted-proxies.js';
+import { createUpstreamPool } from './upstream.js';
+
+export interface ServerDeps {
+  logger: Logger;
+  store: Store;
+  version: string;
+  /** Work to finish after traffic stops and before the store closes (e.g. flushing statistics). */
+  flushers?: Array<() => Promise<void>>;
+  adminPlugins?: FastifyPluginAsync[];
+}
+
+export interface RunningServer {
+  proxyUrl: string;
+  adminUrl: string;
+  metrics: ProxyMetrics;
+  state: ServerState;
+  /** Drains and stops everything; resolves when the process may exit. Safe to call twice. */
+  shutdown(reason: string): Promise<void>;
+}
+
+function urlOf(app: FastifyInstance): string {
+  const address = app.server.address() as AddressInfo;
+  const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
+  return `http://${host}:${address.port}`;
+}
+
+export async function startServer(config: Config, deps: ServerDeps): Promise<RunningServer> {
+  const { logger, store } = deps;
+  if (!config.adminToken && !isLoopback(config.adminHost)) {
+    throw new UsageError(
+      `Refusing to serve the admin API on ${config.adminHost} without an admin token: set MELI_PROXY_ADMIN_TOKEN (or --admin-token), or keep --admin-host on a loopback address.`,
+    );
+  }
+
+  const metrics = new ProxyMetrics();
+  const state = new ServerState();
+  state.addCheck('store', async () => {
+    await store.check();
+    return undefined;
+  });
+  const upstream = createUpstreamPool(config);
+  const trust = compileTrust(config.trustProxy);
+
+  const proxyApp = await buildProxyApp({ config, logger, metrics, upstream, state, trust });
+  const adminApp = await buildAdminApp({
+    config,
+    logger,
+    plugins: [
+      statusRoutes({ config, state, store, version: deps.version, metrics }),
+      ...(deps.adminPlugins ?? []),
+    ],
+  });
+
+  try {
+    await proxyApp.listen({ host: config.host, port: config.port });
+    await adminApp.listen({ host: config.adminHost, port: config.adminPort });
+  } catch (error) {
+    await Promise.allSettled([proxyApp.close(), adminApp.close(), upstream.close()]);
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === 'EADDRINUSE' || code === 'EACCES' || code === 'EADDRNOTAVAIL') {
+      throw new UsageError(
+        `Cannot listen: ${(error as Error).message}. Choose another --host/--port or --admin-host/--admin-port.`,
+      );
+    }
+    throw error;
+  }
+
+  const proxyUrl = urlOf(proxyApp);
+  const adminUrl = urlOf(adminApp);
+  logger.info(
+    { url: proxyUrl, upstream: config.upstream.origin, store: store.displayUrl },
+    'proxy listening',
+  );
+  logger.info({ url: adminUrl, authenticated: Boolean(config.adminToken) }, 'admin listening');
+  if (!config.adminToken) {
+    logger.warn('no admin token set: the admin API is open to anyone on this machine (loopback only)');
+  }
+
+  let stopping: Promise<void> | undefined;
+  const shutdown = (reason: string): Promise<void> => {
+    stopping ??= (async () => {
+      logger.info({ reason, inFlight: metrics.inFlightRequests, graceMs: config.shutdownGrace }, 'draining');
+      state.startDraining();
+      const closed = proxyApp.close();
+      const deadline = Date.now() + config.shutdownGrace;
+      while (metrics.inFlightRequests > 0 && Date.now() < deadline) {
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+      if (metrics.inFlightRequests > 0) {
+        logger.warn(
+          { inFlight: metrics.inFlightRequests },
+          'grace period over: cutting the remaining requests',
+        );
+      }
+      // Whatever is left (cut requests, idle keep-alive sockets) goes now.
+      proxyApp.server.closeAllConnections();
+      await closed;
+      await upstream.close().catch(() => upstream.destroy());
+      for (const flush of deps.flushers ?? []) {
+        await flush().catch((error: unknown) => logger.error({ err: error }, 'flush on shutdown failed'));
+      }
+      await adminApp.close();
+      await store.close().catch((error: unknown) => logger.error({ err: error }, 'closing the store failed'));
+      logger.info('stopped');
+    })();
+    return stopping;
+  };
+
+  return { proxyUrl, adminUrl, metrics, state, shutdown };
+}

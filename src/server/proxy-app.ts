@@ -1,0 +1,248 @@
+/**
+ * The Fastify app on the proxy port: the reserved endpoints and one catch-all route that forwards
+ * everything else to the configured upstream, and only there.
+ */
+import { randomUUID } from 'node:crypto';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import Fastify, {
+  type FastifyBaseLogger,
+  type FastifyError,
+  type FastifyInstance,
+  type FastifyReply,
+  type FastifyRequest,
+  LogController,
+} from 'fastify';
+import type { Dispatcher } from 'undici';
+import type { Config } from '../config.js';
+import { type Logger, loggableUrl } from '../logger.js';
+import { sendApiError } from './api-error.js';
+import { type ForwardObserver, type ForwardOutcome, forward } from './forward.js';
+import { upstreamRequestHeaders } from './headers.js';
+import { methodIndex, type ProxyMetrics } from './metrics.js';
+import type { ServerState } from './state.js';
+import type { TrustFunction } from './trusted-proxies.js';
+
+export const RESERVED_PATHS = ['/health', '/ready', '/metrics'] as const;
+const RESERVED = new Set<string>(RESERVED_PATHS);
+
+const REQUEST_ID = /^[\w.:@+=/-]{1,128}$/;
+
+/** Keeps a caller's X-Request-Id when it is sane, so one id follows a call through every hop. */
+export function requestIdFor(req: IncomingMessage): string {
+  const given = req.headers['x-request-id'];
+  return typeof given === 'string' && REQUEST_ID.test(given) ? given : randomUUID();
+}
+
+/**
+ * The upstream path for a request target. Origin-form is passed on byte for byte (percent-encoding
+ * preserved); absolute-form keeps only its path and query, so the destination never changes.
+ */
+export function upstreamPath(target: string): string | undefined {
+  if (target.startsWith('/')) return target;
+  const match = /^https?:\/\/[^/?#]*(.*)$/i.exec(target);
+  if (!match) return undefined;
+  const rest = match[1]!;
+  if (rest.startsWith('/')) return rest;
+  if (rest.startsWith('?')) return `/${rest}`;
+  return rest.length === 0 ? '/' : undefined;
+}
+
+export interface ProxyAppOptions {
+  config: Config;
+  logger: Logger;
+  metrics: ProxyMetrics;
+  upstream: Dispatcher;
+  state: ServerState;
+  trust: TrustFunction;
+}
+
+/** One forwarded request's bookkeeping: metrics and the access log line when it ends. */
+class ForwardRecord implements ForwardObserver {
+  private readonly startedAt = performance.now();
+
+  constructor(
+    private readonly options: ProxyAppOptions,
+    private readonly req: IncomingMessage,
+    private readonly requestId: string,
+    private readonly clientIp: string,
+    private readonly method: number,
+  ) {}
+
+  onForwardEnd(outcome: ForwardOutcome): void {
+    const { metrics, logger, config } = this.options;
+    const status = outcome.clientAborted && outcome.status === 0 ? 499 : outcome.status;
+    metrics.requestFinished(this.method, status);
+    if (outcome.failure) {
+      logger.warn(
+        { reqId: this.requestId, kind: outcome.failure.kind, status, url: loggableUrl(this.req.url ?? '') },
+        'upstream request failed',
+      );
+    }
+    if (config.accessLog) {
+      logger.info(
+        {
+          reqId: this.requestId,
+          method: this.req.method,
+          url: loggableUrl(this.req.url ?? ''),
+          status,
+          bytes: outcome.bytes,
+          ms: Math.round((performance.now() - this.startedAt) * 10) / 10,
+          ip: this.clientIp,
+          aborted: outcome.clientAborted || undefined,
+        },
+        'request',
+      );
+    }
+  }
+}
+
+function refuse(
+  reply: FastifyReply,
+  metrics: ProxyMetrics,
+  status: number,
+  error: string,
+  message: string,
+  extra?: string[],
+): void {
+  reply.hijack();
+  metrics.countResponse(methodIndex(reply.request.raw.method ?? ''), status);
+  sendApiError(reply.raw, status, error, message, extra);
+}
+
+export async function buildProxyApp(options: ProxyAppOptions): Promise<FastifyInstance> {
+  const { config, logger, metrics, upstream, state, trust } = options;
+  const upstreamHost = config.upstream.host;
+
+  const app = Fastify({
+    loggerInstance: logger as FastifyBaseLogger,
+    logController: new LogController({ disableRequestLogging: true }),
+    // One logger for all requests: a child per request is an allocation the hot path can skip.
+    childLoggerFactory: (parent) => parent,
+    trustProxy: config.trustProxy.length > 0 ? (address: string) => trust(address) : false,
+    genReqId: requestIdFor,
+    return503OnClosing: true,
+  });
+
+  // Bodies are never parsed here: they stream to the upstream untouched.
+  app.removeAllContentTypeParsers();
+  app.addContentTypeParser('*', (_request, _payload, done) => done(null, undefined));
+
+  app.get('/health', async (_request, reply) => {
+    reply.header('cache-control', 'no-store');
+    metrics.countResponse(methodIndex('GET'), 200);
+    return { status: 'ok' };
+  });
+
+  app.get('/ready', async (_request, reply) => {
+    const readiness = await state.readiness();
+    const status = readiness.ready ? 200 : 503;
+    metrics.countResponse(methodIndex('GET'), status);
+    reply.code(status).header('cache-control', 'no-store');
+    return { status: readiness.ready ? 'ready' : 'not_ready', reasons: readiness.reasons };
+  });
+
+  app.get('/metrics', async (_request, reply) => {
+    metrics.countResponse(methodIndex('GET'), 200);
+    reply.header('content-type', metrics.contentType).header('cache-control', 'no-store');
+    return metrics.render();
+  });
+
+  const handleForward = (request: FastifyRequest, reply: FastifyReply): void => {
+    const req = request.raw;
+    const res: ServerResponse = reply.raw;
+    const method = req.method ?? 'GET';
+    if (method === 'TRACE') {
+      refuse(reply, metrics, 405, 'method_not_allowed', 'TRACE is not forwarded by this proxy.', [
+        'allow',
+        'GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS',
+      ]);
+      return;
+    }
+    const path = upstreamPath(req.url ?? '');
+    if (path === undefined) {
+      refuse(reply, metrics, 400, 'bad_request', 'The request target must be a path such as /items/MLA123.');
+      return;
+    }
+    // GET and HEAD on these paths have their own routes; any other method lands here.
+    if (RESERVED.has(stripQuery(path))) {
+      refuse(reply, metrics, 405, 'method_not_allowed', `${stripQuery(path)} only answers GET and HEAD.`, [
+        'allow',
+        'GET, HEAD',
+      ]);
+      return;
+    }
+    reply.hijack();
+    const peerIp = req.socket.remoteAddress ?? '';
+    const clientIp = request.ip;
+    const requestId = String(request.id);
+    const headers = upstreamRequestHeaders(req.rawHeaders, {
+      clientIp,
+      peerIp,
+      peerTrusted: config.trustProxy.length > 0 && trust(peerIp),
+      upstreamHost,
+      requestId,
+    });
+    const methodSlot = methodIndex(method);
+    metrics.requestStarted();
+    forward(
+      upstream,
+      req,
+      res,
+      { method, path, headers, requestId, closeAfter: state.isDraining },
+      new ForwardRecord(options, req, requestId, clientIp, methodSlot),
+    );
+  };
+
+  app.all('/*', handleForward);
+  app.all('/', handleForward);
+
+  app.setNotFoundHandler((request, reply) => {
+    const target = request.raw.url ?? '';
+    if (!target.startsWith('/') && upstreamPath(target) === undefined) {
+      refuse(reply, metrics, 400, 'bad_request', 'The request target must be a path such as /items/MLA123.');
+      return;
+    }
+    refuse(
+      reply,
+      metrics,
+      405,
+      'method_not_allowed',
+      `Method ${request.raw.method} is not forwarded by this proxy.`,
+      ['allow', 'GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS'],
+    );
+  });
+
+  app.setErrorHandler((error: FastifyError, request, reply) => {
+    const status =
+      error.statusCode && error.statusCode >= 400 && error.statusCode < 500 ? error.statusCode : 500;
+    if (status >= 500) logger.error({ reqId: request.id, err: error }, 'request failed inside the proxy');
+    refuse(
+      reply,
+      metrics,
+      status,
+      status === 500 ? 'internal_error' : 'bad_request',
+      status === 500 ? 'The proxy failed to handle the request.' : error.message,
+    );
+  });
+
+  // CONNECT never reaches routing: Node hands it to 'connect' listeners, or drops the socket without one.
+  app.server.on('connect', (_req: IncomingMessage, socket) => {
+    const body = JSON.stringify({
+      message: 'CONNECT is not supported by this proxy.',
+      error: 'method_not_allowed',
+      status: 405,
+      cause: [],
+    });
+    socket.end(
+      `HTTP/1.1 405 Method Not Allowed\r\nconnection: close\r\ncontent-type: application/json; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
+    );
+    metrics.countResponse(methodIndex('CONNECT'), 405);
+  });
+
+  return app;
+}
+
+function stripQuery(path: string): string {
+  const index = path.indexOf('?');
+  return index === -1 ? path : path.slice(0, index);
+}

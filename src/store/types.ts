@@ -1,0 +1,51 @@
+/**
+ * Contracts between the proxy and its shared store. A backend is a thin object: the plumbing
+ * (batching, retries, outage handling) lives once in the callers, not in every backend.
+ */
+
+/** One window of one counter, as pushed by a replica. */
+export interface CounterDelta {
+  /** Counter identity: rule id plus the partition values, already joined by the limiter. */
+  key: string;
+  /** Start of the window, epoch milliseconds, aligned to `windowMs`. */
+  windowStart: number;
+  /** Window length in milliseconds; the backend may use it to expire rows. */
+  windowMs: number;
+  /** Requests admitted locally since the last successful push (may be 0 to just read the total). */
+  delta: number;
+}
+
+export interface CounterSyncResult {
+  /** Global totals after applying the deltas, keyed by `${key}@${windowStart}`. */
+  totals: Map<string, number>;
+  /** Replicas that pushed within the liveness horizon, this one included (at least 1). */
+  replicas: number;
+}
+
+/** Atomic shared counters (PostgreSQL `INSERT … ON CONFLICT … DO UPDATE`, Redis `INCRBY`). */
+export interface CounterBackend {
+  /** Adds the deltas atomically and returns the resulting global totals; throws when unreachable. */
+  sync(replicaId: string, deltas: readonly CounterDelta[]): Promise<CounterSyncResult>;
+}
+
+/** A key/value document store (keyv semantics) for rules, tokens and other small documents. */
+export interface DocumentStore {
+  get<T>(key: string): Promise<T | undefined>;
+  set<T>(key: string, value: T, ttlMs?: number): Promise<void>;
+  delete(key: string): Promise<boolean>;
+  /** All entries whose key starts with `prefix`. */
+  list<T>(prefix: string): Promise<Array<[string, T]>>;
+}
+
+export type StoreKind = 'embedded' | 'postgres' | 'redis';
+
+export interface Store {
+  readonly kind: StoreKind;
+  /** A URL safe to print: credentials removed. */
+  readonly displayUrl: string;
+  readonly documents: DocumentStore;
+  readonly counters: CounterBackend;
+  /** Resolves when the store answers; rejects with the reason otherwise. Used by `/ready`. */
+  check(): Promise<void>;
+  close(): Promise<void>;
+}
