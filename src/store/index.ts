@@ -1,0 +1,90 @@
+/**
+ * The store entry point: `--store` value in, Store out.
+ *   embedded (default) / memory → one process, documents in <dataDir>/documents.json / in memory
+ *   postgres://… / postgresql://… → shared by every replica
+ *   redis://… → not supported yet
+ */
+import { openEmbeddedStore } from './embedded.js';
+import { errorMessage, StoreUnavailableError } from './errors.js';
+import { type StoreLogger, silentLogger } from './logger.js';
+import { type Migration, migrate, pendingMigrations } from './migrations.js';
+import { createPool, DEFAULT_POOL_TUNING } from './pg-pool.js';
+import { openPostgresStore, type PostgresTuning } from './postgres.js';
+import type { Store } from './types.js';
+import { parseStoreUrl } from './url.js';
+
+export { totalKey } from './deltas.js';
+export { DOCUMENTS_FILE } from './embedded.js';
+export { StoreConfigError, StoreNotMigratedError, StoreUnavailableError } from './errors.js';
+export type { StoreLogger } from './logger.js';
+export { MIGRATIONS, type Migration } from './migrations.js';
+export type { PostgresTuning } from './postgres.js';
+export type * from './types.js';
+export { maskUrl, parseStoreUrl, type StoreTarget } from './url.js';
+
+export interface OpenStoreOptions {
+  /** Where the embedded store keeps documents.json (created 0700). */
+  dataDir: string;
+  logger?: StoreLogger;
+  /** PostgreSQL: apply pending migrations instead of failing with StoreNotMigratedError (`--migrate`). */
+  migrate?: boolean;
+  /** PostgreSQL: pool size, timeouts, replica horizon, cleanup interval. */
+  postgres?: Partial<PostgresTuning>;
+  /** Embedded: delay between a document change and its write. Default 50 ms. */
+  flushDelayMs?: number;
+}
+
+/**
+ * Opens the store named by `url`. Throws StoreConfigError for a bad value (exit 2),
+ * StoreNotMigratedError when PostgreSQL needs `meli-proxy migrate` (exit 2), and
+ * StoreUnavailableError when PostgreSQL cannot be reached (exit 1).
+ */
+export async function openStore(url: string, opts: OpenStoreOptions): Promise<Store> {
+  const target = parseStoreUrl(url);
+  if (target.kind === 'embedded') {
+    return openEmbeddedStore({
+      dataDir: opts.dataDir,
+      persistent: target.persistent,
+      logger: opts.logger,
+      flushDelayMs: opts.flushDelayMs,
+    });
+  }
+  return openPostgresStore({
+    url: target.url,
+    displayUrl: target.displayUrl,
+    migrate: opts.migrate,
+    logger: opts.logger,
+    tuning: opts.postgres,
+  });
+}
+
+export interface MigrateReport {
+  displayUrl: string;
+  /** Migrations applied by this call (with dryRun: the ones that would be). */
+  applied: Migration[];
+  /** False for stores without a schema (embedded, memory). */
+  hasSchema: boolean;
+}
+
+/** `meli-proxy migrate`: brings the store's schema up to date; a no-op for embedded stores. */
+export async function migrateStore(
+  url: string,
+  opts: { logger?: StoreLogger; dryRun?: boolean } = {},
+): Promise<MigrateReport> {
+  const target = parseStoreUrl(url);
+  if (target.kind === 'embedded') return { displayUrl: target.displayUrl, applied: [], hasSchema: false };
+  const pool = createPool(target.url, DEFAULT_POOL_TUNING, opts.logger ?? silentLogger);
+  try {
+    const applied = opts.dryRun ? await pendingMigrations(pool) : await migrate(pool);
+    return { displayUrl: target.displayUrl, applied, hasSchema: true };
+  } catch (error) {
+    throw new StoreUnavailableError(
+      `Cannot migrate the PostgreSQL store ${target.displayUrl}: ${errorMessage(error)}`,
+      {
+        cause: error,
+      },
+    );
+  } finally {
+    await pool.end().catch(() => undefined);
+  }
+}

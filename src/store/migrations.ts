@@ -1,0 +1,167 @@
+/**
+ * The PostgreSQL schema, as an ordered list of migrations. Migrations own every table, so the
+ * role the proxy runs as needs only SELECT/INSERT/UPDATE/DELETE, and `migrate` is an explicit step
+ * (`meli-proxy migrate`, or `--migrate` at start). Applied migrations are recorded in
+ * meli_proxy_migrations; a session advisory lock makes concurrent runs (several replicas starting
+ * with --migrate) apply each migration exactly once.
+ */
+import type pg from 'pg';
+import { errorMessage } from './errors.js';
+
+export interface Migration {
+  /** Strictly increasing; never reused or renumbered once released. */
+  readonly id: number;
+  readonly name: string;
+  readonly sql: string;
+}
+
+export const MIGRATIONS: readonly Migration[] = [
+  {
+    id: 1,
+    name: 'documents',
+    // keyv's layout (its @keyv/postgres adapter reads and writes these two columns), with `text`
+    // keys instead of its varchar(255). TTLs live inside the serialized value, as keyv does.
+    sql: `CREATE TABLE meli_proxy_documents (
+      key text PRIMARY KEY,
+      value text NOT NULL
+    )`,
+  },
+  {
+    id: 2,
+    name: 'counters',
+    // UNLOGGED: windows last seconds to minutes and are rebuilt by traffic; skipping the WAL makes
+    // the per-sync upsert cheaper. A crash or failover empties the table, which only forgets the
+    // current windows (bounded over-admission), never a configuration.
+    sql: `CREATE UNLOGGED TABLE meli_proxy_counters (
+      key text NOT NULL,
+      window_start bigint NOT NULL,
+      window_ms integer NOT NULL CHECK (window_ms > 0),
+      n bigint NOT NULL DEFAULT 0,
+      expires_at timestamptz NOT NULL,
+      PRIMARY KEY (key, window_start)
+    );
+    CREATE INDEX meli_proxy_counters_expires_at ON meli_proxy_counters (expires_at)`,
+  },
+  {
+    id: 3,
+    name: 'replicas',
+    sql: `CREATE UNLOGGED TABLE meli_proxy_replicas (
+      replica_id text PRIMARY KEY,
+      seen_at timestamptz NOT NULL
+    )`,
+  },
+  {
+    id: 4,
+    name: 'stats_minute',
+    sql: `CREATE TABLE meli_proxy_stats_minute (
+      minute timestamptz NOT NULL,
+      dimension text NOT NULL CHECK (dimension IN ('route', 'status', 'rule', 'ip')),
+      value text NOT NULL,
+      requests bigint NOT NULL DEFAULT 0,
+      bytes bigint NOT NULL DEFAULT 0,
+      latency_ms_sum double precision NOT NULL DEFAULT 0,
+      PRIMARY KEY (minute, dimension, value)
+    );
+    CREATE INDEX meli_proxy_stats_minute_dimension ON meli_proxy_stats_minute (dimension, minute)`,
+  },
+];
+
+/** Any constant works as long as every meli-proxy version uses the same one. */
+const MIGRATION_LOCK_KEY = 0x6d656c69; // 'meli'
+/** Migrations and waiting for another process's migrations may take long; no 5 s query timeout. */
+const MIGRATION_QUERY_TIMEOUT_MS = 15 * 60_000;
+
+const CREATE_LEDGER = `CREATE TABLE IF NOT EXISTS meli_proxy_migrations (
+  id integer PRIMARY KEY,
+  name text NOT NULL,
+  applied_at timestamptz NOT NULL DEFAULT now()
+)`;
+
+/** Migrations not yet applied to the database behind `pool`, in order. */
+export async function pendingMigrations(
+  pool: pg.Pool,
+  migrations: readonly Migration[] = MIGRATIONS,
+): Promise<Migration[]> {
+  const { rows } = await pool.query<{ ledger: string | null }>(
+    `SELECT to_regclass('meli_proxy_migrations')::text AS ledger`,
+  );
+  if (!rows[0]?.ledger) return [...migrations];
+  const applied = await pool.query<{ id: number }>('SELECT id FROM meli_proxy_migrations');
+  const done = new Set(applied.rows.map((r) => r.id));
+  return migrations.filter((m) => !done.has(m.id));
+}
+
+/**
+ * Applies pending migrations, each in its own transaction, and returns the ones this call applied
+ * (empty when another process got there first). Idempotent.
+ */
+export async function migrate(
+  pool: pg.Pool,
+  migrations: readonly Migration[] = MIGRATIONS,
+): Promise<Migration[]> {
+  checkOrder(migrations);
+  const client = await pool.connect();
+  // A checked-out client with no query running has no 'error' listener: add one so a dropped
+  // connection surfaces on the next query instead of crashing the process.
+  const onError = (): void => undefined;
+  client.on('error', onError);
+  const run = <R extends pg.QueryResultRow = pg.QueryResultRow>(text: string, values?: unknown[]) => {
+    // pg honours a per-query `query_timeout` that @types/pg does not declare.
+    const query: pg.QueryConfig & { query_timeout: number } = {
+      text,
+      values,
+      query_timeout: MIGRATION_QUERY_TIMEOUT_MS,
+    };
+    return client.query<R>(query);
+  };
+  let broken: Error | undefined;
+  try {
+    await run('SET statement_timeout = 0');
+    await run('SELECT pg_advisory_lock($1)', [MIGRATION_LOCK_KEY]);
+    try {
+      await run(CREATE_LEDGER);
+      const { rows } = await run<{ id: number }>('SELECT id FROM meli_proxy_migrations');
+      const done = new Set(rows.map((r) => r.id));
+      const applied: Migration[] = [];
+      for (const migration of migrations) {
+        if (done.has(migration.id)) continue;
+        await run('BEGIN');
+        try {
+          await run(migration.sql);
+          await run('INSERT INTO meli_proxy_migrations (id, name) VALUES ($1, $2)', [
+            migration.id,
+            migration.name,
+          ]);
+          await run('COMMIT');
+        } catch (error) {
+          await run('ROLLBACK').catch(() => undefined);
+          throw new Error(`migration ${migration.id} (${migration.name}) failed: ${errorMessage(error)}`, {
+            cause: error,
+          });
+        }
+        applied.push(migration);
+      }
+      return applied;
+    } finally {
+      await run('SELECT pg_advisory_unlock($1)', [MIGRATION_LOCK_KEY]).catch(() => undefined);
+      await run('RESET statement_timeout').catch(() => undefined);
+    }
+  } catch (error) {
+    // Do not hand a connection in an unknown state (lock held, transaction open) back to the pool.
+    broken = error instanceof Error ? error : new Error(String(error));
+    throw error;
+  } finally {
+    client.off('error', onError);
+    client.release(broken);
+  }
+}
+
+function checkOrder(migrations: readonly Migration[]): void {
+  for (let i = 1; i < migrations.length; i++) {
+    const prev = migrations[i - 1];
+    const cur = migrations[i];
+    if (prev && cur && cur.id <= prev.id) {
+      throw new Error(`migrations out of order: ${cur.id} (${cur.name}) after ${prev.id} (${prev.name})`);
+    }
+  }
+}
