@@ -2,7 +2,7 @@
  * The store entry point: `--store` value in, Store out.
  *   embedded (default) / memory → one process, documents in <dataDir>/documents.json / in memory
  *   postgres://… / postgresql://… → shared by every replica
- *   redis://… → not supported yet
+ *   redis://… / rediss://… → shared by every replica; no schema, nothing to migrate
  */
 import { openEmbeddedStore } from './embedded.js';
 import { errorMessage, StoreUnavailableError } from './errors.js';
@@ -10,6 +10,7 @@ import { type StoreLogger, silentLogger } from './logger.js';
 import { type Migration, migrate, pendingMigrations } from './migrations.js';
 import { createPool, DEFAULT_POOL_TUNING } from './pg-pool.js';
 import { openPostgresStore, type PostgresTuning } from './postgres.js';
+import { openRedisStore, type RedisTuning } from './redis.js';
 import type { Store } from './types.js';
 import { parseStoreUrl } from './url.js';
 
@@ -19,6 +20,7 @@ export { StoreConfigError, StoreNotMigratedError, StoreUnavailableError } from '
 export type { StoreLogger } from './logger.js';
 export { MIGRATIONS, type Migration } from './migrations.js';
 export type { PostgresTuning } from './postgres.js';
+export type { RedisTuning } from './redis.js';
 export type * from './types.js';
 export { maskUrl, parseStoreUrl, type StoreTarget } from './url.js';
 
@@ -30,6 +32,8 @@ export interface OpenStoreOptions {
   migrate?: boolean;
   /** PostgreSQL: pool size, timeouts, replica horizon, cleanup interval. */
   postgres?: Partial<PostgresTuning>;
+  /** Redis: timeouts, reconnection backoff, replica horizon, script batch size. */
+  redis?: Partial<RedisTuning>;
   /** Embedded: delay between a document change and its write. Default 50 ms. */
   flushDelayMs?: number;
 }
@@ -37,7 +41,7 @@ export interface OpenStoreOptions {
 /**
  * Opens the store named by `url`. Throws StoreConfigError for a bad value (exit 2),
  * StoreNotMigratedError when PostgreSQL needs `meli-proxy migrate` (exit 2), and
- * StoreUnavailableError when PostgreSQL cannot be reached (exit 1).
+ * StoreUnavailableError when PostgreSQL or Redis cannot be reached (exit 1).
  */
 export async function openStore(url: string, opts: OpenStoreOptions): Promise<Store> {
   const target = parseStoreUrl(url);
@@ -47,6 +51,14 @@ export async function openStore(url: string, opts: OpenStoreOptions): Promise<St
       persistent: target.persistent,
       logger: opts.logger,
       flushDelayMs: opts.flushDelayMs,
+    });
+  }
+  if (target.kind === 'redis') {
+    return openRedisStore({
+      url: target.url,
+      displayUrl: target.displayUrl,
+      logger: opts.logger,
+      tuning: opts.redis,
     });
   }
   return openPostgresStore({
@@ -62,17 +74,20 @@ export interface MigrateReport {
   displayUrl: string;
   /** Migrations applied by this call (with dryRun: the ones that would be). */
   applied: Migration[];
-  /** False for stores without a schema (embedded, memory). */
+  /** False for stores without a schema (embedded, memory, Redis): nothing to migrate. */
   hasSchema: boolean;
 }
 
-/** `meli-proxy migrate`: brings the store's schema up to date; a no-op for embedded stores. */
+/**
+ * `meli-proxy migrate`: brings the store's schema up to date. A no-op for stores without a schema
+ * (embedded, memory, Redis), which it does not even connect to.
+ */
 export async function migrateStore(
   url: string,
   opts: { logger?: StoreLogger; dryRun?: boolean } = {},
 ): Promise<MigrateReport> {
   const target = parseStoreUrl(url);
-  if (target.kind === 'embedded') return { displayUrl: target.displayUrl, applied: [], hasSchema: false };
+  if (target.kind !== 'postgres') return { displayUrl: target.displayUrl, applied: [], hasSchema: false };
   const pool = createPool(target.url, DEFAULT_POOL_TUNING, opts.logger ?? silentLogger);
   try {
     const applied = opts.dryRun ? await pendingMigrations(pool) : await migrate(pool);

@@ -5,11 +5,13 @@ import { StoreConfigError } from './errors.js';
 
 export type StoreTarget =
   | { kind: 'embedded'; persistent: boolean; displayUrl: string }
-  | { kind: 'postgres'; url: string; displayUrl: string };
+  | { kind: 'postgres'; url: string; displayUrl: string }
+  | { kind: 'redis'; url: string; displayUrl: string };
 
 const ALLOWED =
   'Use "embedded" (the default: one process, documents kept in the data dir), "memory" ' +
-  '(one process, nothing kept) or a PostgreSQL URL such as postgres://user:password@host:5432/database.';
+  '(one process, nothing kept), a PostgreSQL URL such as postgres://user:password@host:5432/database ' +
+  'or a Redis URL such as redis://:password@host:6379/0 (rediss:// for TLS).';
 
 const MASK = '***';
 /** Query parameters that may hold a secret (libpq accepts `password` and `sslpassword`). */
@@ -48,9 +50,7 @@ export function parseStoreUrl(raw: string): StoreTarget {
   if (lower === 'memory') return { kind: 'embedded', persistent: false, displayUrl: 'memory' };
 
   const scheme = /^([a-z][a-z0-9+.-]*):/i.exec(value)?.[1]?.toLowerCase();
-  if (scheme === 'redis' || scheme === 'rediss') {
-    throw configError(value, 'Redis is not supported yet');
-  }
+  if (scheme === 'redis' || scheme === 'rediss') return parseRedisUrl(value);
   if (scheme !== 'postgres' && scheme !== 'postgresql') {
     throw configError(value, scheme ? `unknown store type "${scheme}:"` : 'not a store name or URL');
   }
@@ -65,4 +65,22 @@ export function parseStoreUrl(raw: string): StoreTarget {
     throw configError(value, 'malformed PostgreSQL URL (expected postgres://…)');
   }
   return { kind: 'postgres', url: value, displayUrl: maskUrl(value) };
+}
+
+/** `redis[s]://[[user][:password]@]host[:port][/db]`, the form node-redis accepts. */
+function parseRedisUrl(value: string): StoreTarget {
+  const expected = 'malformed Redis URL (expected redis://[user:password@]host[:port][/database-number])';
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    throw configError(value, expected);
+  }
+  if (!value.slice(url.protocol.length).startsWith('//') || url.hostname === '') {
+    throw configError(value, expected);
+  }
+  if (!/^\/?(\d+)?$/.test(url.pathname)) {
+    throw configError(value, `${expected}: "${url.pathname.slice(1)}" is not a database number`);
+  }
+  return { kind: 'redis', url: value, displayUrl: maskUrl(value) };
 }

@@ -29,10 +29,7 @@ describe('parseStoreUrl', () => {
   });
 
   it.each([
-    [
-      'redis://:hunter2@cache:6379/0',
-      /--store "redis:\/\/:\*\*\*@cache:6379\/0": Redis is not supported yet/,
-    ],
+    ['redis://:hunter2@cache:6379/zero', /--store "redis:\/\/:\*\*\*@cache:6379\/zero": malformed Redis URL/],
     ['mysql://root:hunter2@db/x', /unknown store type "mysql:"/],
     ['postgres:meli', /malformed PostgreSQL URL/],
     ['postgres://user:hunter2@[::1/x', /malformed PostgreSQL URL/],
@@ -55,7 +52,7 @@ describe('parseStoreUrl', () => {
   });
 
   it('is what openStore throws for a bad value', async () => {
-    await expect(openStore('redis://localhost', { dataDir: '/x' })).rejects.toBeInstanceOf(StoreConfigError);
+    await expect(openStore('redis:localhost', { dataDir: '/x' })).rejects.toBeInstanceOf(StoreConfigError);
   });
 });
 

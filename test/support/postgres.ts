@@ -155,7 +155,8 @@ async function linkLibraries(bins: Binaries, dir: string): Promise<void> {
   }
 }
 
-async function freePort(): Promise<number> {
+/** A port nothing listens on right now, on 127.0.0.1 (it may be taken before it is used: retry). */
+export async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const server = createServer();
     server.unref();
