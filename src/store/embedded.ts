@@ -7,9 +7,11 @@ import path from 'node:path';
 import Keyv from 'keyv';
 import { DOCUMENT_NAMESPACE, KeyvDocumentStore } from './documents.js';
 import { errorMessage, StoreConfigError } from './errors.js';
+import { FileStatsStore } from './file-stats.js';
 import { JsonFileKeyvAdapter } from './json-file-adapter.js';
 import { type StoreLogger, silentLogger } from './logger.js';
 import { MemoryCounterBackend } from './memory-counters.js';
+import { MemoryStatsStore } from './memory-stats.js';
 import type { Store } from './types.js';
 
 export const DOCUMENTS_FILE = 'documents.json';
@@ -40,6 +42,7 @@ export async function openEmbeddedStore(opts: EmbeddedStoreOptions): Promise<Sto
   const keyv = new Keyv(adapter, { namespace: DOCUMENT_NAMESPACE, throwOnErrors: true });
   const documents = new KeyvDocumentStore(keyv, (prefix) => adapter.scan(prefix));
   const counters = new MemoryCounterBackend();
+  const stats = opts.persistent ? await FileStatsStore.open(opts.dataDir, logger) : new MemoryStatsStore();
   let closing: Promise<void> | undefined;
 
   return {
@@ -47,6 +50,7 @@ export async function openEmbeddedStore(opts: EmbeddedStoreOptions): Promise<Sto
     displayUrl: opts.persistent ? 'embedded' : 'memory',
     documents,
     counters,
+    stats,
     async check() {
       if (closing) throw new Error('the embedded store is closed');
     },

@@ -55,7 +55,7 @@ export const MIGRATIONS: readonly Migration[] = [
     name: 'stats_minute',
     sql: `CREATE TABLE meli_proxy_stats_minute (
       minute timestamptz NOT NULL,
-      dimension text NOT NULL CHECK (dimension IN ('route', 'status', 'rule', 'ip')),
+      dimension text NOT NULL CHECK (dimension IN ('total', 'route', 'status', 'rule', 'ip')),
       value text NOT NULL,
       requests bigint NOT NULL DEFAULT 0,
       bytes bigint NOT NULL DEFAULT 0,

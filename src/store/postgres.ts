@@ -11,6 +11,7 @@ import { migrate, pendingMigrations } from './migrations.js';
 import { type CounterTuning, DEFAULT_COUNTER_TUNING, PostgresCounterBackend } from './pg-counters.js';
 import { createKeyvPostgresAdapter, currentSchema, scanDocuments } from './pg-documents.js';
 import { createPool, DEFAULT_POOL_TUNING, type PoolTuning, withTimeout } from './pg-pool.js';
+import { PostgresStatsStore } from './pg-stats.js';
 import type { Store } from './types.js';
 
 export interface PostgresTuning extends PoolTuning, CounterTuning {
@@ -56,6 +57,7 @@ export async function openPostgresStore(opts: PostgresStoreOptions): Promise<Pos
   });
   const documents = new KeyvDocumentStore(keyv, scanDocuments(pool, schema));
   const counters = new PostgresCounterBackend(pool, tuning, logger);
+  const stats = new PostgresStatsStore(pool, tuning.queryTimeoutMs);
   let closing: Promise<void> | undefined;
 
   return {
@@ -63,6 +65,7 @@ export async function openPostgresStore(opts: PostgresStoreOptions): Promise<Pos
     displayUrl: opts.displayUrl,
     documents,
     counters,
+    stats,
     async check() {
       if (closing) throw new Error(`the store ${opts.displayUrl} is closed`);
       await withTimeout(

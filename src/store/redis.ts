@@ -3,6 +3,7 @@
  * over one connection (see redis-client.ts for timeouts and reconnection). Redis has no schema:
  * there is nothing to migrate, and opening only needs the server to answer.
  */
+
 import Keyv from 'keyv';
 import { KeyvDocumentStore } from './documents.js';
 import { errorMessage, StoreUnavailableError } from './errors.js';
@@ -23,6 +24,7 @@ import {
   REDIS_DOCUMENT_NAMESPACE,
   scanDocuments,
 } from './redis-documents.js';
+import { RedisStatsStore } from './redis-stats.js';
 import type { Store } from './types.js';
 
 export interface RedisTuning extends RedisConnectionTuning, RedisCounterTuning {
@@ -55,6 +57,7 @@ export async function openRedisStore(opts: RedisStoreOptions): Promise<RedisStor
   const tuning = { ...DEFAULT_REDIS_TUNING, ...opts.tuning };
   const connection = new RedisConnection(opts.url, opts.displayUrl, tuning, logger);
   const counters = new RedisCounterBackend(connection, tuning);
+  const stats = new RedisStatsStore(connection);
   try {
     await connection.open();
   } catch (error) {
@@ -79,6 +82,7 @@ export async function openRedisStore(opts: RedisStoreOptions): Promise<RedisStor
     displayUrl: opts.displayUrl,
     documents,
     counters,
+    stats,
     async check() {
       if (closing) throw new Error(`the store ${opts.displayUrl} is closed`);
       await connection.bound((client) => client.ping(), tuning.checkTimeoutMs);

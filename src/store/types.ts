@@ -37,6 +37,41 @@ export interface DocumentStore {
   list<T>(prefix: string): Promise<Array<[string, T]>>;
 }
 
+/** What a statistics row is counted by. `total` has one row per minute with the empty value. */
+export type StatDimension = 'total' | 'route' | 'status' | 'rule' | 'ip';
+export const STAT_DIMENSIONS: readonly StatDimension[] = ['total', 'route', 'status', 'rule', 'ip'];
+
+/** Usage of one minute along one dimension; rows for the same key add up. */
+export interface StatRow {
+  /** Start of the minute, epoch milliseconds. */
+  minute: number;
+  dimension: StatDimension;
+  value: string;
+  requests: number;
+  bytes: number;
+  latencyMsSum: number;
+}
+
+export interface StatsQuery {
+  /** Inclusive start, epoch ms (rounded down to the minute by the store). */
+  from: number;
+  /** Exclusive end, epoch ms. */
+  to: number;
+  dimension: StatDimension;
+  /** Most rows returned, largest `requests` first. */
+  limit: number;
+}
+
+/** Per-minute usage aggregates: additive writes, grouped reads. */
+export interface StatsStore {
+  /** Adds the rows to what is stored (same minute, dimension and value sum up). */
+  add(rows: readonly StatRow[]): Promise<void>;
+  /** Rows summed over [from, to) per value; `minute` in the result is `from`. */
+  query(query: StatsQuery): Promise<StatRow[]>;
+  /** Drops minutes before `before` (epoch ms); returns how many rows went. */
+  prune(before: number): Promise<number>;
+}
+
 export type StoreKind = 'embedded' | 'postgres' | 'redis';
 
 export interface Store {
@@ -45,6 +80,7 @@ export interface Store {
   readonly displayUrl: string;
   readonly documents: DocumentStore;
   readonly counters: CounterBackend;
+  readonly stats: StatsStore;
   /** Resolves when the store answers; rejects with the reason otherwise. Used by `/ready`. */
   check(): Promise<void>;
   close(): Promise<void>;

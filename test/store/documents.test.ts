@@ -3,67 +3,12 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { openStore, type Store } from '../../src/store/index.js';
-import { type TestDatabase, testDatabase } from '../support/postgres.js';
-import { type RedisServer, skipWithoutRedis, startRedis } from '../support/redis.js';
-
-interface Backend {
-  name: string;
-  open(): Promise<Store>;
-  cleanup(): Promise<void>;
-}
-
-function embeddedBackend(url: 'embedded' | 'memory'): Backend {
-  let dir: string | undefined;
-  return {
-    name: url,
-    async open() {
-      dir ??= await mkdtemp(path.join(tmpdir(), 'meli-store-'));
-      return openStore(url, { dataDir: dir });
-    },
-    async cleanup() {
-      if (dir) await rm(dir, { recursive: true, force: true });
-    },
-  };
-}
-
-function postgresBackend(): Backend {
-  let db: TestDatabase | undefined;
-  return {
-    name: 'postgres',
-    async open() {
-      db ??= await testDatabase();
-      return openStore(db.url, { dataDir: '/nonexistent', migrate: true });
-    },
-    async cleanup() {
-      await db?.drop();
-    },
-  };
-}
-
-function redisBackend(): Backend {
-  let server: RedisServer | undefined;
-  return {
-    name: 'redis',
-    async open() {
-      server ??= await startRedis();
-      return openStore(server.url, { dataDir: '/nonexistent' });
-    },
-    async cleanup() {
-      await server?.dispose();
-    },
-  };
-}
+import type { Store } from '../../src/store/index.js';
+import { allBackends } from '../support/backends.js';
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
-describe.each([
-  embeddedBackend('embedded'),
-  embeddedBackend('memory'),
-  postgresBackend(),
-  // Without redis-server (outside CI), skipWithoutRedis() warns and the Redis round is left out.
-  ...(skipWithoutRedis() ? [] : [redisBackend()]),
-])('documents on $name', (backend) => {
+describe.each(allBackends())('documents on $name', (backend) => {
   let store: Store;
 
   beforeAll(async () => {
