@@ -29,6 +29,18 @@ export interface Config {
   logLevel: LogLevel;
   accessLog: boolean;
   shutdownGrace: number;
+  maxRoutes: number;
+  statsRetention: number;
+  syncInterval: number;
+  onStoreError: 'open' | 'deny';
+  legacyRateLimitHeaders: boolean;
+  /** Route templates from the file's `routes:` list, tried before the built-in ones. */
+  routes: string[];
+  injectToken: boolean;
+  overrideClientToken: boolean;
+  clientId: string | undefined;
+  clientSecret: string | undefined;
+  tokenUrl: URL;
   /** Anything the file holds under `limits:`; validated by the rate-limit rule parser. */
   limits: unknown[];
   /** Where each value came from, for error messages and `--print-config`. */
@@ -70,12 +82,12 @@ function integer(min: number, max: number): Parser<number> {
   };
 }
 
-const DURATION_UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
+const DURATION_UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
 
 /** Milliseconds, as a bare integer or with a unit (`500ms`, `30s`, `5m`). */
 function duration(min: number, max: number): Parser<number> {
   return (raw) => {
-    const match = /^(\d+)(ms|s|m|h)?$/.exec(asString(raw));
+    const match = /^(\d+)(ms|s|m|h|d)?$/.exec(asString(raw));
     if (!match) throw new InvalidValue();
     const value = Number(match[1]) * (DURATION_UNITS[match[2] ?? 'ms'] ?? 1);
     if (value < min || value > max) throw new InvalidValue();
@@ -143,6 +155,28 @@ function storeUrl(raw: unknown): string {
     }
   }
   throw new InvalidValue();
+}
+
+function endpointUrl(raw: unknown): URL {
+  let url: URL;
+  try {
+    url = new URL(asString(raw));
+  } catch {
+    throw new InvalidValue();
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new InvalidValue();
+  if (url.username || url.password || url.hash) throw new InvalidValue();
+  // Plain http only where nothing but this machine can listen in (test peers, local mirrors).
+  const host = url.hostname.replace(/^\[(.*)\]$/, '$1');
+  if (url.protocol === 'http:' && !/^(localhost|::1|127(\.\d{1,3}){3})$/i.test(host))
+    throw new InvalidValue();
+  return url;
+}
+
+function clientId(raw: unknown): string {
+  const text = asString(raw);
+  if (!/^[A-Za-z0-9._-]{1,200}$/.test(text)) throw new InvalidValue();
+  return text;
 }
 
 function nonEmpty(minLength: number): Parser<string> {
@@ -312,13 +346,122 @@ export const SETTINGS = {
     defaultValue: () => 10_000,
     parse: duration(0, 3_600_000),
   },
+  injectToken: {
+    flag: '--inject-token',
+    env: 'MELI_PROXY_INJECT_TOKEN',
+    arg: '[on|off]',
+    description:
+      'Send the MercadoLibre token stored by `meli-proxy auth login` as `Authorization: Bearer …` on upstream requests that carry none, refreshing it ahead of expiry.',
+    allowed: 'on or off (also true/false, yes/no, 1/0; the bare flag means on)',
+    defaultValue: () => false,
+    defaultText: 'off',
+    parse: boolean,
+  },
+  overrideClientToken: {
+    flag: '--override-client-token',
+    env: 'MELI_PROXY_OVERRIDE_CLIENT_TOKEN',
+    arg: '[on|off]',
+    description:
+      "With --inject-token, replace a client's own Authorization header too instead of keeping it.",
+    allowed: 'on or off (also true/false, yes/no, 1/0; the bare flag means on)',
+    defaultValue: () => false,
+    defaultText: 'off',
+    parse: boolean,
+  },
+  clientId: {
+    flag: '--client-id',
+    env: 'MELI_CLIENT_ID',
+    arg: '<id>',
+    description:
+      'MercadoLibre application id (`auth login`; for refreshing, the one stored at login is the default).',
+    allowed: 'the application id: letters, digits, dot, dash or underscore',
+    defaultValue: () => undefined,
+    defaultText: '(the one stored at login)',
+    parse: clientId,
+  },
+  clientSecret: {
+    flag: '--client-secret',
+    env: 'MELI_CLIENT_SECRET',
+    arg: '<secret>',
+    description:
+      'MercadoLibre application secret, needed to log in and to refresh tokens. Prefer the environment variable over the flag.',
+    allowed: 'a non-empty string',
+    defaultValue: () => undefined,
+    defaultText: '(none)',
+    parse: nonEmpty(1),
+    secret: true,
+  },
+  tokenUrl: {
+    flag: '--token-url',
+    env: 'MELI_PROXY_TOKEN_URL',
+    arg: '<url>',
+    description:
+      'OAuth token endpoint used to log in and refresh (override for tests and self-hosted mirrors).',
+    allowed: 'an https:// URL (http:// only on a loopback address)',
+    defaultValue: () => new URL('https://api.mercadolibre.com/oauth/token'),
+    defaultText: 'https://api.mercadolibre.com/oauth/token',
+    parse: endpointUrl,
+  },
+  maxRoutes: {
+    flag: '--max-routes',
+    env: 'MELI_PROXY_MAX_ROUTES',
+    arg: '<n>',
+    description:
+      'Most distinct route labels in metrics and statistics; paths beyond it are reported as /other.',
+    allowed: 'an integer from 100 to 10000',
+    defaultValue: () => 256,
+    parse: integer(100, 10_000),
+  },
+  statsRetention: {
+    flag: '--stats-retention',
+    env: 'MELI_PROXY_STATS_RETENTION',
+    arg: '<duration>',
+    description: 'How long per-minute usage statistics are kept in the store.',
+    allowed: 'a duration from 1h to 400d (e.g. 7d, 36h)',
+    defaultValue: () => 7 * 86_400_000,
+    defaultText: '7d',
+    parse: duration(3_600_000, 400 * 86_400_000),
+  },
+  syncInterval: {
+    flag: '--sync-interval',
+    env: 'MELI_PROXY_SYNC_INTERVAL',
+    arg: '<ms>',
+    description: 'How often shared rate-limit counters are pushed to and read from the store.',
+    allowed: 'a duration from 10ms to 10s (e.g. 100, 250ms)',
+    defaultValue: () => 100,
+    parse: duration(10, 10_000),
+  },
+  onStoreError: {
+    flag: '--on-store-error',
+    env: 'MELI_PROXY_ON_STORE_ERROR',
+    arg: '<open|deny>',
+    description:
+      "While the shared store is unreachable: keep limiting locally and let traffic through (open), or stop admitting past each replica's share (deny).",
+    allowed: 'open or deny',
+    defaultValue: () => 'open' as const,
+    parse: (raw: unknown) => {
+      const text = asString(raw).toLowerCase();
+      if (text !== 'open' && text !== 'deny') throw new InvalidValue();
+      return text;
+    },
+  },
+  legacyRateLimitHeaders: {
+    flag: '--legacy-ratelimit-headers',
+    env: 'MELI_PROXY_LEGACY_RATELIMIT_HEADERS',
+    arg: '<on|off>',
+    description: 'Also send X-RateLimit-Limit, X-RateLimit-Remaining and X-RateLimit-Reset.',
+    allowed: 'on or off (also true/false, yes/no, 1/0)',
+    defaultValue: () => false,
+    defaultText: 'off',
+    parse: boolean,
+  },
 } satisfies Record<string, SettingSpec<unknown>>;
 
 export type SettingKey = keyof typeof SETTINGS;
 export const SETTING_KEYS = Object.keys(SETTINGS) as SettingKey[];
 
 /** Keys a config file may hold besides the settings above. */
-const FILE_ONLY_KEYS = new Set(['limits']);
+const FILE_ONLY_KEYS = new Set(['limits', 'routes']);
 
 export interface ConfigSources {
   /** Path of a YAML or JSON file (from `--config` or MELI_PROXY_CONFIG). */
@@ -365,17 +508,22 @@ export function loadConfig(sources: ConfigSources): Config {
   const values = new Map<SettingKey, unknown>();
   const origins: Partial<Record<SettingKey, string>> = {};
   let limits: unknown[] = [];
+  let routes: string[] = [];
 
   const filePath = sources.file ?? sources.env.MELI_PROXY_CONFIG;
   if (filePath) {
     const absolute = resolve(sources.cwd ?? process.cwd(), filePath);
     const data = readConfigFile(absolute);
     for (const [name, value] of Object.entries(data)) {
-      if (FILE_ONLY_KEYS.has(name)) {
+      if (name === 'limits') {
         if (!Array.isArray(value)) {
           throw new UsageError(`Config file ${absolute}: "limits" must be a list of rules.`);
         }
         limits = value;
+        continue;
+      }
+      if (name === 'routes') {
+        routes = routeTemplates(value, absolute);
         continue;
       }
       if (!(name in SETTINGS)) {
@@ -426,9 +574,39 @@ export function loadConfig(sources: ConfigSources): Config {
     logLevel: pick('logLevel'),
     accessLog: pick('accessLog'),
     shutdownGrace: pick('shutdownGrace'),
+    maxRoutes: pick('maxRoutes'),
+    statsRetention: pick('statsRetention'),
+    syncInterval: pick('syncInterval'),
+    onStoreError: pick('onStoreError'),
+    legacyRateLimitHeaders: pick('legacyRateLimitHeaders'),
+    routes,
+    injectToken: pick('injectToken'),
+    overrideClientToken: pick('overrideClientToken'),
+    clientId: pick('clientId'),
+    clientSecret: pick('clientSecret'),
+    tokenUrl: pick('tokenUrl'),
     limits,
     sources: origins,
   };
+}
+
+const ROUTE_TEMPLATE =
+  /^\/([A-Za-z0-9._~-]+|:[A-Za-z_][A-Za-z0-9_]*|\*)?(\/([A-Za-z0-9._~-]+|:[A-Za-z_][A-Za-z0-9_]*|\*))*$/;
+
+function routeTemplates(value: unknown, file: string): string[] {
+  if (!Array.isArray(value)) {
+    throw new UsageError(
+      `Config file ${file}: "routes" must be a list of path templates such as /items/:id.`,
+    );
+  }
+  return value.map((item, index) => {
+    if (typeof item !== 'string' || !ROUTE_TEMPLATE.test(item)) {
+      throw new UsageError(
+        `Config file ${file}: routes[${index}] ${JSON.stringify(item)} is not a path template: expected segments, ":name" parameters or "*" (e.g. /items/:id/pictures).`,
+      );
+    }
+    return item;
+  });
 }
 
 function parseSetting(key: SettingKey, raw: unknown, source: string): unknown {
@@ -455,6 +633,8 @@ export function redactConfig(config: Config): Record<string, unknown> {
     ...config,
     upstream: config.upstream.origin,
     adminToken: config.adminToken ? '(set)' : '(none)',
+    clientSecret: config.clientSecret ? '(set)' : '(none)',
+    tokenUrl: config.tokenUrl.href,
     store: maskUrl(config.store),
     sources: undefined,
   };

@@ -28,6 +28,14 @@ export interface ForwardOutcome {
   upstreamHeadersMs: number;
 }
 
+/** Lets an upstream 401 to a request sent with an injected token be retried once with a fresh token. */
+export interface UnauthorizedRetry {
+  /** Index in `ForwardRequest.headers` of the injected Authorization value. */
+  valueIndex: number;
+  /** Resolves with a fresh Authorization value, or undefined when there is none to try. */
+  refresh(used: string): Promise<string | undefined>;
+}
+
 export interface ForwardRequest {
   method: string;
   path: string;
@@ -35,7 +43,13 @@ export interface ForwardRequest {
   requestId: string;
   /** Ask the client to close its connection after this response (the server is draining). */
   closeAfter: () => boolean;
+  /** Headers the proxy adds to the client response (rate-limit state). */
+  extraResponseHeaders?: readonly string[] | undefined;
+  retryUnauthorized?: UnauthorizedRetry | undefined;
 }
+
+/** A 401 body larger than this is passed on instead of being held for a retry. */
+const HELD_BODY_LIMIT = 64 * 1024;
 
 /** Methods that are safe to pipeline and to retry on a fresh connection. */
 function isIdempotent(method: string): boolean {
@@ -49,6 +63,8 @@ function hasBody(req: IncomingMessage): boolean {
 }
 
 class ForwardHandler implements Dispatcher.DispatchHandler {
+  /** A 401 being held back while a fresh token is fetched: [statusText, headers, body chunks]. */
+  private held: { statusText: string; headers: Buffer[]; chunks: Buffer[]; size: number } | undefined;
   private abortUpstream: ((error?: Error) => void) | undefined;
   private resumeUpstream: (() => void) | undefined;
   private upstreamPaused = false;
@@ -60,12 +76,34 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
   private headersAt = Number.NaN;
 
   constructor(
+    private readonly upstream: Dispatcher,
+    private readonly req: IncomingMessage,
     private readonly res: ServerResponse,
     private readonly request: ForwardRequest,
     private readonly observer: ForwardObserver,
   ) {
     res.once('close', this.onClientClose);
     res.on('drain', this.onClientDrain);
+  }
+
+  dispatch(): void {
+    const idempotent = isIdempotent(this.request.method);
+    try {
+      this.upstream.dispatch(
+        {
+          path: this.request.path,
+          method: this.request.method as Dispatcher.HttpMethod,
+          headers: this.request.headers,
+          body: hasBody(this.req) ? this.req : null,
+          idempotent,
+          // Non-idempotent requests must not queue behind (or ahead of) others on a pipelined socket.
+          blocking: !idempotent,
+        },
+        this,
+      );
+    } catch (error) {
+      this.onError(error as Error);
+    }
   }
 
   onConnect(abort: (error?: Error) => void): void {
@@ -79,12 +117,41 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
     this.headersAt = performance.now();
     this.resumeUpstream = resume;
     if (this.res.destroyed) return false;
-    const headers = clientResponseHeaders(rawHeaders, this.request.requestId, this.request.closeAfter());
-    this.res.writeHead(statusCode, statusText || undefined, headers);
+    if (statusCode === 401 && this.request.retryUnauthorized && !hasBody(this.req)) {
+      this.held = { statusText, headers: rawHeaders, chunks: [], size: 0 };
+      return true;
+    }
+    this.writeHead(statusCode, statusText, rawHeaders);
     return true;
   }
 
+  private writeHead(statusCode: number, statusText: string, rawHeaders: Buffer[]): void {
+    const headers = clientResponseHeaders(rawHeaders, this.request.requestId, this.request.closeAfter());
+    if (this.request.extraResponseHeaders) headers.push(...this.request.extraResponseHeaders);
+    this.res.writeHead(statusCode, statusText || undefined, headers);
+  }
+
+  /** Gives up holding a 401: what was held goes to the client as it came. */
+  private releaseHeld(): void {
+    const held = this.held!;
+    this.held = undefined;
+    this.writeHead(this.status, held.statusText, held.headers);
+    for (const chunk of held.chunks) this.writeChunk(chunk);
+  }
+
   onData(chunk: Buffer): boolean {
+    const held = this.held;
+    if (held) {
+      held.chunks.push(chunk);
+      held.size += chunk.length;
+      if (held.size <= HELD_BODY_LIMIT) return true;
+      this.releaseHeld();
+      return !this.upstreamPaused;
+    }
+    return this.writeChunk(chunk);
+  }
+
+  private writeChunk(chunk: Buffer): boolean {
     this.bytes += chunk.length;
     // Returning false pauses the upstream socket until the client drains: memory stays flat.
     if (this.res.write(chunk)) return true;
@@ -93,8 +160,46 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
   }
 
   onComplete(): void {
+    if (this.held) {
+      this.retryWithFreshToken();
+      return;
+    }
     this.res.end();
     this.finish(false);
+  }
+
+  /** The upstream refused the injected token: refresh it once and send the request again. */
+  private retryWithFreshToken(): void {
+    const retry = this.request.retryUnauthorized!;
+    const used = this.request.headers[retry.valueIndex]!;
+    retry.refresh(used).then(
+      (fresh) => this.afterRefresh(fresh !== used ? fresh : undefined),
+      () => this.afterRefresh(undefined),
+    );
+  }
+
+  private afterRefresh(fresh: string | undefined): void {
+    if (this.finished || this.res.destroyed) return;
+    if (fresh === undefined) {
+      this.releaseHeld();
+      this.res.end();
+      this.finish(false);
+      return;
+    }
+    const retry = this.request.retryUnauthorized!;
+    const headers = [...this.request.headers];
+    headers[retry.valueIndex] = fresh;
+    // The second attempt reports to the same observer; this handler steps aside without finishing.
+    this.res.off('close', this.onClientClose);
+    this.res.off('drain', this.onClientDrain);
+    this.finished = true;
+    new ForwardHandler(
+      this.upstream,
+      this.req,
+      this.res,
+      { ...this.request, headers, retryUnauthorized: undefined },
+      this.observer,
+    ).dispatch();
   }
 
   onError(error: Error): void {
@@ -103,6 +208,7 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
       this.finish(true);
       return;
     }
+    this.held = undefined;
     this.failure = classifyUpstreamError(error);
     if (this.res.headersSent) {
       // Too late for a clean error: cutting the connection tells the client the body is incomplete.
@@ -153,22 +259,5 @@ export function forward(
   request: ForwardRequest,
   observer: ForwardObserver,
 ): void {
-  const handler = new ForwardHandler(res, request, observer);
-  const idempotent = isIdempotent(request.method);
-  try {
-    upstream.dispatch(
-      {
-        path: request.path,
-        method: request.method as Dispatcher.HttpMethod,
-        headers: request.headers,
-        body: hasBody(req) ? req : null,
-        idempotent,
-        // Non-idempotent requests must not queue behind (or ahead of) others on a pipelined socket.
-        blocking: !idempotent,
-      },
-      handler,
-    );
-  } catch (error) {
-    handler.onError(error as Error);
-  }
+  new ForwardHandler(upstream, req, res, request, observer).dispatch();
 }

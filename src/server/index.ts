@@ -10,12 +10,17 @@ import type { Logger } from '../logger.js';
 import type { Store } from '../store/types.js';
 import { buildAdminApp } from './admin-app.js';
 import { isLoopback } from './admin-auth.js';
+import { statsRoutes } from './admin-stats.js';
 import { statusRoutes } from './admin-status.js';
 import { ProxyMetrics } from './metrics.js';
 import { buildProxyApp } from './proxy-app.js';
+import type { RateLimitGate } from './rate-limit.js';
+import { RouteTable } from './routes.js';
 import { ServerState } from './state.js';
+import { StatsRecorder } from './stats/recorder.js';
 import { compileTrust } from './trusted-proxies.js';
 import { createUpstreamPool } from './upstream.js';
+import type { UpstreamAuth } from './upstream-auth.js';
 
 export interface ServerDeps {
   logger: Logger;
@@ -24,12 +29,17 @@ export interface ServerDeps {
   /** Work to finish after traffic stops and before the store closes (e.g. flushing statistics). */
   flushers?: Array<() => Promise<void>>;
   adminPlugins?: FastifyPluginAsync[];
+  /** Bearer token injection into upstream requests (`--inject-token`). */
+  upstreamAuth?: UpstreamAuth;
+  rateLimit?: RateLimitGate;
 }
 
 export interface RunningServer {
   proxyUrl: string;
   adminUrl: string;
   metrics: ProxyMetrics;
+  stats: StatsRecorder;
+  routes: RouteTable;
   state: ServerState;
   /** Drains and stops everything; resolves when the process may exit. Safe to call twice. */
   shutdown(reason: string): Promise<void>;
@@ -49,7 +59,16 @@ export async function startServer(config: Config, deps: ServerDeps): Promise<Run
     );
   }
 
-  const metrics = new ProxyMetrics();
+  const routes = new RouteTable({ extra: config.routes, maxRoutes: config.maxRoutes });
+  const routeLabel = (id: number) => routes.label(id);
+  const metrics = new ProxyMetrics({ routeCapacity: routes.capacity, routeLabel });
+  const stats = new StatsRecorder({
+    store: store.stats,
+    logger,
+    routeCapacity: routes.capacity,
+    routeLabel,
+    retentionMs: config.statsRetention,
+  });
   const state = new ServerState();
   state.addCheck('store', async () => {
     await store.check();
@@ -58,7 +77,18 @@ export async function startServer(config: Config, deps: ServerDeps): Promise<Run
   const upstream = createUpstreamPool(config);
   const trust = compileTrust(config.trustProxy);
 
-  const proxyApp = await buildProxyApp({ config, logger, metrics, upstream, state, trust });
+  const proxyApp = await buildProxyApp({
+    config,
+    logger,
+    metrics,
+    upstream,
+    state,
+    trust,
+    upstreamAuth: deps.upstreamAuth,
+    stats,
+    routes,
+    rateLimit: deps.rateLimit,
+  });
   const adminApp = await buildAdminApp({
     config,
     logger,
@@ -82,6 +112,7 @@ export async function startServer(config: Config, deps: ServerDeps): Promise<Run
     throw error;
   }
 
+  stats.start();
   const proxyUrl = urlOf(proxyApp);
   const adminUrl = urlOf(adminApp);
   logger.info(
@@ -113,6 +144,10 @@ export async function startServer(config: Config, deps: ServerDeps): Promise<Run
       proxyApp.server.closeAllConnections();
       await closed;
       await upstream.close().catch(() => upstream.destroy());
+      // Every answered request is counted by now: the final flush stores them all.
+      await stats
+        .stop()
+        .catch((error: unknown) => logger.error({ err: error }, 'final statistics flush failed'));
       for (const flush of deps.flushers ?? []) {
         await flush().catch((error: unknown) => logger.error({ err: error }, 'flush on shutdown failed'));
       }
@@ -123,5 +158,5 @@ export async function startServer(config: Config, deps: ServerDeps): Promise<Run
     return stopping;
   };
 
-  return { proxyUrl, adminUrl, metrics, state, shutdown };
+  return { proxyUrl, adminUrl, metrics, stats, routes, state, shutdown };
 }

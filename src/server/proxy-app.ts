@@ -14,13 +14,18 @@ import Fastify, {
 } from 'fastify';
 import type { Dispatcher } from 'undici';
 import type { Config } from '../config.js';
+import { normalizePath, rateLimitHeaders } from '../limits/index.js';
 import { type Logger, loggableUrl } from '../logger.js';
 import { sendApiError } from './api-error.js';
-import { type ForwardObserver, type ForwardOutcome, forward } from './forward.js';
+import { type ForwardObserver, type ForwardOutcome, forward, type UnauthorizedRetry } from './forward.js';
 import { upstreamRequestHeaders } from './headers.js';
 import { methodIndex, type ProxyMetrics } from './metrics.js';
+import type { RateLimitGate } from './rate-limit.js';
+import type { RouteTable } from './routes.js';
 import type { ServerState } from './state.js';
+import type { StatsRecorder } from './stats/recorder.js';
 import type { TrustFunction } from './trusted-proxies.js';
+import { injectAuthorization, type UpstreamAuth } from './upstream-auth.js';
 
 export const RESERVED_PATHS = ['/health', '/ready', '/metrics'] as const;
 const RESERVED = new Set<string>(RESERVED_PATHS);
@@ -54,25 +59,32 @@ export interface ProxyAppOptions {
   upstream: Dispatcher;
   state: ServerState;
   trust: TrustFunction;
+  upstreamAuth?: UpstreamAuth | undefined;
+  stats: StatsRecorder;
+  routes: RouteTable;
+  rateLimit?: RateLimitGate | undefined;
 }
 
-/** One forwarded request's bookkeeping: metrics and the access log line when it ends. */
+/** One forwarded request's bookkeeping: metrics, statistics and the access log line when it ends. */
 class ForwardRecord implements ForwardObserver {
-  private readonly startedAt = performance.now();
-
   constructor(
     private readonly options: ProxyAppOptions,
     private readonly req: IncomingMessage,
     private readonly requestId: string,
     private readonly clientIp: string,
     private readonly method: number,
+    private readonly route: number,
+    private readonly startedAt: number,
   ) {}
 
   onForwardEnd(outcome: ForwardOutcome): void {
-    const { metrics, logger, config } = this.options;
+    const { metrics, logger, config, stats } = this.options;
     const status = outcome.clientAborted && outcome.status === 0 ? 499 : outcome.status;
-    metrics.requestFinished(this.method, status);
+    const ms = performance.now() - this.startedAt;
+    metrics.requestFinished(this.method, this.route, status, ms, outcome.upstreamHeadersMs);
+    stats.record(this.route, status, outcome.bytes, ms, this.clientIp);
     if (outcome.failure) {
+      metrics.upstreamError(outcome.failure.kind);
       logger.warn(
         { reqId: this.requestId, kind: outcome.failure.kind, status, url: loggableUrl(this.req.url ?? '') },
         'upstream request failed',
@@ -86,7 +98,7 @@ class ForwardRecord implements ForwardObserver {
           url: loggableUrl(this.req.url ?? ''),
           status,
           bytes: outcome.bytes,
-          ms: Math.round((performance.now() - this.startedAt) * 10) / 10,
+          ms: Math.round(ms * 10) / 10,
           ip: this.clientIp,
           aborted: outcome.clientAborted || undefined,
         },
@@ -96,21 +108,29 @@ class ForwardRecord implements ForwardObserver {
   }
 }
 
+/** Answers a request the proxy will not forward; counted like any other response. */
 function refuse(
+  options: ProxyAppOptions,
   reply: FastifyReply,
-  metrics: ProxyMetrics,
+  route: number,
   status: number,
   error: string,
   message: string,
   extra?: string[],
 ): void {
   reply.hijack();
-  metrics.countResponse(methodIndex(reply.request.raw.method ?? ''), status);
-  sendApiError(reply.raw, status, error, message, extra);
+  const ms = reply.elapsedTime;
+  options.metrics.countResponse(methodIndex(reply.request.raw.method ?? ''), route, status, ms);
+  options.stats.record(route, status, 0, ms, reply.request.ip);
+  sendApiError(reply.raw, status, error, message, [
+    ...(extra ?? []),
+    'x-request-id',
+    String(reply.request.id),
+  ]);
 }
 
 export async function buildProxyApp(options: ProxyAppOptions): Promise<FastifyInstance> {
-  const { config, logger, metrics, upstream, state, trust } = options;
+  const { config, logger, metrics, upstream, state, trust, upstreamAuth, routes, rateLimit } = options;
   const upstreamHost = config.upstream.host;
 
   const app = Fastify({
@@ -127,53 +147,86 @@ export async function buildProxyApp(options: ProxyAppOptions): Promise<FastifyIn
   app.removeAllContentTypeParsers();
   app.addContentTypeParser('*', (_request, _payload, done) => done(null, undefined));
 
+  // Probes and scrapes are not usage: they are answered without counting.
   app.get('/health', async (_request, reply) => {
     reply.header('cache-control', 'no-store');
-    metrics.countResponse(methodIndex('GET'), 200);
     return { status: 'ok' };
   });
 
   app.get('/ready', async (_request, reply) => {
     const readiness = await state.readiness();
-    const status = readiness.ready ? 200 : 503;
-    metrics.countResponse(methodIndex('GET'), status);
-    reply.code(status).header('cache-control', 'no-store');
+    reply.code(readiness.ready ? 200 : 503).header('cache-control', 'no-store');
     return { status: readiness.ready ? 'ready' : 'not_ready', reasons: readiness.reasons };
   });
 
   app.get('/metrics', async (_request, reply) => {
-    metrics.countResponse(methodIndex('GET'), 200);
     reply.header('content-type', metrics.contentType).header('cache-control', 'no-store');
     return metrics.render();
   });
 
+  const METHODS_ALLOWED = ['allow', 'GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS'];
+
   const handleForward = (request: FastifyRequest, reply: FastifyReply): void => {
+    const startedAt = performance.now();
     const req = request.raw;
     const res: ServerResponse = reply.raw;
     const method = req.method ?? 'GET';
-    if (method === 'TRACE') {
-      refuse(reply, metrics, 405, 'method_not_allowed', 'TRACE is not forwarded by this proxy.', [
-        'allow',
-        'GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS',
-      ]);
-      return;
-    }
     const path = upstreamPath(req.url ?? '');
     if (path === undefined) {
-      refuse(reply, metrics, 400, 'bad_request', 'The request target must be a path such as /items/MLA123.');
+      refuse(
+        options,
+        reply,
+        routes.otherId,
+        400,
+        'bad_request',
+        'The request target must be a path such as /items/MLA123.',
+      );
+      return;
+    }
+    const normalized = normalizePath(path);
+    const route = routes.idOf(normalized);
+    if (method === 'TRACE') {
+      refuse(
+        options,
+        reply,
+        route,
+        405,
+        'method_not_allowed',
+        'TRACE is not forwarded by this proxy.',
+        METHODS_ALLOWED,
+      );
       return;
     }
     // GET and HEAD on these paths have their own routes; any other method lands here.
-    if (RESERVED.has(stripQuery(path))) {
-      refuse(reply, metrics, 405, 'method_not_allowed', `${stripQuery(path)} only answers GET and HEAD.`, [
+    if (RESERVED.has(normalized)) {
+      refuse(options, reply, route, 405, 'method_not_allowed', `${normalized} only answers GET and HEAD.`, [
         'allow',
         'GET, HEAD',
       ]);
       return;
     }
+    const clientIp = request.ip;
+    let limitHeaders: string[] | undefined;
+    if (rateLimit) {
+      const decision = rateLimit.decide(req, clientIp, method, normalized);
+      if (decision) {
+        limitHeaders = rateLimit.headers(decision);
+        if (!decision.allowed) {
+          refuse(
+            options,
+            reply,
+            route,
+            429,
+            'too_many_requests',
+            `Rate limit "${decision.rejectedBy}" exceeded: retry in ${decision.retryAfterSeconds} s.`,
+            limitHeaders,
+          );
+          return;
+        }
+      }
+    }
     reply.hijack();
     const peerIp = req.socket.remoteAddress ?? '';
-    const clientIp = request.ip;
     const requestId = String(request.id);
     const headers = upstreamRequestHeaders(req.rawHeaders, {
       clientIp,
@@ -182,14 +235,28 @@ export async function buildProxyApp(options: ProxyAppOptions): Promise<FastifyIn
       upstreamHost,
       requestId,
     });
-    const methodSlot = methodIndex(method);
+    let retryUnauthorized: UnauthorizedRetry | undefined;
+    if (upstreamAuth) {
+      const valueIndex = injectAuthorization(headers, upstreamAuth, req.headers.authorization !== undefined);
+      if (valueIndex !== -1 && (method === 'GET' || method === 'HEAD' || method === 'OPTIONS')) {
+        retryUnauthorized = { valueIndex, refresh: (used) => upstreamAuth.refreshAfterUnauthorized(used) };
+      }
+    }
     metrics.requestStarted();
     forward(
       upstream,
       req,
       res,
-      { method, path, headers, requestId, closeAfter: state.isDraining },
-      new ForwardRecord(options, req, requestId, clientIp, methodSlot),
+      {
+        method,
+        path,
+        headers,
+        requestId,
+        closeAfter: state.isDraining,
+        extraResponseHeaders: limitHeaders,
+        retryUnauthorized,
+      },
+      new ForwardRecord(options, req, requestId, clientIp, methodIndex(method), route, startedAt),
     );
   };
 
@@ -199,16 +266,25 @@ export async function buildProxyApp(options: ProxyAppOptions): Promise<FastifyIn
   app.setNotFoundHandler((request, reply) => {
     const target = request.raw.url ?? '';
     if (!target.startsWith('/') && upstreamPath(target) === undefined) {
-      refuse(reply, metrics, 400, 'bad_request', 'The request target must be a path such as /items/MLA123.');
+      refuse(
+        options,
+        reply,
+        routes.otherId,
+        400,
+        'bad_request',
+        'The request target must be a path such as /items/MLA123.',
+      );
       return;
     }
+    const route = routes.idOf(normalizePath(upstreamPath(target) ?? '/'));
     refuse(
+      options,
       reply,
-      metrics,
+      route,
       405,
       'method_not_allowed',
       `Method ${request.raw.method} is not forwarded by this proxy.`,
-      ['allow', 'GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS'],
+      METHODS_ALLOWED,
     );
   });
 
@@ -217,8 +293,9 @@ export async function buildProxyApp(options: ProxyAppOptions): Promise<FastifyIn
       error.statusCode && error.statusCode >= 400 && error.statusCode < 500 ? error.statusCode : 500;
     if (status >= 500) logger.error({ reqId: request.id, err: error }, 'request failed inside the proxy');
     refuse(
+      options,
       reply,
-      metrics,
+      routes.otherId,
       status,
       status === 500 ? 'internal_error' : 'bad_request',
       status === 500 ? 'The proxy failed to handle the request.' : error.message,
@@ -236,13 +313,8 @@ export async function buildProxyApp(options: ProxyAppOptions): Promise<FastifyIn
     socket.end(
       `HTTP/1.1 405 Method Not Allowed\r\nconnection: close\r\ncontent-type: application/json; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
     );
-    metrics.countResponse(methodIndex('CONNECT'), 405);
+    metrics.countResponse(methodIndex('CONNECT'), routes.otherId, 405, 0);
   });
 
   return app;
-}
-
-function stripQuery(path: string): string {
-  const index = path.indexOf('?');
-  return index === -1 ? path : path.slice(0, index);
 }

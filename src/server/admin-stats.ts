@@ -1,0 +1,60 @@
+import type { FastifyPluginAsync } from 'fastify';
+import { apiErrorBody } from './api-error.js';
+import type { StatsRecorder, StatsReport } from './stats/recorder.js';
+
+const GROUPS: ReadonlyArray<StatsReport['groupBy']> = ['route', 'ip', 'status', 'rule'];
+const HOUR_MS = 3_600_000;
+
+/** A time given as ISO-8601 or epoch milliseconds; undefined when absent, NaN when malformed. */
+function parseTime(value: string | undefined): number | undefined {
+  if (value === undefined || value === '') return undefined;
+  if (/^\d+$/.test(value)) return Number(value);
+  return Date.parse(value);
+}
+
+interface StatsQuerystring {
+  from?: string;
+  to?: string;
+  groupBy?: string;
+  limit?: string;
+}
+
+/** `GET /admin/stats` (stored per-minute usage) and `GET /admin/stats/live` (last 60 s). */
+export function statsRoutes(stats: StatsRecorder): FastifyPluginAsync {
+  return async (app) => {
+    app.get<{ Querystring: StatsQuerystring }>('/admin/stats', async (request, reply) => {
+      const now = Date.now();
+      const to = parseTime(request.query.to) ?? now;
+      const from = parseTime(request.query.from) ?? to - HOUR_MS;
+      const groupBy = (request.query.groupBy ?? 'route') as StatsReport['groupBy'];
+      const limit = request.query.limit === undefined ? 20 : Number(request.query.limit);
+      const problem = Number.isNaN(from)
+        ? `from "${request.query.from}" is not an ISO-8601 time or epoch milliseconds`
+        : Number.isNaN(to)
+          ? `to "${request.query.to}" is not an ISO-8601 time or epoch milliseconds`
+          : from >= to
+            ? 'from must be before to'
+            : !GROUPS.includes(groupBy)
+              ? `groupBy "${request.query.groupBy}" must be one of ${GROUPS.join(', ')}`
+              : !Number.isInteger(limit) || limit < 1 || limit > 1000
+                ? `limit "${request.query.limit}" must be an integer from 1 to 1000`
+                : undefined;
+      if (problem) {
+        reply.code(400).header('content-type', 'application/json; charset=utf-8');
+        return apiErrorBody(400, 'bad_request', problem);
+      }
+      try {
+        return await stats.report(from, to, groupBy, limit);
+      } catch (error) {
+        reply.code(503).header('content-type', 'application/json; charset=utf-8');
+        return apiErrorBody(
+          503,
+          'store_unavailable',
+          `Statistics cannot be read now: ${(error as Error).message}`,
+        );
+      }
+    });
+
+    app.get('/admin/stats/live', async () => stats.liveSnapshot());
+  };
+}

@@ -1,0 +1,507 @@
+/**
+ * The dashboard's script (a browser ES module, no framework, no external resource).
+ *
+ *   - Signs in with the admin token typed into the form: kept in sessionStorage (this tab only),
+ *     sent as `Authorization: Bearer …` by fetch, never put in a URL. A proxy without a token
+ *     (loopback only) opens straight away.
+ *   - Every second: GET /admin/stats/live (this replica's last 60 s) → tiles, two SVG charts and
+ *     the top lists. Every 5 s: GET /admin/stats grouped by route, status, rule and ip over the
+ *     chosen period (all replicas) → tiles and tables.
+ *   - Any text that comes from traffic (routes, IPs, rule ids) is set with textContent only.
+ *
+ * Kept inside String.raw: no backticks and no dollar-brace sequences in the code below.
+ * test/monitoring/dashboard-assets.test.ts compiles it.
+ */
+export const APP_JS = String.raw`// meli-proxy dashboard
+const TOKEN_KEY = 'meli-proxy.adminToken';
+const LIVE_MS = 1000;
+const PERIOD_MS = 5000;
+const WINDOW_SECONDS = 10;
+const SVG_NS = 'http://www.w3.org/2000/svg';
+
+const state = {
+  token: sessionStorage.getItem(TOKEN_KEY) || '',
+  rangeMs: 3600000,
+  running: false,
+  liveTimer: 0,
+  periodTimer: 0,
+  generation: 0,
+};
+
+class AuthError extends Error {}
+
+const $ = (id) => document.getElementById(id);
+
+// ---------- formatting (the same rules as the CLI's stats-format.ts) ----------
+function fmtCount(value) {
+  const rounded = Math.round(value);
+  const sign = rounded < 0 ? '-' : '';
+  return sign + String(Math.abs(rounded)).replace(/\B(?=(\d{3})+(?!\d))/g, ',');
+}
+function fmtRate(value) {
+  return value >= 100 ? fmtCount(value) : value.toFixed(1);
+}
+function fmtBytes(value) {
+  const units = ['B', 'kB', 'MB', 'GB', 'TB'];
+  let scaled = value;
+  let unit = 0;
+  while (Math.abs(scaled) >= 1000 && unit < units.length - 1) {
+    scaled /= 1000;
+    unit++;
+  }
+  return unit === 0 ? Math.round(scaled) + ' B' : scaled.toFixed(1) + ' ' + units[unit];
+}
+function fmtMs(value) {
+  if (!Number.isFinite(value)) return '–';
+  if (value >= 1000) return (value / 1000).toFixed(2) + ' s';
+  if (value < 1) return value.toFixed(2) + ' ms';
+  return value.toFixed(1) + ' ms';
+}
+function fmtPercent(fraction) {
+  return Number.isFinite(fraction) ? (fraction * 100).toFixed(1) + '%' : '–';
+}
+function fmtTick(value) {
+  return value >= 1000 ? fmtCount(value) : String(Math.round(value * 100) / 100);
+}
+function fmtClock(ms) {
+  return new Date(ms).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit', second: '2-digit' });
+}
+
+// ---------- DOM helpers ----------
+function el(tag, props, children) {
+  const node = document.createElement(tag);
+  if (props) {
+    for (const [name, value] of Object.entries(props)) {
+      if (value === undefined || value === null) continue;
+      if (name === 'text') node.textContent = String(value);
+      else if (name === 'className') node.className = value;
+      else node.setAttribute(name, String(value));
+    }
+  }
+  for (const child of children || []) if (child) node.append(child);
+  return node;
+}
+function svg(tag, attrs, children) {
+  const node = document.createElementNS(SVG_NS, tag);
+  for (const [name, value] of Object.entries(attrs || {})) {
+    if (name === 'text') node.textContent = String(value);
+    else node.setAttribute(name, String(value));
+  }
+  for (const child of children || []) if (child) node.append(child);
+  return node;
+}
+function setValue(id, value, text) {
+  const node = $(id);
+  node.textContent = text;
+  node.dataset.value = String(value);
+}
+function bar(fraction, kind) {
+  const fill = el('span', { className: 'bar-fill' + (kind ? ' ' + kind : '') });
+  fill.style.width = Math.max(0, Math.min(100, fraction * 100)).toFixed(1) + '%';
+  return el('span', { className: 'bar' }, [fill]);
+}
+
+// ---------- the admin API ----------
+async function api(path) {
+  const headers = { accept: 'application/json' };
+  if (state.token) headers.authorization = 'Bearer ' + state.token;
+  let response;
+  try {
+    response = await fetch(path, { headers, cache: 'no-store', credentials: 'omit' });
+  } catch {
+    throw new Error('cannot reach the admin API');
+  }
+  if (response.status === 401) throw new AuthError('token rejected');
+  if (!response.ok) throw new Error(path.split('?')[0] + ' answered ' + response.status);
+  return response.json();
+}
+
+// ---------- status and views ----------
+function setStatus(kind, text) {
+  $('status').dataset.state = kind;
+  $('status-text').textContent = text;
+}
+function showBanner(text) {
+  const banner = $('banner');
+  banner.hidden = !text;
+  banner.textContent = text || '';
+}
+function showLogin(message) {
+  stopPolling();
+  $('dashboard').hidden = true;
+  $('sign-out').hidden = true;
+  $('login').hidden = false;
+  const error = $('login-error');
+  error.hidden = !message;
+  error.textContent = message || '';
+  setStatus('locked', 'signed out');
+  $('token').value = '';
+  $('token').focus();
+}
+function showDashboard() {
+  $('login').hidden = true;
+  $('dashboard').hidden = false;
+  $('sign-out').hidden = !state.token;
+  startPolling();
+}
+function tokenRejected() {
+  const hadToken = Boolean(state.token);
+  state.token = '';
+  sessionStorage.removeItem(TOKEN_KEY);
+  showLogin(hadToken ? 'The admin token was rejected: sign in again.' : '');
+}
+
+// ---------- live: this replica, last 60 s ----------
+function summarize(live) {
+  const seconds = live.seconds || [];
+  const complete = seconds.length > 1 ? seconds.slice(0, -1) : seconds;
+  const window = complete.slice(-WINDOW_SECONDS);
+  const span = Math.max(1, window.length);
+  let requests = 0;
+  let limited = 0;
+  let errors = 0;
+  for (const second of window) {
+    requests += second.requests;
+    limited += second.rateLimited;
+    errors += second.errors;
+  }
+  let latest;
+  for (let i = complete.length - 1; i >= 0; i--) {
+    if (complete[i].requests > 0) {
+      latest = complete[i];
+      break;
+    }
+  }
+  return {
+    rps: requests / span,
+    limited: limited / span,
+    errorRate: requests > 0 ? errors / requests : Number.NaN,
+    p50: latest ? latest.p50Ms : Number.NaN,
+    p99: latest ? latest.p99Ms : Number.NaN,
+  };
+}
+
+function niceMax(value) {
+  if (value <= 0) return 1;
+  const power = 10 ** Math.floor(Math.log10(value));
+  for (const step of [1, 2, 2.5, 5, 10]) if (step * power >= value) return step * power;
+  return 10 * power;
+}
+
+const CHART = { width: 640, height: 190, left: 46, right: 10, top: 10, bottom: 24 };
+
+function chartFrame(max, formatTick) {
+  const plotH = CHART.height - CHART.top - CHART.bottom;
+  const root = svg('svg', {
+    viewBox: '0 0 ' + CHART.width + ' ' + CHART.height,
+    class: 'chart-svg',
+    role: 'img',
+  });
+  for (let i = 0; i <= 4; i++) {
+    const y = CHART.top + plotH - (plotH * i) / 4;
+    root.append(svg('line', { x1: CHART.left, x2: CHART.width - CHART.right, y1: y, y2: y, class: 'grid' }));
+    root.append(svg('text', { x: CHART.left - 6, y: y + 4, class: 'tick', 'text-anchor': 'end', text: formatTick((max * i) / 4) }));
+  }
+  const plotW = CHART.width - CHART.left - CHART.right;
+  for (const [fraction, label] of [[0, '-60 s'], [0.5, '-30 s'], [1, 'now']]) {
+    root.append(
+      svg('text', {
+        x: CHART.left + plotW * fraction,
+        y: CHART.height - 6,
+        class: 'tick',
+        'text-anchor': fraction === 0 ? 'start' : fraction === 1 ? 'end' : 'middle',
+        text: label,
+      }),
+    );
+  }
+  return root;
+}
+
+function drawRequests(seconds) {
+  const max = niceMax(Math.max(0, ...seconds.map((s) => s.requests)));
+  const root = chartFrame(max, fmtTick);
+  root.setAttribute('aria-label', 'requests per second over the last 60 seconds');
+  const plotW = CHART.width - CHART.left - CHART.right;
+  const plotH = CHART.height - CHART.top - CHART.bottom;
+  const slot = plotW / Math.max(1, seconds.length);
+  const base = CHART.top + plotH;
+  seconds.forEach((second, index) => {
+    const x = CHART.left + index * slot + 1;
+    const w = Math.max(1, slot - 2);
+    const errors = Math.min(second.errors, second.requests);
+    const limited = Math.min(second.rateLimited, second.requests - errors);
+    const ok = second.requests - errors - limited;
+    let y = base;
+    for (const [value, kind] of [[ok, 'ok'], [limited, 'warn'], [errors, 'bad']]) {
+      if (value <= 0) continue;
+      const h = (value / max) * plotH;
+      y -= h;
+      const rect = svg('rect', { x: x, y: y, width: w, height: Math.max(0.5, h), class: 'bar-' + kind });
+      rect.append(svg('title', { text: new Date(second.t * 1000).toLocaleTimeString() + ' · ' + fmtCount(value) + ' ' + kind }));
+      root.append(rect);
+    }
+  });
+  $('chart-requests').replaceChildren(root);
+}
+
+function drawLatency(seconds) {
+  const max = niceMax(Math.max(0, ...seconds.map((s) => (s.requests > 0 ? s.p99Ms : 0))));
+  const root = chartFrame(max, fmtTick);
+  root.setAttribute('aria-label', 'latency p50 and p99 over the last 60 seconds, in milliseconds');
+  const plotW = CHART.width - CHART.left - CHART.right;
+  const plotH = CHART.height - CHART.top - CHART.bottom;
+  const slot = plotW / Math.max(1, seconds.length);
+  for (const [field, kind] of [['p99Ms', 'p99'], ['p50Ms', 'p50']]) {
+    let path = '';
+    let pen = false;
+    seconds.forEach((second, index) => {
+      if (second.requests <= 0) {
+        pen = false;
+        return;
+      }
+      const x = CHART.left + index * slot + slot / 2;
+      const y = CHART.top + plotH - (Math.min(second[field], max) / max) * plotH;
+      path += (pen ? 'L' : 'M') + x.toFixed(1) + ' ' + y.toFixed(1) + ' ';
+      pen = true;
+    });
+    if (path) root.append(svg('path', { d: path.trim(), class: 'line-' + kind }));
+    // Lone points (a second with traffic between idle ones) still show.
+    seconds.forEach((second, index) => {
+      const before = seconds[index - 1];
+      const after = seconds[index + 1];
+      if (second.requests <= 0 || (before && before.requests > 0) || (after && after.requests > 0)) return;
+      const x = CHART.left + index * slot + slot / 2;
+      const y = CHART.top + plotH - (Math.min(second[field], max) / max) * plotH;
+      root.append(svg('circle', { cx: x, cy: y, r: 2.5, class: 'dot-' + kind }));
+    });
+  }
+  $('chart-latency').replaceChildren(root);
+}
+
+function fillTopList(id, entries, emptyText) {
+  const list = $(id);
+  if (!entries || entries.length === 0) {
+    list.replaceChildren(el('li', { className: 'empty', text: emptyText }));
+    return;
+  }
+  const max = Math.max(...entries.map((entry) => entry.requests));
+  list.replaceChildren(
+    ...entries.map((entry) =>
+      el('li', { 'data-key': entry.key, 'data-value': entry.requests }, [
+        el('span', { className: 'key', text: entry.key, title: entry.key }),
+        el('span', { className: 'num', text: fmtCount(entry.requests) }),
+        bar(max > 0 ? entry.requests / max : 0),
+      ]),
+    ),
+  );
+}
+
+function renderLive(live) {
+  const seconds = live.seconds || [];
+  const summary = summarize(live);
+  setValue('live-rps', summary.rps, fmtRate(summary.rps));
+  setValue('live-429', summary.limited, fmtRate(summary.limited));
+  setValue('live-5xx', summary.errorRate, fmtPercent(summary.errorRate));
+  setValue('live-p50', summary.p50, fmtMs(summary.p50));
+  setValue('live-p99', summary.p99, fmtMs(summary.p99));
+  drawRequests(seconds);
+  drawLatency(seconds);
+  fillTopList('live-routes', live.topRoutes, 'no traffic in the last minute');
+  fillTopList('live-ips', live.topIps, 'no traffic in the last minute');
+  fillTopList('live-rules', live.topRules, 'no rule hit in the last minute');
+  $('live-updated').textContent = 'updated ' + fmtClock(live.now || Date.now());
+}
+
+// ---------- usage over a period: every replica ----------
+function statsPath(groupBy, limit) {
+  const from = Date.now() - state.rangeMs;
+  return '/admin/stats?from=' + from + '&groupBy=' + groupBy + '&limit=' + limit;
+}
+
+function emptyRow(columns, text) {
+  return el('tr', { className: 'empty' }, [el('td', { colspan: columns, text: text })]);
+}
+
+function fillTable(id, rows, columns, emptyText) {
+  const body = $(id);
+  if (rows.length === 0) {
+    body.replaceChildren(emptyRow(columns.length, emptyText));
+    return;
+  }
+  body.replaceChildren(
+    ...rows.map((row) =>
+      el('tr', { 'data-key': row.key, 'data-value': row.requests }, columns.map((column) => column(row))),
+    ),
+  );
+}
+
+const keyCell = (row) => el('td', { className: 'key', text: row.key, title: row.key });
+const countCell = (row) => el('td', { className: 'num', text: fmtCount(row.requests) });
+function shareCell(total, kindOf) {
+  return (row) =>
+    el('td', { className: 'bar-col' }, [
+      el('div', { className: 'bar-wrap' }, [
+        bar(total > 0 ? row.requests / total : 0, kindOf ? kindOf(row) : ''),
+        el('span', { className: 'share', text: fmtPercent(total > 0 ? row.requests / total : Number.NaN) }),
+      ]),
+    ]);
+}
+function statusKind(row) {
+  if (row.key === '429') return 'warn';
+  if (row.key.startsWith('5')) return 'bad';
+  if (row.key.startsWith('4')) return 'muted';
+  return '';
+}
+
+function renderPeriod(byRoute, byStatus, byRule, byIp) {
+  const totals = byRoute.totals;
+  setValue('total-requests', totals.requests, fmtCount(totals.requests));
+  setValue('total-rate-limited', totals.rateLimited, fmtCount(totals.rateLimited));
+  setValue('total-errors', totals.errors, fmtCount(totals.errors));
+  setValue('total-bytes', totals.bytes, fmtBytes(totals.bytes));
+  setValue('total-latency', totals.latencyMsAvg, totals.requests > 0 ? fmtMs(totals.latencyMsAvg) : '–');
+  fillTable(
+    'routes-body',
+    byRoute.rows,
+    [
+      keyCell,
+      countCell,
+      shareCell(totals.requests),
+      (row) => el('td', { className: 'num', text: fmtBytes(row.bytes) }),
+      (row) => el('td', { className: 'num', text: fmtMs(row.latencyMsAvg) }),
+    ],
+    'No requests in this period.',
+  );
+  fillTable(
+    'status-body',
+    byStatus.rows,
+    [(row) => el('td', { className: 'key' }, [el('span', { className: 'chip ' + statusKind(row), text: row.key })]), countCell, shareCell(totals.requests, statusKind)],
+    'No requests in this period.',
+  );
+  fillTable('rules-body', byRule.rows, [keyCell, countCell], 'No rule rejected a request.');
+  fillTable('ips-body', byIp.rows, [keyCell, countCell, shareCell(totals.requests)], 'No requests in this period.');
+  const from = new Date(byRoute.from);
+  const to = new Date(byRoute.to);
+  $('period-label').textContent = from.toLocaleString([], { dateStyle: 'medium', timeStyle: 'short' }) + ' → ' + to.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' });
+}
+
+// ---------- polling ----------
+function failed(error, generation) {
+  if (generation !== state.generation) return false;
+  if (error instanceof AuthError) {
+    tokenRejected();
+    return false;
+  }
+  setStatus('offline', 'offline, retrying');
+  showBanner('Cannot load statistics: ' + error.message + '. Retrying…');
+  return true;
+}
+
+async function refreshLive(generation) {
+  try {
+    const live = await api('/admin/stats/live');
+    if (generation !== state.generation) return;
+    renderLive(live);
+    setStatus('live', 'live');
+    showBanner('');
+  } catch (error) {
+    if (!failed(error, generation)) return;
+  }
+  if (generation === state.generation) state.liveTimer = setTimeout(() => refreshLive(generation), LIVE_MS);
+}
+
+async function refreshPeriod(generation) {
+  try {
+    const [byRoute, byStatus, byRule, byIp] = await Promise.all([
+      api(statsPath('route', 10)),
+      api(statsPath('status', 10)),
+      api(statsPath('rule', 10)),
+      api(statsPath('ip', 10)),
+    ]);
+    if (generation !== state.generation) return;
+    renderPeriod(byRoute, byStatus, byRule, byIp);
+    document.body.dataset.loaded = 'true';
+  } catch (error) {
+    if (!failed(error, generation)) return;
+  }
+  if (generation === state.generation) state.periodTimer = setTimeout(() => refreshPeriod(generation), PERIOD_MS);
+}
+
+function startPolling() {
+  stopPolling();
+  const generation = state.generation;
+  refreshLive(generation);
+  refreshPeriod(generation);
+}
+
+function stopPolling() {
+  state.generation++;
+  clearTimeout(state.liveTimer);
+  clearTimeout(state.periodTimer);
+}
+
+// ---------- wiring ----------
+$('login-form').addEventListener('submit', async (event) => {
+  event.preventDefault();
+  const token = $('token').value.trim();
+  const error = $('login-error');
+  if (!token) {
+    error.hidden = false;
+    error.textContent = 'Enter the admin token.';
+    return;
+  }
+  $('login-submit').disabled = true;
+  state.token = token;
+  try {
+    await api('/admin/stats/live');
+    sessionStorage.setItem(TOKEN_KEY, token);
+    showDashboard();
+  } catch (failure) {
+    state.token = '';
+    error.hidden = false;
+    error.textContent =
+      failure instanceof AuthError
+        ? 'That token was rejected. Use the admin token the proxy was started with.'
+        : 'Cannot reach the admin API: is meli-proxy still running?';
+    $('token').select();
+  } finally {
+    $('login-submit').disabled = false;
+  }
+});
+
+$('sign-out').addEventListener('click', () => {
+  state.token = '';
+  sessionStorage.removeItem(TOKEN_KEY);
+  showLogin('');
+});
+
+$('ranges').addEventListener('click', (event) => {
+  const button = event.target.closest('button[data-range]');
+  if (!button) return;
+  state.rangeMs = Number(button.dataset.range);
+  for (const other of $('ranges').querySelectorAll('button')) other.setAttribute('aria-pressed', String(other === button));
+  $('period-label').textContent = 'loading…';
+  startPolling();
+});
+
+async function start() {
+  try {
+    await api('/admin/stats/live');
+    showDashboard();
+  } catch (error) {
+    if (error instanceof AuthError) {
+      const hadToken = Boolean(state.token);
+      state.token = '';
+      sessionStorage.removeItem(TOKEN_KEY);
+      showLogin(hadToken ? 'The saved admin token was rejected: sign in again.' : '');
+    } else {
+      setStatus('offline', 'offline');
+      $('dashboard').hidden = false;
+      showBanner('Cannot load statistics: ' + error.message + '. Retrying…');
+      setTimeout(start, 2000);
+    }
+  }
+}
+
+start();
+`;

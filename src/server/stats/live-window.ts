@@ -1,0 +1,150 @@
+/**
+ * The last 60 seconds, one slot per second, for `/admin/stats/live` and `meli-proxy top`.
+ * Slots are reused in a ring: a slot stamped with an older second is cleared before use, so an idle
+ * proxy costs nothing and no timer is needed.
+ */
+import { HeavyHitters } from './heavy-hitters.js';
+import { LATENCY_BUCKETS, latencyBucket, quantileMs } from './latency-buckets.js';
+
+const SECONDS = 60;
+const SLOTS = SECONDS + 1;
+/** Top lists are kept per 10 s (seven sketches cover the last 60 s plus the current part). */
+const TOP_SLOT_SECONDS = 10;
+const TOP_SLOTS = SECONDS / TOP_SLOT_SECONDS + 1;
+const TOP_CAPACITY = 256;
+
+export interface LiveSecond {
+  t: number;
+  requests: number;
+  rateLimited: number;
+  errors: number;
+  p50Ms: number;
+  p99Ms: number;
+}
+
+export interface TopEntry {
+  key: string;
+  requests: number;
+}
+
+export interface LiveSnapshot {
+  now: number;
+  seconds: LiveSecond[];
+  topRoutes: TopEntry[];
+  topIps: TopEntry[];
+  topRules: TopEntry[];
+}
+
+export class LiveWindow {
+  private readonly slotSecond = new Float64Array(SLOTS).fill(-1);
+  private readonly requests = new Float64Array(SLOTS);
+  private readonly rateLimited = new Float64Array(SLOTS);
+  private readonly errors = new Float64Array(SLOTS);
+  private readonly latency = new Float64Array(SLOTS * LATENCY_BUCKETS);
+
+  private readonly topSlotStart = new Float64Array(TOP_SLOTS).fill(-1);
+  private readonly routes: Float64Array[];
+  private readonly ips: HeavyHitters[] = [];
+  private readonly rules: Array<Map<string, number>> = [];
+
+  constructor(private readonly routeCapacity: number) {
+    this.routes = [];
+    for (let i = 0; i < TOP_SLOTS; i++) {
+      this.routes.push(new Float64Array(routeCapacity));
+      this.ips.push(new HeavyHitters(TOP_CAPACITY));
+      this.rules.push(new Map());
+    }
+  }
+
+  record(nowMs: number, routeId: number, status: number, latencyMs: number, ip: string): void {
+    const second = Math.floor(nowMs / 1000);
+    const slot = this.slotFor(second);
+    this.requests[slot]! += 1;
+    if (status === 429) this.rateLimited[slot]! += 1;
+    else if (status >= 500) this.errors[slot]! += 1;
+    this.latency[slot * LATENCY_BUCKETS + latencyBucket(latencyMs)]! += 1;
+    const top = this.topSlotFor(second);
+    if (routeId < this.routeCapacity) this.routes[top]![routeId]! += 1;
+    this.ips[top]!.add(ip, 0, 0);
+  }
+
+  recordRule(nowMs: number, ruleId: string): void {
+    const rules = this.rules[this.topSlotFor(Math.floor(nowMs / 1000))]!;
+    rules.set(ruleId, (rules.get(ruleId) ?? 0) + 1);
+  }
+
+  snapshot(nowMs: number, routeLabel: (id: number) => string, limit = 10): LiveSnapshot {
+    const current = Math.floor(nowMs / 1000);
+    const seconds: LiveSecond[] = [];
+    for (let t = current - SECONDS + 1; t <= current; t++) {
+      const slot = t % SLOTS;
+      if (this.slotSecond[slot] !== t) {
+        seconds.push({ t, requests: 0, rateLimited: 0, errors: 0, p50Ms: 0, p99Ms: 0 });
+        continue;
+      }
+      const offset = slot * LATENCY_BUCKETS;
+      seconds.push({
+        t,
+        requests: this.requests[slot]!,
+        rateLimited: this.rateLimited[slot]!,
+        errors: this.errors[slot]!,
+        p50Ms: round(quantileMs(this.latency, offset, 0.5)),
+        p99Ms: round(quantileMs(this.latency, offset, 0.99)),
+      });
+    }
+
+    const oldestTop = Math.floor((current - SECONDS + 1) / TOP_SLOT_SECONDS);
+    const routeTotals = new Float64Array(this.routeCapacity);
+    const ips = new HeavyHitters(TOP_CAPACITY);
+    const rules = new Map<string, number>();
+    for (let i = 0; i < TOP_SLOTS; i++) {
+      if (this.topSlotStart[i]! < oldestTop) continue;
+      const routes = this.routes[i]!;
+      for (let id = 0; id < routes.length; id++) routeTotals[id]! += routes[id]!;
+      ips.merge(this.ips[i]!);
+      for (const [rule, count] of this.rules[i]!) rules.set(rule, (rules.get(rule) ?? 0) + count);
+    }
+    const topRoutes: TopEntry[] = [];
+    routeTotals.forEach((requests, id) => {
+      if (requests > 0) topRoutes.push({ key: routeLabel(id), requests });
+    });
+    return {
+      now: nowMs,
+      seconds,
+      topRoutes: topRoutes.sort((a, b) => b.requests - a.requests).slice(0, limit),
+      topIps: ips.top(limit).map((entry) => ({ key: entry.key, requests: entry.requests })),
+      topRules: [...rules]
+        .map(([key, requests]) => ({ key, requests }))
+        .sort((a, b) => b.requests - a.requests)
+        .slice(0, limit),
+    };
+  }
+
+  private slotFor(second: number): number {
+    const slot = second % SLOTS;
+    if (this.slotSecond[slot] !== second) {
+      this.slotSecond[slot] = second;
+      this.requests[slot] = 0;
+      this.rateLimited[slot] = 0;
+      this.errors[slot] = 0;
+      this.latency.fill(0, slot * LATENCY_BUCKETS, (slot + 1) * LATENCY_BUCKETS);
+    }
+    return slot;
+  }
+
+  private topSlotFor(second: number): number {
+    const index = Math.floor(second / TOP_SLOT_SECONDS);
+    const slot = index % TOP_SLOTS;
+    if (this.topSlotStart[slot] !== index) {
+      this.topSlotStart[slot] = index;
+      this.routes[slot]!.fill(0);
+      this.ips[slot]!.clear();
+      this.rules[slot]!.clear();
+    }
+    return slot;
+  }
+}
+
+function round(ms: number): number {
+  return Math.round(ms * 100) / 100;
+}

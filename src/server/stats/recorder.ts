@@ -1,0 +1,192 @@
+/**
+ * Usage statistics: every answered request is counted in memory (live window and per-minute
+ * aggregates), and the aggregates are written to the store in batches. The hot path never waits
+ * on the store; a failed write keeps its rows for the next attempt, so nothing accepted is lost
+ * while the store comes back (up to a bound, past which the oldest rows are dropped and counted).
+ */
+import type { Logger } from '../../logger.js';
+import { groupRows, mergeRows } from '../../store/stats-rows.js';
+import type { StatDimension, StatRow, StatsStore } from '../../store/types.js';
+import { type LiveSnapshot, LiveWindow } from './live-window.js';
+import { MinuteAggregator } from './minute-aggregator.js';
+
+export interface StatsRecorderOptions {
+  store: StatsStore;
+  logger: Logger;
+  routeCapacity: number;
+  routeLabel: (id: number) => string;
+  /** How often aggregates are written (default 5 s). */
+  flushIntervalMs?: number;
+  /** How long per-minute rows are kept (default 7 days). */
+  retentionMs?: number;
+  /** Rows held while the store is unreachable before the oldest are dropped. */
+  maxPendingRows?: number;
+  clock?: () => number;
+}
+
+export interface StatsReport {
+  from: string;
+  to: string;
+  groupBy: Exclude<StatDimension, 'total'>;
+  rows: Array<{ key: string; requests: number; bytes: number; latencyMsAvg: number }>;
+  totals: { requests: number; bytes: number; latencyMsAvg: number; rateLimited: number; errors: number };
+}
+
+const PRUNE_INTERVAL_MS = 3_600_000;
+
+function average(sum: number, count: number): number {
+  return count > 0 ? Math.round((sum / count) * 100) / 100 : 0;
+}
+
+export class StatsRecorder {
+  private readonly live: LiveWindow;
+  private readonly minutes: MinuteAggregator;
+  private pending: StatRow[] = [];
+  private timer: NodeJS.Timeout | undefined;
+  private flushing: Promise<void> | undefined;
+  private lastPrune = 0;
+  private failing = false;
+  private dropped = 0;
+  private readonly clock: () => number;
+  private readonly flushIntervalMs: number;
+  private readonly retentionMs: number;
+  private readonly maxPendingRows: number;
+
+  constructor(private readonly options: StatsRecorderOptions) {
+    this.live = new LiveWindow(options.routeCapacity);
+    this.minutes = new MinuteAggregator(options.routeCapacity);
+    this.clock = options.clock ?? Date.now;
+    this.flushIntervalMs = options.flushIntervalMs ?? 5000;
+    this.retentionMs = options.retentionMs ?? 7 * 86_400_000;
+    this.maxPendingRows = options.maxPendingRows ?? 200_000;
+  }
+
+  /** One answered request (forwarded, rejected or refused). */
+  record(routeId: number, status: number, bytes: number, latencyMs: number, ip: string): void {
+    const now = this.clock();
+    this.live.record(now, routeId, status, latencyMs, ip);
+    this.minutes.record(now, routeId, status, bytes, latencyMs, ip);
+  }
+
+  /** A request rejected by `ruleId`, or over the limit of shadow rule `ruleId`. */
+  recordRule(ruleId: string): void {
+    const now = this.clock();
+    this.live.recordRule(now, ruleId);
+    this.minutes.recordRule(now, ruleId);
+  }
+
+  start(): void {
+    this.timer ??= setInterval(() => void this.flush(), this.flushIntervalMs);
+    this.timer.unref();
+  }
+
+  /** Stops the timer and writes what is left: the final flush of a graceful shutdown. */
+  async stop(): Promise<void> {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = undefined;
+    await this.flush();
+  }
+
+  /** Writes everything counted so far; resolves when the store took it or the attempt failed. */
+  flush(): Promise<void> {
+    if (this.flushing) return this.flushing.then(() => this.flush());
+    this.flushing = this.writePending().finally(() => {
+      this.flushing = undefined;
+    });
+    return this.flushing;
+  }
+
+  get droppedRows(): number {
+    return this.dropped;
+  }
+
+  liveSnapshot(): LiveSnapshot {
+    return this.live.snapshot(this.clock(), this.options.routeLabel);
+  }
+
+  /** Stored rows plus what is still in memory, so the current minute shows before its flush. */
+  async report(
+    from: number,
+    to: number,
+    groupBy: StatsReport['groupBy'],
+    limit: number,
+  ): Promise<StatsReport> {
+    await this.flush();
+    const { store } = this.options;
+    const wide = Number.MAX_SAFE_INTEGER;
+    const [rows, totals, statuses] = await Promise.all([
+      store.query({ from, to, dimension: groupBy, limit }),
+      store.query({ from, to, dimension: 'total', limit: 1 }),
+      store.query({ from, to, dimension: 'status', limit: wide }),
+    ]);
+    // Rows a failing store has not taken yet still count; groupRows filters them to the range.
+    const withPending = (stored: StatRow[], dimension: StatDimension, max: number) =>
+      groupRows([...stored, ...this.pending], { from, to, dimension, limit: max });
+    const grouped = withPending(rows, groupBy, limit);
+    const total = withPending(totals, 'total', 1)[0];
+    const statusRows = withPending(statuses, 'status', wide);
+    const statusCount = (name: string) => statusRows.find((row) => row.value === name)?.requests ?? 0;
+    return {
+      from: new Date(from).toISOString(),
+      to: new Date(to).toISOString(),
+      groupBy,
+      rows: grouped.map((row) => ({
+        key: row.value,
+        requests: row.requests,
+        bytes: row.bytes,
+        latencyMsAvg: average(row.latencyMsSum, row.requests),
+      })),
+      totals: {
+        requests: total?.requests ?? 0,
+        bytes: total?.bytes ?? 0,
+        latencyMsAvg: average(total?.latencyMsSum ?? 0, total?.requests ?? 0),
+        rateLimited: statusCount('429'),
+        errors: statusCount('5xx'),
+      },
+    };
+  }
+
+  private async writePending(): Promise<void> {
+    const drained = this.minutes.drain(this.options.routeLabel);
+    if (drained.length > 0) this.pending = mergeRows([...this.pending, ...drained]);
+    if (this.pending.length > this.maxPendingRows) {
+      const excess = this.pending.length - this.maxPendingRows;
+      this.pending.sort((a, b) => a.minute - b.minute);
+      this.pending.splice(0, excess);
+      this.dropped += excess;
+      this.options.logger.error(
+        { dropped: excess },
+        'statistics buffer full while the store is unreachable: dropped the oldest rows',
+      );
+    }
+    if (this.pending.length === 0) return this.pruneIfDue();
+    const batch = this.pending;
+    try {
+      await this.options.store.add(batch);
+      this.pending = [];
+      if (this.failing) this.options.logger.info('statistics are being written to the store again');
+      this.failing = false;
+    } catch (error) {
+      if (!this.failing) {
+        this.options.logger.warn(
+          { err: error, rows: batch.length },
+          'cannot write statistics to the store; keeping them to retry',
+        );
+      }
+      this.failing = true;
+      return;
+    }
+    await this.pruneIfDue();
+  }
+
+  private async pruneIfDue(): Promise<void> {
+    const now = this.clock();
+    if (now - this.lastPrune < PRUNE_INTERVAL_MS) return;
+    this.lastPrune = now;
+    try {
+      await this.options.store.prune(now - this.retentionMs);
+    } catch (error) {
+      this.options.logger.warn({ err: error }, 'cannot prune old statistics');
+    }
+  }
+}

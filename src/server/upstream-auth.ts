@@ -1,0 +1,30 @@
+/**
+ * How the proxy adds MercadoLibre's bearer token to upstream requests (`serve --inject-token`).
+ * The token itself is managed in src/auth; the hot path only reads the current value.
+ */
+export interface UpstreamAuth {
+  /** Replace a client's own Authorization header too, not only fill it in when missing. */
+  readonly overrideClientToken: boolean;
+  /** The `Bearer …` value to send now, or undefined when no valid token is held. Must not block. */
+  currentAuthorization(): string | undefined;
+  /**
+   * Called after the upstream answered 401 to a request sent with `used`: refreshes the token (once
+   * across the fleet) or reloads one another replica refreshed, and resolves with the value to retry
+   * with, or undefined when there is none.
+   */
+  refreshAfterUnauthorized(used: string): Promise<string | undefined>;
+}
+
+/** Adds the injected Authorization to built upstream headers; returns its value index, or -1. */
+export function injectAuthorization(headers: string[], auth: UpstreamAuth, clientSentOne: boolean): number {
+  if (clientSentOne && !auth.overrideClientToken) return -1;
+  const value = auth.currentAuthorization();
+  if (value === undefined) return -1;
+  if (clientSentOne) {
+    for (let i = headers.length - 2; i >= 0; i -= 2) {
+      if (headers[i]!.toLowerCase() === 'authorization') headers.splice(i, 2);
+    }
+  }
+  headers.push('authorization', value);
+  return headers.length - 1;
+}
