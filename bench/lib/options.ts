@@ -1,0 +1,159 @@
+/** Command-line options of `npm run bench`. */
+import { parseArgs } from 'node:util';
+import { BENCH_PATH } from './body.js';
+
+export const TARGET_IDS = ['direct', 'proxy', 'nginx', 'undici'] as const;
+export type TargetId = (typeof TARGET_IDS)[number];
+
+export interface BenchOptions {
+  duration: number;
+  warmup: number;
+  connections: number;
+  rounds: number;
+  workers: number | undefined;
+  store: string | undefined;
+  ips: number;
+  only: TargetId[];
+  jsonOut: string;
+  path: string;
+  loadgen: 'auto' | 'wrk' | 'autocannon';
+  pin: boolean;
+  loadgenCpus: string;
+  serverCpus: string;
+  halfLoad: boolean;
+  halfLoadRate: number | undefined;
+  proxyBin: string;
+  /** Everything after `--`, appended verbatim to `meli-proxy serve`. */
+  serveArgs: string[];
+}
+
+export class UsageError extends Error {}
+
+export const HELP = `Usage: npm run bench -- [options] [-- extra serve args]
+
+Measures meli-proxy against the origin itself and an nginx reverse proxy (wrk -t1, pinned cores).
+
+Options:
+  --duration S          measured seconds per target per round (default 10)
+  --warmup S            warm-up seconds before each measurement (default 2)
+  --connections N       concurrent connections of the load generator (default 64)
+  --rounds N            rounds; targets are interleaved within each round (default 3)
+  --only LIST           targets, comma-separated: ${TARGET_IDS.join(',')} (default: all)
+  --workers N           passed to \`meli-proxy serve --workers N\`
+  --store URL           passed to \`meli-proxy serve --store URL\`
+  --ips N               spread requests over N client IPs via X-Forwarded-For; adds
+                        \`--trust-proxy 127.0.0.1/32\` to serve (default 1: no header)
+  --path P              request path (default ${BENCH_PATH}); the origin serves its body on any path
+  --loadgen NAME        auto | wrk | autocannon (default auto: wrk when on PATH)
+  --no-pin              do not pin processes with taskset
+  --loadgen-cpus LIST   CPUs of the load generator and the upstream origin (default 0)
+  --server-cpus LIST    CPUs of the server under test (default 1)
+  --no-half-load        skip the fixed-rate latency phase
+  --half-load-rate N    request rate of that phase (default: 50% of meli-proxy's median rps)
+  --proxy-bin FILE      the proxy launcher (default bin/meli-proxy.js; a .ts file runs with tsx)
+  --json-out FILE       where to write the JSON results (default bench/results/latest.json)
+  -h, --help            this help
+
+Example: npm run bench -- --rounds 5 --only proxy,nginx -- --config limits.yaml`;
+
+function positiveInt(name: string, value: string | undefined, fallback: number): number {
+  if (value === undefined) return fallback;
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 1)
+    throw new UsageError(`--${name} must be a positive integer, got "${value}"`);
+  return n;
+}
+
+function cpuList(name: string, value: string): string {
+  if (!/^\d+([-,]\d+)*$/.test(value)) {
+    throw new UsageError(`--${name} must be a CPU list such as 0 or 0,1 or 0-3, got "${value}"`);
+  }
+  return value;
+}
+
+/** Parses argv (without node and the script). Returns null when help was asked for. */
+export function parseOptions(argv: readonly string[]): BenchOptions | null {
+  const dashDash = argv.indexOf('--');
+  const own = dashDash === -1 ? [...argv] : argv.slice(0, dashDash);
+  const serveArgs = dashDash === -1 ? [] : argv.slice(dashDash + 1);
+  let values: ReturnType<typeof parse>['values'];
+  try {
+    values = parse(own).values;
+  } catch (error) {
+    throw new UsageError(`${(error as Error).message} (see --help)`);
+  }
+  if (values.help) return null;
+
+  const only = (values.only ?? TARGET_IDS.join(','))
+    .split(',')
+    .map((s) => s.trim())
+    .filter((s) => s !== '');
+  for (const id of only) {
+    if (!(TARGET_IDS as readonly string[]).includes(id)) {
+      throw new UsageError(`--only: unknown target "${id}"; choose from ${TARGET_IDS.join(', ')}`);
+    }
+  }
+  if (only.length === 0) throw new UsageError('--only needs at least one target');
+
+  const loadgen = values.loadgen ?? 'auto';
+  if (loadgen !== 'auto' && loadgen !== 'wrk' && loadgen !== 'autocannon') {
+    throw new UsageError(`--loadgen must be auto, wrk or autocannon, got "${loadgen}"`);
+  }
+  const path = values.path ?? BENCH_PATH;
+  if (!path.startsWith('/')) throw new UsageError(`--path must start with "/", got "${path}"`);
+  if (values.store !== undefined && values.store === '') throw new UsageError('--store needs a URL');
+
+  return {
+    duration: positiveInt('duration', values.duration, 10),
+    warmup: values.warmup === '0' ? 0 : positiveInt('warmup', values.warmup, 2),
+    connections: positiveInt('connections', values.connections, 64),
+    rounds: positiveInt('rounds', values.rounds, 3),
+    workers: values.workers === undefined ? undefined : positiveInt('workers', values.workers, 1),
+    store: values.store,
+    ips: positiveInt('ips', values.ips, 1),
+    // Keep the table in a fixed, meaningful order whatever order --only lists.
+    only: TARGET_IDS.filter((id) => only.includes(id)),
+    jsonOut: values['json-out'] ?? 'bench/results/latest.json',
+    path,
+    loadgen,
+    pin: values.pin ?? true,
+    loadgenCpus: cpuList('loadgen-cpus', values['loadgen-cpus'] ?? '0'),
+    serverCpus: cpuList('server-cpus', values['server-cpus'] ?? '1'),
+    halfLoad: values['half-load'] ?? true,
+    halfLoadRate:
+      values['half-load-rate'] === undefined
+        ? undefined
+        : positiveInt('half-load-rate', values['half-load-rate'], 1),
+    proxyBin: values['proxy-bin'] ?? 'bin/meli-proxy.js',
+    serveArgs,
+  };
+}
+
+function parse(args: string[]) {
+  return parseArgs({
+    args,
+    allowPositionals: false,
+    allowNegative: true,
+    strict: true,
+    options: {
+      duration: { type: 'string' },
+      warmup: { type: 'string' },
+      connections: { type: 'string' },
+      rounds: { type: 'string' },
+      only: { type: 'string' },
+      workers: { type: 'string' },
+      store: { type: 'string' },
+      ips: { type: 'string' },
+      path: { type: 'string' },
+      loadgen: { type: 'string' },
+      pin: { type: 'boolean' },
+      'loadgen-cpus': { type: 'string' },
+      'server-cpus': { type: 'string' },
+      'half-load': { type: 'boolean' },
+      'half-load-rate': { type: 'string' },
+      'proxy-bin': { type: 'string' },
+      'json-out': { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
+    },
+  });
+}
