@@ -1,5 +1,6 @@
 import closeWithGrace from 'close-with-grace';
 import type { Command } from 'commander';
+import { type ProxyTokenAuth, startProxyTokenAuth } from '../auth/proxy-auth.js';
 import { loadConfig, SETTING_KEYS, SETTINGS, type SettingKey } from '../config.js';
 import { createLogger } from '../logger.js';
 import { startServer } from '../server/index.js';
@@ -37,12 +38,23 @@ export function registerServe(program: Command, io: CliIO): void {
       migrate: flags.migrate === true,
     });
     let server: Awaited<ReturnType<typeof startServer>>;
+    let tokenAuth: ProxyTokenAuth | undefined;
     try {
-      server = await startServer(config, { logger, store, version: VERSION });
+      if (config.injectToken) tokenAuth = await startProxyTokenAuth({ config, store, logger, env: io.env });
+      server = await startServer(config, {
+        logger,
+        store,
+        version: VERSION,
+        upstreamAuth: tokenAuth?.manager,
+        // Stops refreshing (and frees the refresh lock) before the store closes.
+        flushers: tokenAuth ? [tokenAuth.stop] : [],
+      });
     } catch (error) {
+      await tokenAuth?.stop().catch(() => undefined);
       await store.close().catch(() => undefined);
       throw error;
     }
+    tokenAuth?.manager.registerMetrics(server.metrics.registry);
     // Exits the process when done: 0 after a signal, 1 after an uncaught error.
     closeWithGrace(
       {

@@ -1,0 +1,69 @@
+/**
+ * The refresh lock on Redis: `SET key owner NX PX ttl` to take it (retried with a short backoff
+ * until `waitMs`), and a compare-and-delete script to give it back, so a holder whose TTL ran out
+ * can never delete the lock of the next one. A crashed or hung holder's lock expires after `ttlMs`.
+ *
+ * Single Redis node (or a primary with replicas) semantics: after a failover the new primary may
+ * not have the lock yet. The token manager's re-read under the lock and its invalid_grant recovery
+ * keep that rare case from losing the token.
+ */
+import { randomUUID } from 'node:crypto';
+import { type StoreLogger, silentLogger } from '../store/logger.js';
+import { DEFAULT_REDIS_CONNECTION_TUNING, RedisConnection } from '../store/redis-client.js';
+import { maskUrl } from '../store/url.js';
+import type { Lock, LockHandle, LockOptions } from './lock.js';
+
+/** Deletes the key only while it still holds this owner's value. */
+const RELEASE_SCRIPT =
+  "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end";
+
+export function redisLockKey(name: string): string {
+  return `meli-proxy:lock:${name}`;
+}
+
+export class RedisLock implements Lock {
+  private readonly connection: RedisConnection;
+  private opening: Promise<void> | undefined;
+
+  constructor(url: string, logger: StoreLogger = silentLogger) {
+    this.connection = new RedisConnection(url, maskUrl(url), DEFAULT_REDIS_CONNECTION_TUNING, logger);
+  }
+
+  async acquire(name: string, options: LockOptions): Promise<LockHandle | undefined> {
+    this.opening ??= this.connection.open();
+    await this.opening;
+    const key = redisLockKey(name);
+    const owner = randomUUID();
+    const deadline = Date.now() + options.waitMs;
+    for (let pause = 20; ; pause = Math.min(pause * 2, 200)) {
+      const reply = await this.connection.bound((client) =>
+        client.set(key, owner, {
+          condition: 'NX',
+          expiration: { type: 'PX', value: Math.max(1, Math.round(options.ttlMs)) },
+        }),
+      );
+      if (reply === 'OK') return this.handle(key, owner);
+      const left = deadline - Date.now();
+      if (left <= 0) return undefined;
+      await new Promise((resolve) => setTimeout(resolve, Math.min(pause, left)));
+    }
+  }
+
+  close(): Promise<void> {
+    return this.connection.close();
+  }
+
+  private handle(key: string, owner: string): LockHandle {
+    let released = false;
+    return {
+      release: async () => {
+        if (released) return;
+        released = true;
+        // Failing to delete is harmless: the key expires after its TTL.
+        await this.connection
+          .bound((client) => client.eval(RELEASE_SCRIPT, { keys: [key], arguments: [owner] }))
+          .catch(() => undefined);
+      },
+    };
+  }
+}

@@ -1,0 +1,66 @@
+/**
+ * Where `auth login` keeps the token without a database: one keyv document file,
+ * `<dir>/tokens.json`, private to its owner (file 0600, directory 0700).
+ *
+ * Unlike the embedded store's documents.json, which one process holds open, this file is opened
+ * for every operation: `auth login` in one process and `serve` in another both see the other's
+ * writes (the proxy reads it about once a second, and it is tiny). Writes are atomic (temp file,
+ * fsync, rename) through the embedded store's adapter; concurrent writers: the last one wins.
+ */
+
+import { mkdir } from 'node:fs/promises';
+import { homedir } from 'node:os';
+import path from 'node:path';
+import Keyv from 'keyv';
+import { DOCUMENT_NAMESPACE, KeyvDocumentStore } from '../store/documents.js';
+import { JsonFileKeyvAdapter } from '../store/json-file-adapter.js';
+import type { DocumentStore } from '../store/types.js';
+
+export const TOKEN_FILE = 'tokens.json';
+
+/** `$XDG_CONFIG_HOME/meli-proxy`, or `~/.config/meli-proxy`. */
+export function defaultTokenDir(env: NodeJS.ProcessEnv): string {
+  const base =
+    env.XDG_CONFIG_HOME && path.isAbsolute(env.XDG_CONFIG_HOME)
+      ? env.XDG_CONFIG_HOME
+      : path.join(env.HOME && env.HOME.length > 0 ? env.HOME : homedir(), '.config');
+  return path.join(base, 'meli-proxy');
+}
+
+/** A DocumentStore over `<dir>/tokens.json` that reads the file afresh on every call. */
+export class TokenFileDocuments implements DocumentStore {
+  readonly file: string;
+
+  constructor(readonly dir: string) {
+    this.file = path.join(dir, TOKEN_FILE);
+  }
+
+  get<T>(key: string): Promise<T | undefined> {
+    return this.use(false, (documents) => documents.get<T>(key));
+  }
+
+  set<T>(key: string, value: T, ttlMs?: number): Promise<void> {
+    return this.use(true, (documents) => documents.set(key, value, ttlMs));
+  }
+
+  delete(key: string): Promise<boolean> {
+    return this.use(true, (documents) => documents.delete(key));
+  }
+
+  list<T>(prefix: string): Promise<Array<[string, T]>> {
+    return this.use(false, (documents) => documents.list<T>(prefix));
+  }
+
+  private async use<R>(writes: boolean, work: (documents: DocumentStore) => Promise<R>): Promise<R> {
+    // recursive mkdir applies the mode to every directory it creates; an existing one is left alone.
+    if (writes) await mkdir(this.dir, { recursive: true, mode: 0o700 });
+    // flushDelayMs 0: close() below writes at once; the adapter creates the file 0600.
+    const adapter = await JsonFileKeyvAdapter.open({ file: this.file, flushDelayMs: 0 });
+    try {
+      const keyv = new Keyv(adapter, { namespace: DOCUMENT_NAMESPACE, throwOnErrors: true });
+      return await work(new KeyvDocumentStore(keyv, (prefix) => adapter.scan(prefix)));
+    } finally {
+      await adapter.close();
+    }
+  }
+}

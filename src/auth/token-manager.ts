@@ -1,0 +1,401 @@
+/**
+ * Keeps the proxy's MercadoLibre token fresh and hands it to the hot path (UpstreamAuth).
+ *
+ * - The current token is held in memory; `currentAuthorization()` only reads it (and the clock).
+ * - Each replica plans a refresh at ~80 % of the token's lifetime, with jitter. When the time
+ *   comes it takes the fleet-wide lock, re-reads the stored token, and refreshes only if the stored
+ *   one is still the one it planned to refresh; otherwise another replica did it, and it adopts
+ *   that. MercadoLibre's refresh tokens are single use, so this is what keeps `invalid_grant` away.
+ * - Every `pollIntervalMs` it re-reads the stored token, to pick up other replicas' refreshes and
+ *   new logins (or a logout) early.
+ * - An upstream 401 to a request sent with the injected token asks for one refresh, through the
+ *   same lock, unless a newer token is already at hand.
+ */
+import { hostname } from 'node:os';
+import { Counter, Gauge, type Registry } from 'prom-client';
+import type { UpstreamAuth } from '../server/upstream-auth.js';
+import type { Lock } from './lock.js';
+import { OAuthError, type TokenGrant } from './oauth-client.js';
+import { isNewer, type StoredToken, tokenFromRefresh } from './token-store.js';
+
+export interface AuthLogger {
+  info(obj: object, msg?: string): void;
+  warn(obj: object, msg?: string): void;
+  error(obj: object, msg?: string): void;
+}
+
+/** The part of TokenStore the manager uses. */
+export interface TokenSource {
+  load(): Promise<StoredToken | undefined>;
+  save(token: StoredToken): Promise<void>;
+}
+
+/** Spends a refresh token at the authorization server. Throws OAuthError. */
+export type Refresher = (token: StoredToken) => Promise<TokenGrant>;
+
+/** Outcomes of one refresh attempt; also the `result` label of meli_proxy_token_refresh_total. */
+export type RefreshResult =
+  | 'success'
+  | 'adopted'
+  | 'invalid_grant'
+  | 'error'
+  | 'lock_timeout'
+  | 'no_token'
+  | 'skipped';
+
+const COUNTED_RESULTS: readonly RefreshResult[] = [
+  'success',
+  'adopted',
+  'invalid_grant',
+  'error',
+  'lock_timeout',
+];
+
+export const REFRESH_LOCK = 'token-refresh';
+
+export interface TokenManagerOptions {
+  tokens: TokenSource;
+  lock: Lock;
+  refresher: Refresher;
+  logger: AuthLogger;
+  overrideClientToken?: boolean;
+  /** Epoch ms. */
+  now?: () => number;
+  /** In [0, 1). */
+  random?: () => number;
+  /** How often the stored token is re-read. Default 1000 ms. */
+  pollIntervalMs?: number;
+  /** Share of the lifetime after which a refresh is planned. Default 0.8. */
+  refreshAt?: number;
+  /** Spread of the planned time, as a share of the lifetime either side. Default 0.05. */
+  jitter?: number;
+  /** How long to wait for the lock. Default 10 s. */
+  lockWaitMs?: number;
+  /** How long a hung holder keeps the lock. Default 30 s; refreshes must finish sooner (15 s). */
+  lockTtlMs?: number;
+  /** Who refreshes, written into the token document. Default host:pid. */
+  holder?: string;
+}
+
+export class TokenManager implements UpstreamAuth {
+  readonly overrideClientToken: boolean;
+  private current: StoredToken | undefined;
+  private authorization: string | undefined;
+  /** Until when `authorization` may be sent: a little before the real expiry. */
+  private usableUntil = 0;
+  /** The token (lineage#generation) whose refresh token was refused: no refresh is planned for it. */
+  private deadToken: string | undefined;
+  /** Why the last rotation failed, for `auth refresh`. */
+  private lastFailure: OAuthError | undefined;
+  private refreshTimer: NodeJS.Timeout | undefined;
+  private pollTimer: NodeJS.Timeout | undefined;
+  private rotating: Promise<RefreshResult> | undefined;
+  private pollRun: Promise<void> | undefined;
+  private stopped = false;
+  private lastPollWarning = 0;
+  private readonly now: () => number;
+  private readonly random: () => number;
+  private readonly refreshCounter = new Map<RefreshResult, number>();
+  private readonly options: Required<
+    Pick<
+      TokenManagerOptions,
+      'pollIntervalMs' | 'refreshAt' | 'jitter' | 'lockWaitMs' | 'lockTtlMs' | 'holder'
+    >
+  >;
+
+  constructor(private readonly deps: TokenManagerOptions) {
+    this.overrideClientToken = deps.overrideClientToken ?? false;
+    this.now = deps.now ?? Date.now;
+    this.random = deps.random ?? Math.random;
+    this.options = {
+      pollIntervalMs: deps.pollIntervalMs ?? 1000,
+      refreshAt: deps.refreshAt ?? 0.8,
+      jitter: deps.jitter ?? 0.05,
+      lockWaitMs: deps.lockWaitMs ?? 10_000,
+      lockTtlMs: deps.lockTtlMs ?? 30_000,
+      holder: deps.holder ?? `${hostname()}:${process.pid}`,
+    };
+  }
+
+  /** Loads the stored token and starts the refresh plan and the polling. */
+  async start(): Promise<StoredToken | undefined> {
+    await this.poll();
+    this.pollTimer = setInterval(() => void this.poll(), this.options.pollIntervalMs);
+    this.pollTimer.unref();
+    return this.current;
+  }
+
+  /** Stops the timers and waits for a refresh in progress (which holds the lock) to finish. */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    clearInterval(this.pollTimer);
+    clearTimeout(this.refreshTimer);
+    await Promise.allSettled([this.rotating, this.pollRun]);
+  }
+
+  /** The token currently held (for status output and tests). */
+  get token(): StoredToken | undefined {
+    return this.current;
+  }
+
+  currentAuthorization(): string | undefined {
+    // Never send a token past (or about to pass) its expiry: the request goes without one instead.
+    if (this.authorization === undefined || this.now() >= this.usableUntil) return undefined;
+    return this.authorization;
+  }
+
+  async refreshAfterUnauthorized(used: string): Promise<string | undefined> {
+    const fresh = this.currentAuthorization();
+    if (fresh !== undefined && fresh !== used) return fresh;
+    await this.poll();
+    const reloaded = this.currentAuthorization();
+    if (reloaded !== undefined && reloaded !== used) return reloaded;
+    const token = this.current;
+    if (!token || bearer(token) !== used) return reloaded;
+    // A token refused right after it was issued would be refused again: do not burn a rotation on it.
+    const age = this.now() - token.obtainedAt;
+    if (age < Math.min(60_000, (token.expiresAt - token.obtainedAt) * 0.1)) return undefined;
+    await this.rotate(token, 'upstream answered 401');
+    const after = this.currentAuthorization();
+    return after !== used ? after : undefined;
+  }
+
+  /**
+   * Refreshes now (the `auth refresh` command), through the same lock. Resolves with the outcome;
+   * `failure` holds the reason when it is invalid_grant or error.
+   */
+  async refreshNow(): Promise<{
+    result: RefreshResult;
+    token: StoredToken | undefined;
+    failure?: OAuthError;
+  }> {
+    const stored = await this.deps.tokens.load();
+    if (!stored) return { result: 'no_token', token: undefined };
+    this.adopt(stored, false);
+    const result = await this.rotate(stored, 'requested');
+    return { result, token: this.current, failure: this.lastFailure };
+  }
+
+  /** Registers meli_proxy_token_refresh_total and meli_proxy_token_expires_in_seconds. */
+  registerMetrics(registry: Registry): void {
+    const counts = this.refreshCounter;
+    new Counter({
+      name: 'meli_proxy_token_refresh_total',
+      help: 'Token refresh attempts by this replica, by result (adopted: another replica had refreshed).',
+      labelNames: ['result'] as const,
+      registers: [registry],
+      collect() {
+        for (const result of COUNTED_RESULTS) {
+          const count = counts.get(result) ?? 0;
+          counts.set(result, 0);
+          this.inc({ result }, count);
+        }
+      },
+    });
+    const remaining = (): number => {
+      const token = this.current;
+      return token ? Math.max(0, (token.expiresAt - this.now()) / 1000) : 0;
+    };
+    new Gauge({
+      name: 'meli_proxy_token_expires_in_seconds',
+      help: 'Seconds until the injected MercadoLibre access token expires (0: none, or expired).',
+      registers: [registry],
+      collect() {
+        this.set(remaining());
+      },
+    });
+  }
+
+  /** Re-reads the stored token and adopts it when it is newer (or drops ours after a logout). */
+  private poll(): Promise<void> {
+    this.pollRun ??= this.pollOnce().finally(() => {
+      this.pollRun = undefined;
+    });
+    return this.pollRun;
+  }
+
+  private async pollOnce(): Promise<void> {
+    try {
+      const stored = await this.deps.tokens.load();
+      if (this.stopped) return;
+      if (stored === undefined) {
+        if (this.current)
+          this.deps.logger.warn({}, 'the stored MercadoLibre token was removed: no longer injecting one');
+        this.drop();
+      } else if (isNewer(stored, this.current)) {
+        this.adopt(stored);
+      }
+    } catch (error) {
+      const now = this.now();
+      if (now - this.lastPollWarning > 60_000) {
+        this.lastPollWarning = now;
+        this.deps.logger.warn(
+          { detail: describe(error) },
+          'cannot read the stored MercadoLibre token; keeping the one held',
+        );
+      }
+    }
+  }
+
+  private adopt(token: StoredToken, plan = true): void {
+    this.current = token;
+    this.authorization = bearer(token);
+    const lifetime = Math.max(0, token.expiresAt - token.obtainedAt);
+    // Stop sending a token shortly before it expires, so none expires on its way.
+    this.usableUntil = token.expiresAt - Math.min(30_000, lifetime * 0.05);
+    if (plan) this.planRefresh(token);
+  }
+
+  private drop(): void {
+    this.current = undefined;
+    this.authorization = undefined;
+    this.usableUntil = 0;
+    clearTimeout(this.refreshTimer);
+  }
+
+  private planRefresh(token: StoredToken, delayOverride?: number): void {
+    clearTimeout(this.refreshTimer);
+    if (this.stopped || !token.refreshToken || this.deadToken === tokenId(token)) return;
+    const lifetime = Math.max(0, token.expiresAt - token.obtainedAt);
+    const share = this.options.refreshAt + (this.random() * 2 - 1) * this.options.jitter;
+    const due = token.obtainedAt + lifetime * share;
+    const delay = delayOverride ?? Math.max(0, due - this.now());
+    this.refreshTimer = setTimeout(() => {
+      if (this.current === token) void this.rotate(token, 'planned');
+    }, delay);
+    this.refreshTimer.unref();
+  }
+
+  /** Refreshes `expected` unless someone already has; one attempt at a time per process. */
+  private rotate(expected: StoredToken, reason: string): Promise<RefreshResult> {
+    this.rotating ??= this.rotateOnce(expected, reason).finally(() => {
+      this.rotating = undefined;
+    });
+    return this.rotating;
+  }
+
+  private async rotateOnce(expected: StoredToken, reason: string): Promise<RefreshResult> {
+    this.lastFailure = undefined;
+    let result: RefreshResult;
+    try {
+      result = await this.rotateLocked(expected, reason);
+    } catch (error) {
+      this.deps.logger.error({ detail: describe(error) }, 'token refresh failed');
+      this.lastFailure = error instanceof OAuthError ? error : undefined;
+      result = 'error';
+    }
+    this.count(result);
+    if (result === 'error' || result === 'lock_timeout') this.retryLater();
+    return result;
+  }
+
+  private async rotateLocked(expected: StoredToken, reason: string): Promise<RefreshResult> {
+    const handle = await this.deps.lock.acquire(REFRESH_LOCK, {
+      waitMs: this.options.lockWaitMs,
+      ttlMs: this.options.lockTtlMs,
+    });
+    if (!handle) {
+      this.deps.logger.warn({ waitedMs: this.options.lockWaitMs }, 'token refresh lock is busy; will retry');
+      await this.poll();
+      return 'lock_timeout';
+    }
+    try {
+      // Under the lock, the stored token is the truth: another replica may have refreshed already.
+      const stored = await this.deps.tokens.load();
+      if (!stored) {
+        this.drop();
+        return 'no_token';
+      }
+      if (stored.lineage !== expected.lineage || stored.generation !== expected.generation) {
+        this.adopt(stored);
+        return 'adopted';
+      }
+      if (!stored.refreshToken) {
+        this.deps.logger.warn(
+          {},
+          'the stored token has no refresh token: run "meli-proxy auth login" before it expires',
+        );
+        return 'skipped';
+      }
+      const sentAt = this.now();
+      let grant: TokenGrant;
+      try {
+        grant = await this.deps.refresher(stored);
+      } catch (error) {
+        if (error instanceof OAuthError && error.code === 'invalid_grant')
+          return this.afterInvalidGrant(stored, error);
+        throw error;
+      }
+      const next = tokenFromRefresh(stored, grant, sentAt, this.options.holder);
+      await this.saveWithRetries(next);
+      this.adopt(next);
+      this.deps.logger.info(
+        { reason, generation: next.generation, expiresAt: new Date(next.expiresAt).toISOString() },
+        'refreshed the MercadoLibre token',
+      );
+      return 'success';
+    } finally {
+      await handle.release();
+    }
+  }
+
+  /** The refresh token was refused: maybe another process (outside our lock) spent it first. */
+  private async afterInvalidGrant(spent: StoredToken, error: OAuthError): Promise<RefreshResult> {
+    const stored = await this.deps.tokens.load().catch(() => undefined);
+    if (stored && isNewer(stored, spent)) {
+      this.adopt(stored);
+      return 'adopted';
+    }
+    this.lastFailure = error;
+    this.deadToken = tokenId(spent);
+    this.deps.logger.error(
+      { generation: spent.generation },
+      'MercadoLibre refused the stored refresh token (invalid_grant): run "meli-proxy auth login" again; the current access token is used until it expires',
+    );
+    return 'invalid_grant';
+  }
+
+  /**
+   * The new refresh token exists only in memory until saved, and the old one is spent: losing it
+   * means a new login. So try hard (still under the lock) before giving up.
+   */
+  private async saveWithRetries(token: StoredToken): Promise<void> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await this.deps.tokens.save(token);
+        return;
+      } catch (error) {
+        if (attempt >= 5) {
+          // Keep using it here; other replicas will need a new login once theirs expires.
+          this.adopt(token);
+          throw new Error(`could not save the refreshed token: ${describe(error)}`);
+        }
+        await new Promise((resolve) => setTimeout(resolve, 200 * attempt));
+      }
+    }
+  }
+
+  /** After a failed attempt: try again soon, but not in a tight loop. */
+  private retryLater(): void {
+    const token = this.current;
+    if (!token || this.stopped) return;
+    const remaining = token.expiresAt - this.now();
+    this.planRefresh(token, Math.max(1000, Math.min(30_000, remaining / 10)));
+  }
+
+  private count(result: RefreshResult): void {
+    this.refreshCounter.set(result, (this.refreshCounter.get(result) ?? 0) + 1);
+  }
+}
+
+export function bearer(token: StoredToken): string {
+  return `Bearer ${token.accessToken}`;
+}
+
+function tokenId(token: StoredToken): string {
+  return `${token.lineage}#${token.generation}`;
+}
+
+function describe(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}

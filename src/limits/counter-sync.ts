@@ -1,0 +1,158 @@
+/**
+ * Replica side of shared counters: pushes this process's admissions to a CounterBackend in the
+ * background and feeds the returned global totals back into the limiter. The hot path never waits
+ * for it; the bound on what replicas can over-admit meanwhile is derived in limiter.ts.
+ *
+ * Delivery. One push in flight at a time, every `syncIntervalMs` (a tick that finds a push still
+ * in flight is skipped). Deltas are consumed only when a push is acknowledged, so a failed push
+ * leaves them in place and the next one carries them again: nothing admitted is lost (deltas of
+ * windows no decision reads any more are dropped, like the store would expire them). Because at
+ * most one push is in flight, a delta is never in two pushes at once and the replica never counts
+ * an acknowledged delta twice. The contract is still at-least-once: when a backend applies a push
+ * and then fails to answer (connection cut after COMMIT), the retry adds those deltas again. That
+ * over-counts, i.e. errs towards rejecting, by at most one batch per such failure; exactly-once would
+ * need an idempotency key (replica id + push sequence) in CounterBackend, which it does not have.
+ *
+ * Health. The first failure (or a push slower than `timeoutMs`) marks the store unhealthy and
+ * calls onStateChange(false, error) once; the next acknowledged push marks it healthy and calls
+ * onStateChange(true, undefined) once. What the limiter does meanwhile is `onStoreError`: 'open'
+ * keeps limiting locally with the last-known totals, 'deny' keeps each replica within its share.
+ * Pending deltas are re-sent after recovery, so totals resynchronise by themselves.
+ */
+import { randomBytes } from 'node:crypto';
+import { hostname } from 'node:os';
+import type { CounterBackend } from '../store/types.js';
+import type { Limiter, PendingDelta } from './limiter.js';
+
+export interface CounterSyncOptions {
+  readonly backend: CounterBackend;
+  /** Identity of this replica in the store (default: host-pid-random). */
+  readonly replicaId?: string;
+  /** Push period in ms (default 100). */
+  readonly syncIntervalMs?: number;
+  /** While the store is unreachable: 'open' (default) limits locally, 'deny' stays within the share. */
+  readonly onStoreError?: 'open' | 'deny';
+  /** A push slower than this marks the store unhealthy (default 2000 ms); it stays the one in flight. */
+  readonly timeoutMs?: number;
+  /** c in the allowance formula (default 0.25); see limiter.ts for the bound it buys. */
+  readonly shareFactor?: number;
+  /** Replicas to assume until the store first answers (default 1). */
+  readonly initialReplicas?: number;
+  /** Called once per health transition, e.g. to log "store unreachable" once and "recovered" once. */
+  readonly onStateChange?: (healthy: boolean, error: Error | undefined) => void;
+  readonly clock?: () => number;
+}
+
+export class CounterSync {
+  readonly replicaId: string;
+  private readonly limiter: Limiter;
+  private readonly backend: CounterBackend;
+  private readonly intervalMs: number;
+  private readonly timeoutMs: number;
+  private readonly clock: () => number;
+  private readonly onStateChange: ((healthy: boolean, error: Error | undefined) => void) | undefined;
+  private timer: NodeJS.Timeout | undefined;
+  private inFlight: Promise<void> | undefined;
+  private isHealthy = true;
+  private error: Error | undefined;
+  private lastOk: number | undefined;
+  private replicaCount: number;
+
+  constructor(limiter: Limiter, options: CounterSyncOptions) {
+    this.limiter = limiter;
+    this.backend = options.backend;
+    this.replicaId = options.replicaId ?? `${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`;
+    this.intervalMs = options.syncIntervalMs ?? 100;
+    this.timeoutMs = options.timeoutMs ?? 2000;
+    this.clock = options.clock ?? Date.now;
+    this.onStateChange = options.onStateChange;
+    this.replicaCount = Math.max(1, options.initialReplicas ?? 1);
+    if (!(this.intervalMs > 0))
+      throw new RangeError(`syncIntervalMs must be positive, got ${this.intervalMs}`);
+    limiter.enableSharing({
+      failClosed: options.onStoreError === 'deny',
+      ...(options.shareFactor === undefined ? {} : { shareFactor: options.shareFactor }),
+      initialReplicas: this.replicaCount,
+    });
+  }
+
+  /** Starts periodic pushes (the first one right away, to learn the replica count). */
+  start(): void {
+    if (this.timer) return;
+    this.timer = setInterval(() => this.tick(), this.intervalMs);
+    this.timer.unref();
+    this.tick();
+  }
+
+  /** Stops the timer and makes a last push of what is pending (never rejects). */
+  async stop(): Promise<void> {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = undefined;
+    await this.flush();
+  }
+
+  /** Pushes now, after the push in flight if any; resolves when done (never rejects). */
+  async flush(): Promise<void> {
+    if (this.inFlight) await this.inFlight;
+    await this.push();
+  }
+
+  get healthy(): boolean {
+    return this.isHealthy;
+  }
+
+  get lastError(): Error | undefined {
+    return this.error;
+  }
+
+  /** When the last acknowledged push completed (epoch ms). */
+  get lastSyncAt(): number | undefined {
+    return this.lastOk;
+  }
+
+  /** Live replicas as last reported by the store. */
+  get replicas(): number {
+    return this.replicaCount;
+  }
+
+  private tick(): void {
+    if (!this.inFlight) void this.push();
+  }
+
+  private push(): Promise<void> {
+    const pending: PendingDelta[] = this.limiter.collectDeltas(this.clock());
+    const deltas = pending.map((p) => p.delta);
+    const watchdog = setTimeout(() => {
+      this.transition(false, new Error(`shared counter store did not answer within ${this.timeoutMs} ms`));
+    }, this.timeoutMs);
+    watchdog.unref();
+    const run = (async () => {
+      try {
+        const result = await this.backend.sync(this.replicaId, deltas);
+        this.limiter.settleDeltas(pending, result, this.clock());
+        this.replicaCount = Math.max(1, result.replicas);
+        this.lastOk = this.clock();
+        this.transition(true, undefined);
+      } catch (error) {
+        this.transition(false, error instanceof Error ? error : new Error(String(error)));
+      } finally {
+        clearTimeout(watchdog);
+        this.inFlight = undefined;
+      }
+    })();
+    this.inFlight = run;
+    return run;
+  }
+
+  private transition(healthy: boolean, error: Error | undefined): void {
+    if (!healthy) this.error = error;
+    if (healthy === this.isHealthy) return;
+    this.isHealthy = healthy;
+    this.limiter.setStoreHealthy(healthy);
+    try {
+      this.onStateChange?.(healthy, error);
+    } catch {
+      // A logging callback must not break the sync loop.
+    }
+  }
+}

@@ -1,0 +1,36 @@
+export { CounterSync, type CounterSyncOptions } from './counter-sync.js';
+export { ENV_GLOBAL, ENV_PER_IP, rulesFromEnv } from './env.js';
+export { RuleError } from './errors.js';
+export {
+  formatList,
+  formatPolicyItem,
+  formatRateLimitItem,
+  type HeaderOptions,
+  rateLimitHeaderList,
+  rateLimitHeaders,
+  sfString,
+} from './headers.js';
+export { canonicalIp, type IpRange, parseIpInto, parseIpRange } from './ip.js';
+export {
+  type Decision,
+  Limiter,
+  type LimiterOptions,
+  type LimiterStats,
+  type PendingDelta,
+  type RuleStats,
+  type SharingOptions,
+} from './limiter.js';
+export type { LimitRequest, RuleInfo } from './matcher.js';
+export { compilePathPattern, matchPath, normalizePath, type PathPattern } from './path.js';
+export {
+  MAX_BURST,
+  type PartitionKey,
+  parseRule,
+  parseRules,
+  type Rule,
+  type RuleMatch,
+  type RuleMode,
+  serializeRule,
+} from './rule.js';
+export { bearerTokenHash, hashToken } from './token.js';
+export { formatLimit, LIMIT_EXPECTED, type Limit, parseLimit, WINDOW_MS, WINDOW_NAMES } from './window.js';

@@ -1,0 +1,238 @@
+/**
+ * Client addresses and CIDR ranges as 32-bit words. Requests are parsed by hand for dotted IPv4
+ * (also behind the `::ffff:` prefix that dual-stack sockets report) because that is nearly every
+ * request and must not allocate; anything else with a colon goes through ipaddr.js, which also
+ * parses the ranges in rules, so both sides agree on what IPv6 text means.
+ */
+import ipaddr from 'ipaddr.js';
+
+export type IpFamily = 4 | 6;
+
+export interface IpRange {
+  readonly family: IpFamily;
+  /** Network address: word 0 for IPv4, words 0..3 (big-endian) for IPv6. */
+  readonly words: Uint32Array;
+  readonly mask: Uint32Array;
+  readonly prefix: number;
+  /** Canonical text: mapped IPv6 shown as IPv4, `/prefix` only when narrower than one address. */
+  readonly text: string;
+}
+
+/** Ranges of one rule, flattened for a cache-friendly scan: IPv4 as [net, mask]*, IPv6 as [net×4, mask×4]*. */
+export interface IpRangeSet {
+  readonly v4: Uint32Array;
+  readonly v6: Uint32Array;
+}
+
+export const IP_EXPECTED =
+  'an IPv4/IPv6 address or CIDR range (e.g. 152.152.152.152, 10.0.0.0/8, 2001:db8::/32)';
+
+/**
+ * Parses a client address into `out` and returns its family, or 0 when the text is no address.
+ * IPv4-mapped IPv6 (::ffff:1.2.3.4) comes back as IPv4 so one rule covers both socket kinds.
+ */
+export function parseIpInto(text: string, out: Uint32Array): 0 | IpFamily {
+  const v4 = parseDottedQuad(text, 0);
+  if (v4 >= 0) {
+    out[0] = v4;
+    return 4;
+  }
+  if (text.indexOf(':') < 0) return 0;
+  if (hasMappedPrefix(text)) {
+    const mapped = parseDottedQuad(text, 7);
+    if (mapped >= 0) {
+      out[0] = mapped;
+      return 4;
+    }
+  }
+  return parseIpv6Into(text, out);
+}
+
+/**
+ * The text used in counter keys, so that `::ffff:1.2.3.4` and `1.2.3.4` share a counter and IPv6
+ * spellings collapse to RFC 5952. Plain dotted IPv4 is returned as given (no allocation).
+ */
+export function canonicalIp(text: string, family: 0 | IpFamily, out: Uint32Array): string {
+  if (family === 4) return text.indexOf(':') < 0 ? text : formatIpv4(out[0] as number);
+  if (family === 6) return formatIpv6(out);
+  return text;
+}
+
+export function rangeSetContains(set: IpRangeSet, family: 0 | IpFamily, words: Uint32Array): boolean {
+  if (family === 4) {
+    const ranges = set.v4;
+    const address = words[0] as number;
+    for (let i = 0; i < ranges.length; i += 2) {
+      if ((address & (ranges[i + 1] as number)) >>> 0 === ranges[i]) return true;
+    }
+    return false;
+  }
+  if (family === 6) {
+    const ranges = set.v6;
+    for (let i = 0; i < ranges.length; i += 8) {
+      if (
+        (words[0]! & ranges[i + 4]!) >>> 0 === ranges[i] &&
+        (words[1]! & ranges[i + 5]!) >>> 0 === ranges[i + 1] &&
+        (words[2]! & ranges[i + 6]!) >>> 0 === ranges[i + 2] &&
+        (words[3]! & ranges[i + 7]!) >>> 0 === ranges[i + 3]
+      ) {
+        return true;
+      }
+    }
+  }
+  return false;
+}
+
+export function compileRanges(ranges: readonly IpRange[]): IpRangeSet {
+  const v4 = ranges.filter((r) => r.family === 4);
+  const v6 = ranges.filter((r) => r.family === 6);
+  const set = { v4: new Uint32Array(v4.length * 2), v6: new Uint32Array(v6.length * 8) };
+  v4.forEach((r, i) => {
+    set.v4[i * 2] = r.words[0] as number;
+    set.v4[i * 2 + 1] = r.mask[0] as number;
+  });
+  v6.forEach((r, i) => {
+    set.v6.set(r.words, i * 8);
+    set.v6.set(r.mask, i * 8 + 4);
+  });
+  return set;
+}
+
+/**
+ * Parses `addr` or `addr/prefix` from a rule. Returns the reason as a string when it is not valid,
+ * so the rule parser can put it in a RuleError. Host bits must be zero: `10.1.2.3/8` is more often
+ * a typo than a wish, and the message offers the network that was probably meant.
+ */
+export function parseIpRange(input: string): IpRange | string {
+  const text = input.trim();
+  const slash = text.indexOf('/');
+  const addressText = slash < 0 ? text : text.slice(0, slash);
+  const prefixText = slash < 0 ? undefined : text.slice(slash + 1);
+
+  let family: IpFamily;
+  const words = new Uint32Array(4);
+  let bits: number;
+  if (ipaddr.IPv4.isValidFourPartDecimal(addressText)) {
+    family = 4;
+    words[0] = octetsToWord(ipaddr.IPv4.parse(addressText).octets);
+    bits = 32;
+  } else if (addressText.includes(':') && ipaddr.IPv6.isValid(addressText)) {
+    const address = ipaddr.IPv6.parse(addressText);
+    if (address.zoneId !== undefined) return 'a zone id (%...) is not allowed';
+    if (address.isIPv4MappedAddress()) {
+      family = 4;
+      words[0] = octetsToWord(address.toIPv4Address().octets);
+      bits = 128;
+    } else {
+      family = 6;
+      partsToWords(address.parts, words);
+      bits = 128;
+    }
+  } else {
+    return 'not an IP address';
+  }
+
+  let prefix = bits;
+  if (prefixText !== undefined) {
+    if (!/^\d{1,3}$/.test(prefixText) || Number(prefixText) > bits) {
+      return `the prefix length must be 0 to ${bits}`;
+    }
+    prefix = Number(prefixText);
+  }
+  if (family === 4 && bits === 128) {
+    if (prefix < 96) return 'an IPv4-mapped range needs a prefix of at least 96';
+    prefix -= 96;
+  }
+
+  const mask = maskWords(family, prefix);
+  const network = new Uint32Array(4);
+  for (let i = 0; i < 4; i++) network[i] = (words[i]! & mask[i]!) >>> 0;
+  const networkText = family === 4 ? formatIpv4(network[0] as number) : formatIpv6(network);
+  const full = family === 4 ? 32 : 128;
+  const canonical = prefix === full ? networkText : `${networkText}/${prefix}`;
+  if (network.some((word, i) => word !== words[i])) {
+    return `host bits are set (did you mean ${networkText}/${prefix}?)`;
+  }
+  return { family, words: network, mask, prefix, text: canonical };
+}
+
+function parseDottedQuad(text: string, start: number): number {
+  let value = 0;
+  let part = 0;
+  let digits = 0;
+  let dots = 0;
+  for (let i = start; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c === 46) {
+      if (digits === 0 || dots === 3) return -1;
+      value = value * 256 + part;
+      part = 0;
+      digits = 0;
+      dots++;
+    } else if (c >= 48 && c <= 57) {
+      // A leading zero reads as octal to some parsers and decimal to others: refuse it.
+      if (digits > 0 && part === 0) return -1;
+      part = part * 10 + (c - 48);
+      if (part > 255) return -1;
+      digits++;
+    } else {
+      return -1;
+    }
+  }
+  if (dots !== 3 || digits === 0) return -1;
+  return value * 256 + part;
+}
+
+function hasMappedPrefix(text: string): boolean {
+  if (text.length < 14) return false;
+  return (
+    text.charCodeAt(0) === 58 &&
+    text.charCodeAt(1) === 58 &&
+    (text.charCodeAt(2) | 0x20) === 102 &&
+    (text.charCodeAt(3) | 0x20) === 102 &&
+    (text.charCodeAt(4) | 0x20) === 102 &&
+    (text.charCodeAt(5) | 0x20) === 102 &&
+    text.charCodeAt(6) === 58
+  );
+}
+
+function parseIpv6Into(text: string, out: Uint32Array): 0 | IpFamily {
+  if (!ipaddr.IPv6.isValid(text)) return 0;
+  const address = ipaddr.IPv6.parse(text);
+  if (address.isIPv4MappedAddress()) {
+    out[0] = octetsToWord(address.toIPv4Address().octets);
+    return 4;
+  }
+  partsToWords(address.parts, out);
+  return 6;
+}
+
+function octetsToWord(octets: readonly number[]): number {
+  return ((octets[0]! << 24) | (octets[1]! << 16) | (octets[2]! << 8) | octets[3]!) >>> 0;
+}
+
+function partsToWords(parts: readonly number[], out: Uint32Array): void {
+  for (let i = 0; i < 4; i++) out[i] = ((parts[i * 2]! << 16) | parts[i * 2 + 1]!) >>> 0;
+}
+
+function maskWords(family: IpFamily, prefix: number): Uint32Array {
+  const mask = new Uint32Array(4);
+  const words = family === 4 ? 1 : 4;
+  let left = prefix;
+  for (let i = 0; i < words; i++) {
+    const take = Math.min(32, Math.max(0, left));
+    mask[i] = take === 0 ? 0 : (0xffffffff << (32 - take)) >>> 0;
+    left -= take;
+  }
+  return mask;
+}
+
+function formatIpv4(word: number): string {
+  return `${word >>> 24}.${(word >>> 16) & 255}.${(word >>> 8) & 255}.${word & 255}`;
+}
+
+function formatIpv6(words: Uint32Array): string {
+  const parts: number[] = [];
+  for (let i = 0; i < 4; i++) parts.push(words[i]! >>> 16, words[i]! & 0xffff);
+  return new ipaddr.IPv6(parts).toRFC5952String();
+}

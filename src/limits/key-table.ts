@@ -1,0 +1,233 @@
+/**
+ * The counter table: one slot per counter key, state in parallel typed arrays (a few numbers per
+ * key, no object per key), one Map per rule from partition to slot (so a lookup by client address
+ * needs no concatenated key), and one least-recently-used list per window size.
+ *
+ * Why one list per window size: within a size, the list order is also the order in which keys go
+ * idle, so expiring idle keys only ever looks at list tails. A key is idle once its last window is
+ * older than the previous one: its counts can no longer weigh in any decision (nor in any shared
+ * total anyone reads), so dropping it resets nothing. An active key is never evicted; when the table
+ * is full of active keys, `insert` returns -1 and the limiter applies its `onTableFull` policy.
+ */
+import { WINDOW_MS, WINDOW_NAMES } from './window.js';
+
+const INITIAL_CAPACITY = 1024;
+const NONE = -1;
+
+export class KeyTable {
+  readonly maxKeys: number;
+  private readonly indexes: Map<string, number>[] = [];
+  private count = 0;
+  private capacity = 0;
+  private used = 0;
+  private freeHead = NONE;
+
+  /** Partition of each slot within its rule (see partitionValue); undefined when free. */
+  keys: (string | undefined)[] = [];
+  /** Start (epoch ms, aligned) of the window `current` counts. Doubles as last-touch time. */
+  windowStart = new Float64Array(0);
+  /** Requests admitted by this process in that window. */
+  current = new Float64Array(0);
+  /** Best known total of the window before it (all replicas, when shared). */
+  previous = new Float64Array(0);
+  /** Last total of that window returned by the shared store (includes our acknowledged part). */
+  global = new Float64Array(0);
+  /** How many of `current` the store has acknowledged. */
+  acked = new Float64Array(0);
+  /** When the store last acknowledged a push for this slot (epoch ms; 0 = never). */
+  ackedAt = new Float64Array(0);
+  /** Rule index, to find the window and limits of a slot from the slot alone. */
+  rule = new Uint16Array(0);
+  /** Bumped on each reuse so that late sync answers can tell a slot was recycled. */
+  generation = new Uint32Array(0);
+  /** 1 while the slot is on the dirty list (has deltas the store has not acknowledged). */
+  dirty = new Uint8Array(0);
+  private next = new Int32Array(0);
+  private prev = new Int32Array(0);
+  private listOf = new Uint8Array(0);
+  private readonly heads = new Int32Array(WINDOW_NAMES.length).fill(NONE);
+  private readonly tails = new Int32Array(WINDOW_NAMES.length).fill(NONE);
+
+  /** Slots with unacknowledged deltas, each once; compacted by the sync pass. */
+  dirtyList = new Int32Array(64);
+  dirtyCount = 0;
+
+  constructor(maxKeys: number) {
+    if (!Number.isInteger(maxKeys) || maxKeys < 1 || maxKeys > 2 ** 30) {
+      throw new RangeError(`maxKeys must be a whole number from 1 to ${2 ** 30}, got ${maxKeys}`);
+    }
+    this.maxKeys = maxKeys;
+    this.grow(Math.min(INITIAL_CAPACITY, maxKeys));
+  }
+
+  get size(): number {
+    return this.count;
+  }
+
+  get allocated(): number {
+    return this.capacity;
+  }
+
+  get(rule: number, partition: string): number {
+    return this.indexes[rule]?.get(partition) ?? NONE;
+  }
+
+  /**
+   * Adds a key in window `windowStart` and returns its slot, or -1 when every slot holds an active
+   * key. Expires a couple of idle keys of the same window size on the way, so the table follows
+   * the working set without a timer.
+   */
+  insert(rule: number, partition: string, list: number, windowStart: number, now: number): number {
+    this.expireIdle(list, now, 2);
+    let slot = this.allocate();
+    if (slot === NONE) {
+      for (let l = 0; l < WINDOW_NAMES.length && slot === NONE; l++) {
+        if (this.expireIdle(l, now, 1) > 0) slot = this.allocate();
+      }
+      if (slot === NONE) return NONE;
+    }
+    const stored = flatCopy(partition);
+    let index = this.indexes[rule];
+    if (index === undefined) {
+      index = new Map();
+      this.indexes[rule] = index;
+    }
+    index.set(stored, slot);
+    this.count++;
+    this.keys[slot] = stored;
+    this.windowStart[slot] = windowStart;
+    this.current[slot] = 0;
+    this.previous[slot] = 0;
+    this.global[slot] = 0;
+    this.acked[slot] = 0;
+    this.ackedAt[slot] = 0;
+    this.rule[slot] = rule;
+    this.generation[slot] = (this.generation[slot]! + 1) >>> 0;
+    this.listOf[slot] = list;
+    this.linkHead(slot, list);
+    return slot;
+  }
+
+  /** Marks a slot most recently used. */
+  touch(slot: number): void {
+    const list = this.listOf[slot]!;
+    if (this.heads[list] === slot) return;
+    this.unlink(slot, list);
+    this.linkHead(slot, list);
+  }
+
+  markDirty(slot: number): void {
+    if (this.dirty[slot] === 1) return;
+    this.dirty[slot] = 1;
+    if (this.dirtyCount === this.dirtyList.length) {
+      const bigger = new Int32Array(this.dirtyList.length * 2);
+      bigger.set(this.dirtyList);
+      this.dirtyList = bigger;
+    }
+    this.dirtyList[this.dirtyCount++] = slot;
+  }
+
+  /** Keeps the dirty slots for which `keep` says so; the others leave the list. */
+  compactDirty(keep: (slot: number) => boolean): void {
+    let kept = 0;
+    for (let i = 0; i < this.dirtyCount; i++) {
+      const slot = this.dirtyList[i]!;
+      if (keep(slot)) this.dirtyList[kept++] = slot;
+      else this.dirty[slot] = 0;
+    }
+    this.dirtyCount = kept;
+  }
+
+  /** Expires up to `budget` idle keys from the tail of each list; returns how many went. */
+  sweep(now: number, budget: number): number {
+    let removed = 0;
+    for (let l = 0; l < WINDOW_NAMES.length; l++) removed += this.expireIdle(l, now, budget);
+    return removed;
+  }
+
+  private expireIdle(list: number, now: number, budget: number): number {
+    const windowMs = WINDOW_MS[WINDOW_NAMES[list]!];
+    const relevantFrom = now - (now % windowMs) - windowMs;
+    let removed = 0;
+    while (removed < budget) {
+      const slot = this.tails[list]!;
+      if (slot === NONE || this.windowStart[slot]! >= relevantFrom) break;
+      this.remove(slot);
+      removed++;
+    }
+    return removed;
+  }
+
+  private remove(slot: number): void {
+    this.unlink(slot, this.listOf[slot]!);
+    this.indexes[this.rule[slot]!]!.delete(this.keys[slot]!);
+    this.count--;
+    this.keys[slot] = undefined;
+    if (this.dirty[slot] === 1) this.compactDirty((s) => s !== slot);
+    this.next[slot] = this.freeHead;
+    this.freeHead = slot;
+  }
+
+  private allocate(): number {
+    if (this.freeHead !== NONE) {
+      const slot = this.freeHead;
+      this.freeHead = this.next[slot]!;
+      return slot;
+    }
+    if (this.used === this.capacity) {
+      if (this.capacity >= this.maxKeys) return NONE;
+      this.grow(Math.min(this.maxKeys, this.capacity * 2));
+    }
+    return this.used++;
+  }
+
+  private linkHead(slot: number, list: number): void {
+    const head = this.heads[list]!;
+    this.prev[slot] = NONE;
+    this.next[slot] = head;
+    if (head !== NONE) this.prev[head] = slot;
+    else this.tails[list] = slot;
+    this.heads[list] = slot;
+  }
+
+  private unlink(slot: number, list: number): void {
+    const before = this.prev[slot]!;
+    const after = this.next[slot]!;
+    if (before !== NONE) this.next[before] = after;
+    else this.heads[list] = after;
+    if (after !== NONE) this.prev[after] = before;
+    else this.tails[list] = before;
+  }
+
+  private grow(capacity: number): void {
+    this.windowStart = resize(this.windowStart, capacity);
+    this.current = resize(this.current, capacity);
+    this.previous = resize(this.previous, capacity);
+    this.global = resize(this.global, capacity);
+    this.acked = resize(this.acked, capacity);
+    this.ackedAt = resize(this.ackedAt, capacity);
+    this.rule = resize(this.rule, capacity);
+    this.generation = resize(this.generation, capacity);
+    this.dirty = resize(this.dirty, capacity);
+    this.next = resize(this.next, capacity);
+    this.prev = resize(this.prev, capacity);
+    this.listOf = resize(this.listOf, capacity);
+    this.capacity = capacity;
+  }
+}
+
+/**
+ * Partitions may be built by concatenation or slicing, which V8 represents as ropes or slices that
+ * keep their parts (or the whole request line) alive. A JSON round trip yields one flat string.
+ */
+function flatCopy(key: string): string {
+  return JSON.parse(JSON.stringify(key)) as string;
+}
+
+type TypedArray = Float64Array | Int32Array | Uint32Array | Uint16Array | Uint8Array;
+
+function resize<T extends TypedArray>(array: T, length: number): T {
+  const bigger = new (array.constructor as new (length: number) => T)(length);
+  bigger.set(array);
+  return bigger;
+}

@@ -1,0 +1,129 @@
+/**
+ * `serve --inject-token` in-process: the token manager wired into the real proxy (forwarder and
+ * all) in front of the fake MercadoLibre, with the token in the embedded token file.
+ */
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type ProxyTokenAuth, startProxyTokenAuth } from '../../src/auth/proxy-auth.js';
+import { TokenFileDocuments } from '../../src/auth/token-file.js';
+import { TokenStore, tokenFromLogin } from '../../src/auth/token-store.js';
+import { runCli } from '../../src/cli/program.js';
+import { loadConfig } from '../../src/config.js';
+import { createLogger } from '../../src/logger.js';
+import { type RunningServer, startServer } from '../../src/server/index.js';
+import { openStore } from '../../src/store/index.js';
+import { type FakeMeli, startFakeMeli } from '../peers/oauth-server.js';
+import { LogCapture } from '../support/proxy.js';
+
+describe('serve --inject-token', () => {
+  let meli: FakeMeli;
+  let dir: string;
+  let server: RunningServer;
+  let auth: ProxyTokenAuth;
+  const logs = new LogCapture();
+
+  beforeAll(async () => {
+    meli = await startFakeMeli();
+    dir = await mkdtemp(path.join(tmpdir(), 'meli-inject-'));
+    const issued = meli.issueTokens();
+    // Logged in two hours ago: old enough for a 401 to justify a refresh.
+    await new TokenStore(new TokenFileDocuments(dir), 'file').save(
+      tokenFromLogin({
+        grant: {
+          accessToken: issued.access_token,
+          refreshToken: issued.refresh_token,
+          scope: issued.scope,
+          expiresIn: issued.expires_in,
+          userId: String(issued.user_id),
+        },
+        sentAt: Date.now() - 2 * 3600_000,
+        clientId: meli.client.id,
+        user: { id: String(meli.user.id), nickname: meli.user.nickname, siteId: 'MLA' },
+      }),
+    );
+    const config = loadConfig({
+      env: {},
+      flags: {
+        port: 0,
+        adminPort: 0,
+        store: 'memory',
+        dataDir: dir,
+        upstream: meli.url,
+        injectToken: true,
+        clientSecret: meli.client.secret,
+        tokenUrl: meli.tokenUrl,
+        logLevel: 'info',
+      },
+    });
+    const logger = createLogger(config.logLevel, logs);
+    const store = await openStore('memory', { dataDir: dir, logger });
+    auth = await startProxyTokenAuth({ config, store, logger, env: {} });
+    server = await startServer(config, {
+      logger,
+      store,
+      version: 'test',
+      upstreamAuth: auth.manager,
+      flushers: [auth.stop],
+    });
+    auth.manager.registerMetrics(server.metrics.registry);
+  });
+
+  afterAll(async () => {
+    await server?.shutdown('test over');
+    await meli?.close();
+    if (dir) await rm(dir, { recursive: true, force: true });
+  });
+
+  it('adds the stored token to requests that carry none', async () => {
+    const response = await fetch(`${server.proxyUrl}/items/MLA1`);
+    expect(response.status).toBe(200);
+    expect(await response.json()).toMatchObject({ authenticated: true });
+    expect(meli.stats.validTokenRequests).toBe(1);
+    expect(logs.withMessage('injecting the stored MercadoLibre token into upstream requests')).toHaveLength(
+      1,
+    );
+  });
+
+  it("keeps a client's own token (override is off)", async () => {
+    expect(auth.manager.overrideClientToken).toBe(false);
+    const response = await fetch(`${server.proxyUrl}/items/MLA1`, {
+      headers: { authorization: 'Bearer APP_USR-own' },
+    });
+    expect(response.status).toBe(401);
+    expect(meli.stats.unknownTokenRequests).toBe(1);
+    expect(meli.stats.refreshCalls).toBe(0);
+  });
+
+  it('refreshes once and retries when the upstream refuses the injected token', async () => {
+    meli.expireAccessTokens();
+    const responses = await Promise.all(
+      Array.from({ length: 5 }, (_, n) => fetch(`${server.proxyUrl}/items/MLA${n}`)),
+    );
+    expect(responses.map((response) => response.status)).toEqual([200, 200, 200, 200, 200]);
+    expect(meli.stats.refreshCalls).toBe(1);
+    expect(meli.stats.invalidGrants).toBe(0);
+    const metrics = await (await fetch(`${server.proxyUrl}/metrics`)).text();
+    expect(metrics).toMatch(/^meli_proxy_token_refresh_total\{result="success"\} 1$/m);
+    const stored = await new TokenStore(new TokenFileDocuments(dir), 'file').load();
+    expect(stored?.generation).toBe(2);
+    expect(logs.text).not.toContain('APP_USR-');
+    expect(logs.text).not.toContain(meli.client.secret);
+  });
+
+  it('refuses to start without the client secret (exit 2)', async () => {
+    let stderr = '';
+    const code = await runCli(
+      ['serve', '--inject-token', '--store', 'memory', '--data-dir', dir, '--port', '0', '--admin-port', '0'],
+      {
+        stdout: { write: () => true },
+        stderr: { write: (chunk: string) => (stderr += chunk) },
+        env: {},
+        cwd: dir,
+      },
+    );
+    expect(code).toBe(2);
+    expect(stderr).toContain('MELI_CLIENT_SECRET');
+  });
+});

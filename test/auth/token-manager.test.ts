@@ -1,0 +1,270 @@
+import { Registry } from 'prom-client';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { InProcessLock } from '../../src/auth/lock.js';
+import { OAuthError } from '../../src/auth/oauth-client.js';
+import { tokenRefresher } from '../../src/auth/proxy-auth.js';
+import {
+  type AuthLogger,
+  bearer,
+  TokenManager,
+  type TokenManagerOptions,
+} from '../../src/auth/token-manager.js';
+import { type StoredToken, tokenFromLogin, tokenFromRefresh } from '../../src/auth/token-store.js';
+import { type FakeMeli, startFakeMeli } from '../peers/oauth-server.js';
+
+/** The token document, in memory, shared by the managers of one test (as a database would be). */
+class MemoryTokens {
+  token: StoredToken | undefined;
+  /** Answers for the next loads, before `token`: a replica that reads a stale row. */
+  staleReads: StoredToken[] = [];
+  saves = 0;
+  async load(): Promise<StoredToken | undefined> {
+    return this.staleReads.shift() ?? this.token;
+  }
+  async save(token: StoredToken): Promise<void> {
+    this.saves++;
+    this.token = token;
+  }
+}
+
+/** Collects log lines, to check that no secret ever reaches them. */
+function recordingLogger(): AuthLogger & { lines: string[] } {
+  const lines: string[] = [];
+  const record = (obj: object, msg?: string): void => {
+    lines.push(`${msg ?? ''} ${JSON.stringify(obj)}`);
+  };
+  return { lines, info: record, warn: record, error: record };
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+async function until(check: () => boolean, timeoutMs = 5000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error('condition not reached in time');
+    await sleep(10);
+  }
+}
+
+describe('TokenManager', () => {
+  let meli: FakeMeli;
+  const managers: TokenManager[] = [];
+
+  beforeAll(async () => {
+    meli = await startFakeMeli({ expiresIn: 1 });
+  });
+  afterAll(async () => {
+    await meli.close();
+  });
+  afterEach(async () => {
+    await Promise.all(managers.splice(0).map((manager) => manager.stop()));
+    meli.setExpiresIn(1);
+    meli.resetStats();
+  });
+
+  function login(lifetimeSeconds = 1): StoredToken {
+    meli.setExpiresIn(lifetimeSeconds);
+    const sentAt = Date.now();
+    const response = meli.issueTokens();
+    return tokenFromLogin({
+      grant: {
+        accessToken: response.access_token,
+        refreshToken: response.refresh_token,
+        scope: response.scope,
+        expiresIn: response.expires_in,
+        userId: String(response.user_id),
+      },
+      sentAt,
+      clientId: meli.client.id,
+      user: { id: String(meli.user.id), nickname: meli.user.nickname, siteId: 'MLA' },
+    });
+  }
+
+  function manager(
+    tokens: MemoryTokens,
+    lock: InProcessLock,
+    extra: Partial<TokenManagerOptions> = {},
+  ): TokenManager {
+    const created = new TokenManager({
+      tokens,
+      lock,
+      logger: recordingLogger(),
+      refresher: tokenRefresher({ tokenUrl: new URL(meli.tokenUrl), clientSecret: meli.client.secret }),
+      pollIntervalMs: 100,
+      ...extra,
+    });
+    managers.push(created);
+    return created;
+  }
+
+  it('hands out the stored token and stops before it expires', async () => {
+    const tokens = new MemoryTokens();
+    tokens.token = login(3600);
+    let now = tokens.token.obtainedAt;
+    const subject = manager(tokens, new InProcessLock(), { now: () => now });
+    await subject.start();
+    expect(subject.currentAuthorization()).toBe(bearer(tokens.token));
+    // The last 5 % of the lifetime (at most 30 s) is not used: no token may expire on its way.
+    now = tokens.token.expiresAt - 31_000;
+    expect(subject.currentAuthorization()).toBe(bearer(tokens.token));
+    now = tokens.token.expiresAt - 29_000;
+    expect(subject.currentAuthorization()).toBeUndefined();
+  });
+
+  it('refreshes at about 80 % of the lifetime and saves the new refresh token', async () => {
+    const tokens = new MemoryTokens();
+    const first = login(1);
+    tokens.token = first;
+    const subject = manager(tokens, new InProcessLock());
+    await subject.start();
+    await until(() => tokens.token?.generation === 2);
+    const elapsed = Date.now() - first.obtainedAt;
+    expect(elapsed).toBeGreaterThanOrEqual(700);
+    expect(elapsed).toBeLessThan(950);
+    expect(tokens.token!.refreshToken).not.toBe(first.refreshToken);
+    expect(tokens.token!.nickname).toBe(meli.user.nickname);
+    expect(subject.currentAuthorization()).toBe(bearer(tokens.token!));
+    expect(meli.stats.refreshCalls).toBe(1);
+  });
+
+  it('lets exactly one of several replicas refresh each rotation; the others adopt', async () => {
+    const tokens = new MemoryTokens();
+    tokens.token = login(1);
+    const lock = new InProcessLock();
+    const fleet = [manager(tokens, lock), manager(tokens, lock), manager(tokens, lock)];
+    await Promise.all(fleet.map((member) => member.start()));
+    await until(() => (tokens.token?.generation ?? 0) >= 4, 6000);
+    expect(meli.stats.invalidGrants).toBe(0);
+    expect([...meli.stats.refreshCallsByToken.values()].every((calls) => calls === 1)).toBe(true);
+    expect(meli.stats.refreshCalls).toBe(tokens.token!.generation - 1);
+    // Every replica holds a usable token, the newest or the one before it (polled every 100 ms).
+    for (const member of fleet) expect(member.currentAuthorization()).toBeDefined();
+  });
+
+  it('after a 401, returns a newer stored token without refreshing', async () => {
+    const tokens = new MemoryTokens();
+    const old = login(3600);
+    tokens.token = old;
+    const subject = manager(tokens, new InProcessLock(), { pollIntervalMs: 60_000 });
+    await subject.start();
+    const newer = { ...login(3600), lineage: old.lineage, generation: 2 };
+    tokens.token = newer;
+    expect(await subject.refreshAfterUnauthorized(bearer(old))).toBe(bearer(newer));
+    expect(meli.stats.refreshCalls).toBe(0);
+  });
+
+  it('after a 401 to the current token, refreshes once (even when many requests ask at once)', async () => {
+    const tokens = new MemoryTokens();
+    const old = login(3600);
+    old.obtainedAt -= 3600_000 * 0.5; // half-way through its life
+    tokens.token = old;
+    const subject = manager(tokens, new InProcessLock(), { pollIntervalMs: 60_000 });
+    await subject.start();
+    const answers = await Promise.all(
+      Array.from({ length: 5 }, () => subject.refreshAfterUnauthorized(bearer(old))),
+    );
+    expect(new Set(answers).size).toBe(1);
+    expect(answers[0]).toBe(bearer(tokens.token!));
+    expect(answers[0]).not.toBe(bearer(old));
+    expect(meli.stats.refreshCalls).toBe(1);
+  });
+
+  it('does not burn a rotation on a 401 to a token issued moments ago', async () => {
+    const tokens = new MemoryTokens();
+    tokens.token = login(3600);
+    const subject = manager(tokens, new InProcessLock(), { pollIntervalMs: 60_000 });
+    await subject.start();
+    expect(await subject.refreshAfterUnauthorized(bearer(tokens.token))).toBeUndefined();
+    expect(meli.stats.refreshCalls).toBe(0);
+  });
+
+  it('on invalid_grant keeps the token until it expires, says to log in, and picks up a new login', async () => {
+    const tokens = new MemoryTokens();
+    const spent = login(1);
+    tokens.token = spent;
+    const logger = recordingLogger();
+    const registry = new Registry();
+    const subject = manager(tokens, new InProcessLock(), {
+      logger,
+      refresher: async () => {
+        throw new OAuthError('invalid_grant', 'refused');
+      },
+    });
+    subject.registerMetrics(registry);
+    await subject.start();
+    await until(() => logger.lines.some((line) => line.includes('invalid_grant')));
+    expect(subject.currentAuthorization()).toBe(bearer(spent));
+    expect(await registry.metrics()).toContain('meli_proxy_token_refresh_total{result="invalid_grant"} 1');
+
+    const fresh = login(3600);
+    tokens.token = fresh;
+    await until(() => subject.currentAuthorization() === bearer(fresh));
+    for (const line of logger.lines) {
+      expect(line).not.toContain(spent.accessToken);
+      expect(line).not.toContain(spent.refreshToken!);
+    }
+  });
+
+  it('a refresh token spent by another process (outside the lock) is adopted, not reported', async () => {
+    const tokens = new MemoryTokens();
+    const first = login(3600);
+    tokens.token = first;
+    const refresher = tokenRefresher({ tokenUrl: new URL(meli.tokenUrl), clientSecret: meli.client.secret });
+    const subject = manager(tokens, new InProcessLock(), { pollIntervalMs: 60_000, refresher });
+    await subject.start();
+    // `auth refresh` in another process spends the refresh token; its save lands just after our
+    // re-read under the lock, so our own refresh meets invalid_grant.
+    const second = tokenFromRefresh(first, await refresher(first), Date.now());
+    tokens.token = second;
+    tokens.staleReads = [first, first];
+    const answer = await subject.refreshNow();
+    expect(answer.result).toBe('adopted');
+    expect(meli.stats.invalidGrants).toBe(1);
+    expect(subject.currentAuthorization()).toBe(bearer(second));
+  });
+
+  it('stops injecting after a logout', async () => {
+    const tokens = new MemoryTokens();
+    tokens.token = login(3600);
+    const subject = manager(tokens, new InProcessLock());
+    await subject.start();
+    expect(subject.currentAuthorization()).toBeDefined();
+    tokens.token = undefined;
+    await until(() => subject.currentAuthorization() === undefined);
+  });
+
+  it('exports the refresh counter and the remaining lifetime', async () => {
+    const tokens = new MemoryTokens();
+    tokens.token = login(1);
+    const registry = new Registry();
+    const subject = manager(tokens, new InProcessLock());
+    subject.registerMetrics(registry);
+    await subject.start();
+    await until(() => tokens.token?.generation === 2);
+    const text = await registry.metrics();
+    expect(text).toContain('meli_proxy_token_refresh_total{result="success"} 1');
+    const remaining = Number(/^meli_proxy_token_expires_in_seconds (\S+)$/m.exec(text)?.[1]);
+    expect(remaining).toBeGreaterThan(0);
+    expect(remaining).toBeLessThanOrEqual(1);
+    expect(text).not.toContain(tokens.token!.accessToken);
+  });
+});
+
+describe('InProcessLock', () => {
+  it('excludes, times out, and frees a lock whose holder overstays its ttl', async () => {
+    const lock = new InProcessLock();
+    const first = await lock.acquire('x', { waitMs: 0, ttlMs: 200 });
+    expect(first).toBeDefined();
+    expect(await lock.acquire('x', { waitMs: 50, ttlMs: 200 })).toBeUndefined();
+    expect(await lock.acquire('y', { waitMs: 0, ttlMs: 200 })).toBeDefined();
+    const waiter = lock.acquire('x', { waitMs: 1000, ttlMs: 200 });
+    const started = Date.now();
+    const second = await waiter;
+    expect(second).toBeDefined();
+    expect(Date.now() - started).toBeGreaterThanOrEqual(100);
+    await first!.release(); // too late: no effect on the new holder
+    expect(await lock.acquire('x', { waitMs: 0, ttlMs: 200 })).toBeUndefined();
+    await second!.release();
+    expect(await lock.acquire('x', { waitMs: 0, ttlMs: 200 })).toBeDefined();
+  });
+});

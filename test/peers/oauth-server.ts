@@ -1,0 +1,434 @@
+/**
+ * A stand-in for MercadoLibre's OAuth 2.0 server and API: real HTTP/1.1 on 127.0.0.1, a free port.
+ *
+ *   GET  /authorization        the login page: client_id, redirect_uri, state, PKCE S256 challenge
+ *                              checked; an "Allow" and a "Deny" button (a form posting to …/decide)
+ *   POST /authorization/decide 302 to the redirect URI with code+state, or error=access_denied+state
+ *   POST /oauth/token          MercadoLibre's semantics: form body, client_id+client_secret in the
+ *                              body, PKCE verification, codes usable once, single-use refresh tokens
+ *                              (each refresh returns a new one), configurable expires_in, errors as
+ *                              {"message","error","status","cause":[]}
+ *   GET  /users/me             {id, nickname, site_id, …} for a valid bearer, 401 otherwise
+ *   anything else              the "API": 200 JSON for a valid bearer or none, 401 for an expired or
+ *                              unknown one; counted, so a test can tell how many requests were sent
+ *                              with an expired token
+ *
+ * Access tokens stay valid until they expire even after a refresh (as at MercadoLibre); refresh
+ * tokens die when used.
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+
+export interface FakeClient {
+  id: string;
+  secret: string;
+  /** Redirect URIs allowed besides any http(s) URI on 127.0.0.1/localhost (matched exactly). */
+  redirectUris?: string[];
+}
+
+export interface FakeUser {
+  id: number;
+  nickname: string;
+  site_id: string;
+}
+
+export interface FakeMeliOptions {
+  clients?: FakeClient[];
+  user?: FakeUser;
+  /** Lifetime of access tokens, in seconds. Default 21600 (6 h). */
+  expiresIn?: number;
+  scope?: string;
+}
+
+export interface FakeMeliStats {
+  authorizationPages: number;
+  codeExchanges: number;
+  refreshCalls: number;
+  /** How many refresh calls presented each refresh token: every value must be 1 in a healthy fleet. */
+  refreshCallsByToken: Map<string, number>;
+  invalidGrants: number;
+  invalidClients: number;
+  usersMe: number;
+  /** API requests by the bearer they carried. */
+  validTokenRequests: number;
+  expiredTokenRequests: number;
+  unknownTokenRequests: number;
+  anonymousRequests: number;
+}
+
+export interface FakeMeli {
+  /** `http://127.0.0.1:PORT` */
+  url: string;
+  authorizationUrl: string;
+  tokenUrl: string;
+  /** Base of the API (`/users/me` and every other path). */
+  apiUrl: string;
+  client: FakeClient;
+  user: FakeUser;
+  stats: FakeMeliStats;
+  /** Lifetime of tokens issued from now on. */
+  setExpiresIn(seconds: number): void;
+  /** Issues a token pair without the browser, as a completed login would. */
+  issueTokens(clientId?: string): TokenResponse;
+  /** Expires every access token issued so far. */
+  expireAccessTokens(): void;
+  resetStats(): void;
+  close(): Promise<void>;
+}
+
+export interface TokenResponse {
+  access_token: string;
+  token_type: 'Bearer';
+  expires_in: number;
+  scope: string;
+  user_id: number;
+  refresh_token: string;
+}
+
+interface PendingAuthorization {
+  clientId: string;
+  redirectUri: string;
+  state: string | null;
+  codeChallenge: string;
+}
+
+interface IssuedCode {
+  clientId: string;
+  redirectUri: string;
+  codeChallenge: string;
+  expiresAt: number;
+  used: boolean;
+}
+
+const DEFAULT_CLIENT: FakeClient = { id: '1234567890', secret: 'fake-client-secret' };
+const DEFAULT_USER: FakeUser = { id: 123456789, nickname: 'TESTUSER_MLA', site_id: 'MLA' };
+
+function emptyStats(): FakeMeliStats {
+  return {
+    authorizationPages: 0,
+    codeExchanges: 0,
+    refreshCalls: 0,
+    refreshCallsByToken: new Map(),
+    invalidGrants: 0,
+    invalidClients: 0,
+    usersMe: 0,
+    validTokenRequests: 0,
+    expiredTokenRequests: 0,
+    unknownTokenRequests: 0,
+    anonymousRequests: 0,
+  };
+}
+
+function random(prefix: string): string {
+  return `${prefix}${randomBytes(18).toString('base64url')}`;
+}
+
+function base64urlSha256(text: string): string {
+  return createHash('sha256').update(text).digest('base64url');
+}
+
+function sendJson(res: ServerResponse, status: number, body: unknown): void {
+  const text = JSON.stringify(body);
+  res.writeHead(status, {
+    'content-type': 'application/json; charset=utf-8',
+    'content-length': Buffer.byteLength(text),
+    'cache-control': 'no-store',
+  });
+  res.end(text);
+}
+
+/** MercadoLibre's error body. */
+function meliError(res: ServerResponse, status: number, error: string, message: string): void {
+  sendJson(res, status, { message, error, status, cause: [] });
+}
+
+function sendHtml(res: ServerResponse, status: number, html: string): void {
+  res.writeHead(status, { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store' });
+  res.end(html);
+}
+
+function escapeHtml(text: string): string {
+  return text.replace(/[&<>"']/g, (ch) => `&#${ch.charCodeAt(0)};`);
+}
+
+async function readBody(req: IncomingMessage): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of req) chunks.push(chunk as Buffer);
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+function isLoopbackRedirect(uri: string): boolean {
+  try {
+    const url = new URL(uri);
+    return (
+      (url.protocol === 'http:' || url.protocol === 'https:') &&
+      ['127.0.0.1', 'localhost'].includes(url.hostname)
+    );
+  } catch {
+    return false;
+  }
+}
+
+export async function startFakeMeli(options: FakeMeliOptions = {}): Promise<FakeMeli> {
+  const clients = options.clients ?? [DEFAULT_CLIENT];
+  const client = clients[0]!;
+  const user = options.user ?? DEFAULT_USER;
+  const scope = options.scope ?? 'offline_access read write';
+  let expiresIn = options.expiresIn ?? 21_600;
+  let stats = emptyStats();
+  const pending = new Map<string, PendingAuthorization>();
+  const codes = new Map<string, IssuedCode>();
+  const accessTokens = new Map<string, { expiresAt: number; clientId: string }>();
+  const refreshTokens = new Map<string, { clientId: string; used: boolean }>();
+
+  const issueTokens = (clientId: string): TokenResponse => {
+    const accessToken = random(`APP_USR-${clientId}-`);
+    const refreshToken = random('TG-');
+    accessTokens.set(accessToken, { expiresAt: Date.now() + expiresIn * 1000, clientId });
+    refreshTokens.set(refreshToken, { clientId, used: false });
+    return {
+      access_token: accessToken,
+      token_type: 'Bearer',
+      expires_in: expiresIn,
+      scope,
+      user_id: user.id,
+      refresh_token: refreshToken,
+    };
+  };
+
+  const bearerState = (req: IncomingMessage): 'none' | 'valid' | 'expired' | 'unknown' => {
+    const header = req.headers.authorization;
+    if (!header) return 'none';
+    const match = /^Bearer (.+)$/i.exec(header);
+    const entry = match ? accessTokens.get(match[1]!) : undefined;
+    if (!entry) return 'unknown';
+    return entry.expiresAt > Date.now() ? 'valid' : 'expired';
+  };
+
+  const authorizationPage = (url: URL, res: ServerResponse): void => {
+    stats.authorizationPages++;
+    const params = url.searchParams;
+    const found = clients.find((candidate) => candidate.id === params.get('client_id'));
+    const redirectUri = params.get('redirect_uri') ?? '';
+    if (!found) {
+      sendHtml(res, 400, '<h1>Invalid client_id</h1>');
+      return;
+    }
+    const allowed = isLoopbackRedirect(redirectUri) || (found.redirectUris ?? []).includes(redirectUri);
+    if (!allowed) {
+      // Never redirect to an unregistered URI: show the error here instead.
+      sendHtml(
+        res,
+        400,
+        '<h1>Invalid redirect_uri</h1><p>The redirect_uri does not match the application.</p>',
+      );
+      return;
+    }
+    if (params.get('response_type') !== 'code') {
+      sendHtml(res, 400, '<h1>Unsupported response_type</h1>');
+      return;
+    }
+    const codeChallenge = params.get('code_challenge');
+    if (!codeChallenge || params.get('code_challenge_method') !== 'S256') {
+      sendHtml(
+        res,
+        400,
+        '<h1>PKCE required</h1><p>code_challenge with code_challenge_method=S256 is required.</p>',
+      );
+      return;
+    }
+    const id = random('req-');
+    pending.set(id, { clientId: found.id, redirectUri, state: params.get('state'), codeChallenge });
+    sendHtml(
+      res,
+      200,
+      `<!doctype html><html><head><meta charset="utf-8"><title>Autorizar aplicación</title></head><body>
+<h1>¿Autorizar la aplicación ${escapeHtml(found.id)}?</h1>
+<p>Ingresaste como ${escapeHtml(user.nickname)}.</p>
+<form method="post" action="/authorization/decide">
+<input type="hidden" name="request" value="${escapeHtml(id)}">
+<button type="submit" name="decision" value="allow">Allow</button>
+<button type="submit" name="decision" value="deny">Deny</button>
+</form></body></html>`,
+    );
+  };
+
+  const decide = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
+    const form = new URLSearchParams(await readBody(req));
+    const id = form.get('request') ?? '';
+    const request = pending.get(id);
+    if (!request) {
+      sendHtml(res, 400, '<h1>This authorization request expired</h1>');
+      return;
+    }
+    pending.delete(id);
+    const target = new URL(request.redirectUri);
+    if (form.get('decision') === 'allow') {
+      const code = random('TG-code-');
+      codes.set(code, {
+        clientId: request.clientId,
+        redirectUri: request.redirectUri,
+        codeChallenge: request.codeChallenge,
+        expiresAt: Date.now() + 10 * 60_000,
+        used: false,
+      });
+      target.searchParams.set('code', code);
+    } else {
+      target.searchParams.set('error', 'access_denied');
+      target.searchParams.set('error_description', 'The user denied access');
+    }
+    if (request.state !== null) target.searchParams.set('state', request.state);
+    res.writeHead(302, { location: target.href, 'cache-control': 'no-store' });
+    res.end();
+  };
+
+  const invalidGrant = (res: ServerResponse): void => {
+    stats.invalidGrants++;
+    meliError(
+      res,
+      400,
+      'invalid_grant',
+      'Error validating grant. Your authorization code or refresh token may be expired or it was already used',
+    );
+  };
+
+  const token = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
+    if (!(req.headers['content-type'] ?? '').startsWith('application/x-www-form-urlencoded')) {
+      meliError(res, 400, 'invalid_request', 'content-type must be application/x-www-form-urlencoded');
+      return;
+    }
+    const form = new URLSearchParams(await readBody(req));
+    const found = clients.find((candidate) => candidate.id === form.get('client_id'));
+    if (!found || form.get('client_secret') !== found.secret) {
+      stats.invalidClients++;
+      meliError(res, 401, 'invalid_client', 'invalid client_id or client_secret');
+      return;
+    }
+    const grantType = form.get('grant_type');
+    if (grantType === 'authorization_code') {
+      stats.codeExchanges++;
+      const code = codes.get(form.get('code') ?? '');
+      if (!code || code.used || code.expiresAt < Date.now() || code.clientId !== found.id) {
+        if (code) code.used = true;
+        invalidGrant(res);
+        return;
+      }
+      code.used = true;
+      if (form.get('redirect_uri') !== code.redirectUri) {
+        invalidGrant(res);
+        return;
+      }
+      const verifier = form.get('code_verifier');
+      if (!verifier || base64urlSha256(verifier) !== code.codeChallenge) {
+        invalidGrant(res);
+        return;
+      }
+      sendJson(res, 200, issueTokens(found.id));
+      return;
+    }
+    if (grantType === 'refresh_token') {
+      stats.refreshCalls++;
+      const presented = form.get('refresh_token') ?? '';
+      stats.refreshCallsByToken.set(presented, (stats.refreshCallsByToken.get(presented) ?? 0) + 1);
+      const entry = refreshTokens.get(presented);
+      if (!entry || entry.used || entry.clientId !== found.id) {
+        invalidGrant(res);
+        return;
+      }
+      entry.used = true;
+      sendJson(res, 200, issueTokens(found.id));
+      return;
+    }
+    meliError(res, 400, 'unsupported_grant_type', `grant_type ${grantType ?? '(none)'} is not supported`);
+  };
+
+  const api = (req: IncomingMessage, res: ServerResponse, url: URL): void => {
+    const state = bearerState(req);
+    if (url.pathname === '/users/me') {
+      stats.usersMe++;
+      if (state !== 'valid') {
+        meliError(res, 401, 'unauthorized', 'invalid access token');
+        return;
+      }
+      sendJson(res, 200, { ...user, first_name: 'Test', last_name: 'User', country_id: 'AR' });
+      return;
+    }
+    if (state === 'valid') stats.validTokenRequests++;
+    else if (state === 'expired') stats.expiredTokenRequests++;
+    else if (state === 'unknown') stats.unknownTokenRequests++;
+    else stats.anonymousRequests++;
+    if (state === 'expired' || state === 'unknown') {
+      meliError(res, 401, 'unauthorized', 'invalid access token');
+      return;
+    }
+    sendJson(res, 200, { path: url.pathname, authenticated: state === 'valid' });
+  };
+
+  const server: Server = createServer((req, res) => {
+    const url = new URL(req.url ?? '/', 'http://fake.invalid');
+    const route = `${req.method} ${url.pathname}`;
+    const handle = async (): Promise<void> => {
+      if (route === 'GET /authorization') authorizationPage(url, res);
+      else if (route === 'POST /authorization/decide') await decide(req, res);
+      else if (route === 'POST /oauth/token') await token(req, res);
+      else api(req, res, url);
+    };
+    handle().catch((error: unknown) => {
+      if (!res.headersSent) meliError(res, 500, 'internal_error', String(error));
+      else res.destroy();
+    });
+  });
+  server.keepAliveTimeout = 5_000;
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+
+  return {
+    url: base,
+    authorizationUrl: `${base}/authorization`,
+    tokenUrl: `${base}/oauth/token`,
+    apiUrl: base,
+    client,
+    user,
+    get stats() {
+      return stats;
+    },
+    setExpiresIn(seconds: number) {
+      expiresIn = seconds;
+    },
+    issueTokens: (clientId = client.id) => issueTokens(clientId),
+    expireAccessTokens() {
+      for (const entry of accessTokens.values()) entry.expiresAt = Math.min(entry.expiresAt, Date.now() - 1);
+    },
+    resetStats() {
+      stats = emptyStats();
+    },
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      }),
+  };
+}
+
+/**
+ * What a person does on the fake authorization page, over plain HTTP: open it and press Allow (or
+ * Deny). Resolves with the URL the browser would be redirected to.
+ */
+export async function clickThrough(authorizationUrl: string | URL, decision: 'allow' | 'deny'): Promise<URL> {
+  const page = await fetch(authorizationUrl);
+  const html = await page.text();
+  if (page.status !== 200) throw new Error(`authorization page answered ${page.status}: ${html}`);
+  const request = /name="request" value="([^"]+)"/.exec(html)?.[1];
+  if (!request) throw new Error('no authorization request id on the page');
+  const action = new URL('/authorization/decide', authorizationUrl);
+  const answer = await fetch(action, {
+    method: 'POST',
+    headers: { 'content-type': 'application/x-www-form-urlencoded' },
+    body: new URLSearchParams({ request, decision }).toString(),
+    redirect: 'manual',
+  });
+  const location = answer.headers.get('location');
+  if (answer.status !== 302 || !location) throw new Error(`decision answered ${answer.status}`);
+  return new URL(location);
+}
