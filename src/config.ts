@@ -41,6 +41,8 @@ export interface Config {
   clientId: string | undefined;
   clientSecret: string | undefined;
   tokenUrl: URL;
+  /** The config file read, if any (absolute path). */
+  configFile: string | undefined;
   /** Anything the file holds under `limits:`; validated by the rate-limit rule parser. */
   limits: unknown[];
   /** Where each value came from, for error messages and `--print-config`. */
@@ -509,10 +511,12 @@ export function loadConfig(sources: ConfigSources): Config {
   const origins: Partial<Record<SettingKey, string>> = {};
   let limits: unknown[] = [];
   let routes: string[] = [];
+  let configFile: string | undefined;
 
   const filePath = sources.file ?? sources.env.MELI_PROXY_CONFIG;
   if (filePath) {
     const absolute = resolve(sources.cwd ?? process.cwd(), filePath);
+    configFile = absolute;
     const data = readConfigFile(absolute);
     for (const [name, value] of Object.entries(data)) {
       if (name === 'limits') {
@@ -585,6 +589,7 @@ export function loadConfig(sources: ConfigSources): Config {
     clientId: pick('clientId'),
     clientSecret: pick('clientSecret'),
     tokenUrl: pick('tokenUrl'),
+    configFile,
     limits,
     sources: origins,
   };

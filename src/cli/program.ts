@@ -1,8 +1,12 @@
 import { Command, CommanderError } from 'commander';
 import { exitCodeOf, UsageError } from '../errors.js';
 import { VERSION } from '../version.js';
+import { registerAuth } from './auth.js';
+import { registerDeploy } from './deploy.js';
 import type { CliIO } from './io.js';
 import { registerServe } from './serve.js';
+import { registerStats } from './stats.js';
+import { registerTop } from './top/index.js';
 
 export function buildProgram(io: CliIO): Command {
   const program = new Command('meli-proxy')
@@ -15,6 +19,10 @@ export function buildProgram(io: CliIO): Command {
       writeErr: (text) => io.stderr.write(text),
     });
   registerServe(program, io);
+  registerDeploy(program, io);
+  registerAuth(program, io);
+  registerStats(program, io);
+  registerTop(program, io);
   for (const command of program.commands) command.exitOverride();
   return program;
 }

@@ -45,6 +45,7 @@ export function registerServe(program: Command, io: CliIO): void {
         logger,
         store,
         version: VERSION,
+        env: io.env,
         upstreamAuth: tokenAuth?.manager,
         // Stops refreshing (and frees the refresh lock) before the store closes.
         flushers: tokenAuth ? [tokenAuth.stop] : [],

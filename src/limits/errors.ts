@@ -5,6 +5,8 @@
 export class RuleError extends Error {
   override readonly name = 'RuleError';
   readonly code = 'ERR_LIMIT_RULE';
+  /** A malformed rule is a usage error: the CLI exits with status 2. */
+  readonly exitCode = 2;
 
   constructor(
     /** The rule id when it is known and valid; `undefined` otherwise. */

@@ -18,6 +18,7 @@ export {
   type LimiterStats,
   type PendingDelta,
   type RuleStats,
+  type RuleUsage,
   type SharingOptions,
 } from './limiter.js';
 export type { LimitRequest, RuleInfo } from './matcher.js';

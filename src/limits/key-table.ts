@@ -109,6 +109,11 @@ export class KeyTable {
   }
 
   /** Marks a slot most recently used. */
+  /** The partitions and slots of one rule (for carrying counters over to a new rule set). */
+  entries(rule: number): IterableIterator<[string, number]> {
+    return (this.indexes[rule] ?? new Map<string, number>()).entries();
+  }
+
   touch(slot: number): void {
     const list = this.listOf[slot]!;
     if (this.heads[list] === slot) return;

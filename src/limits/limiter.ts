@@ -117,6 +117,17 @@ export interface Decision {
   readonly shadowExceeded: readonly string[];
 }
 
+/** One rule's state for a request, as `inspect` reports it. */
+export interface RuleUsage {
+  readonly rule: RuleInfo;
+  /** The counter this request would count against (rule id and partition). */
+  readonly key: string;
+  /** Requests counted in the sliding window right now. */
+  readonly used: number;
+  readonly remaining: number;
+  readonly resetSeconds: number;
+}
+
 export interface LimiterStats {
   readonly keys: number;
   readonly maxKeys: number;
@@ -422,6 +433,80 @@ export class Limiter {
         pushed: false,
       });
     }
+  }
+
+  /**
+   * Takes over the counts of the limiter this one replaces when rules change, for every rule that
+   * still counts the same way (same id, window and partition keys; its limit may differ), so that
+   * editing one rule resets nobody's quota. Call it while no push of `previous` is in flight.
+   * Returns how many counters were carried over.
+   */
+  adoptCounts(previous: Limiter, now: number = this.clock()): number {
+    const before = new Map(previous.compiled.map((rule) => [rule.info.id, rule]));
+    const from = previous.table;
+    const to = this.table;
+    const remap = new Map<number, number>();
+    let carried = 0;
+    for (const rule of this.compiled) {
+      const old = before.get(rule.info.id);
+      if (!old || old.windowMs !== rule.windowMs || old.rule.by.join(',') !== rule.rule.by.join(','))
+        continue;
+      remap.set(old.index, rule.index);
+      for (const [partition, oldSlot] of from.entries(old.index)) {
+        const slot = to.insert(rule.index, partition, rule.windowSlot, from.windowStart[oldSlot]!, now);
+        if (slot < 0) break;
+        to.current[slot] = from.current[oldSlot]!;
+        to.previous[slot] = from.previous[oldSlot]!;
+        to.global[slot] = from.global[oldSlot]!;
+        to.acked[slot] = from.acked[oldSlot]!;
+        to.ackedAt[slot] = from.ackedAt[oldSlot]!;
+        if (this.shared && to.current[slot]! > to.acked[slot]!) to.markDirty(slot);
+        carried++;
+      }
+    }
+    for (const [totalKey, retired] of previous.retired) {
+      const rule = remap.get(retired.rule);
+      if (rule !== undefined && !retired.pushed) this.retired.set(totalKey, { ...retired, rule });
+    }
+    return carried;
+  }
+
+  /**
+   * Which rules a request would match and how far each is into its window, without counting it:
+   * what `meli-proxy limits test` shows.
+   */
+  inspect(request: LimitRequest, now: number = this.clock()): RuleUsage[] {
+    const scratch = this.scratch;
+    scratch.reset(request);
+    const usage: RuleUsage[] = [];
+    for (const rule of this.compiled) {
+      if (!ruleMatches(rule, scratch)) continue;
+      const partition = partitionValue(rule, scratch);
+      const slot = this.table.get(rule.index, partition);
+      const elapsed = now % rule.windowMs;
+      const windowStart = now - elapsed;
+      let used = 0;
+      if (slot >= 0) {
+        const slotStart = this.table.windowStart[slot]!;
+        const local = this.table.current[slot]!;
+        const current = this.shared
+          ? Math.max(local, this.table.global[slot]! + local - this.table.acked[slot]!)
+          : local;
+        if (slotStart === windowStart)
+          used = slidingEstimate(this.table.previous[slot]!, current, rule.windowMs, elapsed);
+        else if (slotStart === windowStart - rule.windowMs)
+          used = slidingEstimate(current, 0, rule.windowMs, elapsed);
+      }
+      usage.push({
+        rule: rule.info,
+        key: counterKey(rule, partition),
+        used,
+        remaining: Math.max(0, rule.limit - used),
+        resetSeconds: Math.ceil((rule.windowMs - elapsed) / 1000),
+      });
+    }
+    scratch.reset(undefined);
+    return usage;
   }
 
   /** Expires up to `budget` idle keys per window size (inserts also do a little of this). */

@@ -31,6 +31,8 @@ export async function buildAdminApp(options: AdminAppOptions): Promise<FastifyIn
   const expected = config.adminToken ? adminTokenDigest(config.adminToken) : undefined;
   app.addHook('onRequest', async (request, reply) => {
     if (!expected) return;
+    // The dashboard's page and assets hold no data; every data request it makes carries the token.
+    if (request.routeOptions.config.adminPublic === true) return;
     if (bearerMatches(request.headers.authorization, expected)) return;
     // Same answer for a missing and a wrong token: nothing to learn from a 401.
     reply

@@ -10,11 +10,13 @@ import type { Logger } from '../logger.js';
 import type { Store } from '../store/types.js';
 import { buildAdminApp } from './admin-app.js';
 import { isLoopback } from './admin-auth.js';
+import { dashboardRoutes } from './admin-dashboard.js';
+import { limitsRoutes } from './admin-limits.js';
 import { statsRoutes } from './admin-stats.js';
 import { statusRoutes } from './admin-status.js';
 import { ProxyMetrics } from './metrics.js';
 import { buildProxyApp } from './proxy-app.js';
-import type { RateLimitGate } from './rate-limit.js';
+import { RateLimiter } from './rate-limit.js';
 import { RouteTable } from './routes.js';
 import { ServerState } from './state.js';
 import { StatsRecorder } from './stats/recorder.js';
@@ -31,7 +33,8 @@ export interface ServerDeps {
   adminPlugins?: FastifyPluginAsync[];
   /** Bearer token injection into upstream requests (`--inject-token`). */
   upstreamAuth?: UpstreamAuth;
-  rateLimit?: RateLimitGate;
+  /** Environment for default rules (MELI_PROXY_LIMIT_PER_IP, MELI_PROXY_LIMIT_GLOBAL). */
+  env?: NodeJS.ProcessEnv;
 }
 
 export interface RunningServer {
@@ -40,6 +43,7 @@ export interface RunningServer {
   metrics: ProxyMetrics;
   stats: StatsRecorder;
   routes: RouteTable;
+  rateLimit: RateLimiter;
   state: ServerState;
   /** Drains and stops everything; resolves when the process may exit. Safe to call twice. */
   shutdown(reason: string): Promise<void>;
@@ -70,6 +74,20 @@ export async function startServer(config: Config, deps: ServerDeps): Promise<Run
     retentionMs: config.statsRetention,
   });
   const state = new ServerState();
+  const rateLimit = await RateLimiter.start({
+    store,
+    logger,
+    fileRules: config.limits,
+    fileName: config.configFile ?? 'config file',
+    env: deps.env ?? {},
+    legacyHeaders: config.legacyRateLimitHeaders,
+    syncIntervalMs: config.syncInterval,
+    onStoreError: config.onStoreError,
+    onStoreHealth: (healthy) => {
+      metrics.setStoreHealthy(healthy);
+      if (!healthy) metrics.storeError();
+    },
+  });
   state.addCheck('store', async () => {
     await store.check();
     return undefined;
@@ -87,13 +105,16 @@ export async function startServer(config: Config, deps: ServerDeps): Promise<Run
     upstreamAuth: deps.upstreamAuth,
     stats,
     routes,
-    rateLimit: deps.rateLimit,
+    rateLimit,
   });
   const adminApp = await buildAdminApp({
     config,
     logger,
     plugins: [
       statusRoutes({ config, state, store, version: deps.version, metrics }),
+      statsRoutes(stats),
+      limitsRoutes({ store, rateLimit }),
+      dashboardRoutes(),
       ...(deps.adminPlugins ?? []),
     ],
   });
@@ -102,7 +123,7 @@ export async function startServer(config: Config, deps: ServerDeps): Promise<Run
     await proxyApp.listen({ host: config.host, port: config.port });
     await adminApp.listen({ host: config.adminHost, port: config.adminPort });
   } catch (error) {
-    await Promise.allSettled([proxyApp.close(), adminApp.close(), upstream.close()]);
+    await Promise.allSettled([proxyApp.close(), adminApp.close(), upstream.close(), rateLimit.stop()]);
     const code = (error as NodeJS.ErrnoException).code;
     if (code === 'EADDRINUSE' || code === 'EACCES' || code === 'EADDRNOTAVAIL') {
       throw new UsageError(
@@ -144,6 +165,10 @@ export async function startServer(config: Config, deps: ServerDeps): Promise<Run
       proxyApp.server.closeAllConnections();
       await closed;
       await upstream.close().catch(() => upstream.destroy());
+      // Last counter deltas go out while the store is still open.
+      await rateLimit
+        .stop()
+        .catch((error: unknown) => logger.error({ err: error }, 'final counter sync failed'));
       // Every answered request is counted by now: the final flush stores them all.
       await stats
         .stop()
@@ -158,5 +183,5 @@ export async function startServer(config: Config, deps: ServerDeps): Promise<Run
     return stopping;
   };
 
-  return { proxyUrl, adminUrl, metrics, stats, routes, state, shutdown };
+  return { proxyUrl, adminUrl, metrics, stats, routes, rateLimit, state, shutdown };
 }

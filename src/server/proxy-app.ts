@@ -14,7 +14,7 @@ import Fastify, {
 } from 'fastify';
 import type { Dispatcher } from 'undici';
 import type { Config } from '../config.js';
-import { normalizePath, rateLimitHeaders } from '../limits/index.js';
+import { normalizePath } from '../limits/index.js';
 import { type Logger, loggableUrl } from '../logger.js';
 import { sendApiError } from './api-error.js';
 import { type ForwardObserver, type ForwardOutcome, forward, type UnauthorizedRetry } from './forward.js';
@@ -211,14 +211,21 @@ export async function buildProxyApp(options: ProxyAppOptions): Promise<FastifyIn
       const decision = rateLimit.decide(req, clientIp, method, normalized);
       if (decision) {
         limitHeaders = rateLimit.headers(decision);
+        for (const rule of decision.shadowExceeded) {
+          metrics.shadowExceededBy(rule);
+          options.stats.recordRule(rule);
+        }
         if (!decision.allowed) {
+          const rule = decision.rejectedBy ?? 'unknown';
+          metrics.rateLimitedBy(rule);
+          options.stats.recordRule(rule);
           refuse(
             options,
             reply,
             route,
             429,
             'too_many_requests',
-            `Rate limit "${decision.rejectedBy}" exceeded: retry in ${decision.retryAfterSeconds} s.`,
+            `Rate limit "${rule}" exceeded: retry in ${decision.retryAfterSeconds} s.`,
             limitHeaders,
           );
           return;

@@ -4,7 +4,7 @@
  * Everything the page loads comes from /admin/dashboard/* on the same origin (enforced by the CSP
  * sent with it).
  */
-export const INDEX_HTML = String.raw`<!doctype html>
+export const INDEX_HTML = `<!doctype html>
 <html lang="en">
 <head>
 <meta charset="utf-8">
@@ -107,5 +107,5 @@ export const INDEX_HTML = String.raw`<!doctype html>
 </html>
 `;
 
-export const FAVICON_SVG = String.raw`<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 32 32"><rect width="32" height="32" rx="7" fill="#2d3277"/><path d="M7 22l5-9 4 6 3-4 6 7z" fill="#ffe600"/></svg>
+export const FAVICON_SVG = `<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 32 32"><rect width="32" height="32" rx="7" fill="#2d3277"/><path d="M7 22l5-9 4 6 3-4 6 7z" fill="#ffe600"/></svg>
 `;

@@ -1,5 +1,5 @@
 /** The dashboard's stylesheet (system fonts only: nothing is fetched from elsewhere). */
-export const STYLE_CSS = String.raw`:root {
+export const STYLE_CSS = `:root {
   --bg: #f3f4f8;
   --card: #ffffff;
   --ink: #1d2235;
@@ -125,7 +125,8 @@ td { padding: 6px 8px; border-bottom: 1px solid #f0f1f6; }
 tr:last-child td { border-bottom: 0; }
 #routes-table th:first-child { width: 38%; }
 .bar-col { width: 26%; }
-.tables .card:not(.wide) .bar-col { width: 38%; }
+.tables .card:not(.wide) .bar-col { width: 34%; }
+#ips-table th:first-child { width: 44%; }
 .bar-wrap { display: flex; align-items: center; gap: 8px; }
 .bar-wrap .bar { flex: 1; }
 .share { color: var(--muted); font-size: 12px; width: 48px; text-align: right; }

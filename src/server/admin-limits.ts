@@ -1,0 +1,154 @@
+/**
+ * `GET /admin/limits`, `PUT /admin/limits/:id`, `DELETE /admin/limits/:id` and
+ * `GET /admin/limits/test`: rules in the shared store, picked up by every replica within seconds
+ * (this one at once).
+ */
+import type { FastifyPluginAsync, FastifyReply } from 'fastify';
+import { parseRule, RuleError, serializeRule } from '../limits/index.js';
+import { deleteRule, saveRule } from '../limits/rule-store.js';
+import type { Store } from '../store/types.js';
+import { apiErrorBody } from './api-error.js';
+import type { RateLimiter } from './rate-limit.js';
+
+interface LimitsDeps {
+  store: Store;
+  rateLimit: RateLimiter;
+}
+
+function fail(reply: FastifyReply, status: number, error: string, message: string): string {
+  reply.code(status).header('content-type', 'application/json; charset=utf-8');
+  return apiErrorBody(status, error, message);
+}
+
+interface TestQuery {
+  ip?: string;
+  path?: string;
+  method?: string;
+  header?: string | string[];
+  token?: string;
+}
+
+export function limitsRoutes({ store, rateLimit }: LimitsDeps): FastifyPluginAsync {
+  return async (app) => {
+    app.get('/admin/limits', async () => {
+      const stats = new Map(rateLimit.ruleStats().map((entry) => [entry.id, entry]));
+      return {
+        rules: rateLimit.rules.map((rule) => {
+          const entry = stats.get(rule.id);
+          return {
+            ...serializeRule(rule),
+            source: rateLimit.sourceOf(rule.id),
+            matched: entry?.matched ?? 0,
+            rejected: entry?.rejected ?? 0,
+            shadowExceeded: entry?.shadowExceeded ?? 0,
+          };
+        }),
+      };
+    });
+
+    app.put<{ Params: { id: string }; Body: unknown }>('/admin/limits/:id', async (request, reply) => {
+      const body = request.body;
+      if (!body || typeof body !== 'object' || Array.isArray(body)) {
+        return fail(
+          reply,
+          400,
+          'bad_request',
+          'The body must be a JSON rule such as {"match":{"ip":"152.152.152.152"},"limit":"1000/m"}.',
+        );
+      }
+      const given = (body as { id?: unknown }).id;
+      if (given !== undefined && given !== request.params.id) {
+        return fail(
+          reply,
+          400,
+          'bad_request',
+          `The rule id in the body ("${String(given)}") differs from the one in the URL ("${request.params.id}").`,
+        );
+      }
+      let rule: ReturnType<typeof parseRule>;
+      try {
+        rule = parseRule({ ...body, id: request.params.id }, 'PUT /admin/limits');
+      } catch (error) {
+        if (error instanceof RuleError) return fail(reply, 400, 'invalid_rule', error.message);
+        throw error;
+      }
+      try {
+        await saveRule(store.documents, rule);
+      } catch (error) {
+        return fail(
+          reply,
+          503,
+          'store_unavailable',
+          `The rule could not be stored: ${(error as Error).message}`,
+        );
+      }
+      await rateLimit.reload();
+      return { rule: serializeRule(rule) };
+    });
+
+    app.delete<{ Params: { id: string } }>('/admin/limits/:id', async (request, reply) => {
+      const { id } = request.params;
+      let deleted: boolean;
+      try {
+        deleted = await deleteRule(store.documents, id);
+      } catch (error) {
+        return fail(
+          reply,
+          503,
+          'store_unavailable',
+          `The rule could not be removed: ${(error as Error).message}`,
+        );
+      }
+      if (!deleted) {
+        const inForce = rateLimit.rules.some((rule) => rule.id === id);
+        return inForce
+          ? fail(
+              reply,
+              409,
+              'conflict',
+              `Rule "${id}" comes from the ${rateLimit.sourceOf(id) === 'env' ? 'environment' : 'config file'}; change it there.`,
+            )
+          : fail(reply, 404, 'not_found', `No rule "${id}" in the store.`);
+      }
+      await rateLimit.reload();
+      return { deleted: id };
+    });
+
+    app.get<{ Querystring: TestQuery }>('/admin/limits/test', async (request, reply) => {
+      const { ip, path, method, token } = request.query;
+      if (!ip || !path)
+        return fail(
+          reply,
+          400,
+          'bad_request',
+          'Give at least ip and path, e.g. ?ip=152.152.152.152&path=/items/MLA1.',
+        );
+      const headers: Record<string, string> = {};
+      const given = request.query.header;
+      for (const entry of given === undefined ? [] : Array.isArray(given) ? given : [given]) {
+        const at = entry.indexOf('=');
+        if (at <= 0) return fail(reply, 400, 'bad_request', `header "${entry}" must be name=value.`);
+        headers[entry.slice(0, at).trim().toLowerCase()] = entry.slice(at + 1);
+      }
+      const usage = rateLimit.inspect(
+        ip,
+        (method ?? 'GET').toUpperCase(),
+        path,
+        headers,
+        token ? `Bearer ${token}` : undefined,
+      );
+      return {
+        matches: usage.map((entry) => ({
+          id: entry.rule.id,
+          mode: entry.rule.mode,
+          limit: entry.rule.limit,
+          windowSeconds: entry.rule.windowSeconds,
+          key: entry.key,
+          used: entry.used,
+          remaining: entry.remaining,
+          resetSeconds: entry.resetSeconds,
+        })),
+      };
+    });
+  };
+}

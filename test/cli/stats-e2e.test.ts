@@ -1,0 +1,106 @@
+/**
+ * `meli-proxy stats` against the real server (in this process, memory store, an admin token):
+ * traffic through the proxy shows up in the table and in --json exactly as GET /admin/stats has it.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { StatsResponse } from '../../src/cli/admin-client.js';
+import { runCli } from '../../src/cli/program.js';
+import { type Origin, startOrigin } from '../peers/origin.js';
+import { startTestProxy, type TestProxy } from '../support/proxy.js';
+
+const TOKEN = 'stats-e2e-admin-token-7d31b0';
+
+async function run(argv: string[], env: Record<string, string>) {
+  let stdout = '';
+  let stderr = '';
+  const code = await runCli(argv, {
+    stdout: { write: (chunk: string) => (stdout += chunk) },
+    stderr: { write: (chunk: string) => (stderr += chunk) },
+    env,
+    cwd: process.cwd(),
+  });
+  return { code, stdout, stderr };
+}
+
+describe('stats against the real server', () => {
+  let origin: Origin;
+  let proxy: TestProxy;
+  let env: Record<string, string>;
+
+  async function apiStats(query: string): Promise<StatsResponse> {
+    const response = await fetch(`${proxy.adminUrl}/admin/stats${query}`, {
+      headers: { authorization: `Bearer ${TOKEN}` },
+    });
+    expect(response.status).toBe(200);
+    return (await response.json()) as StatsResponse;
+  }
+
+  beforeAll(async () => {
+    origin = await startOrigin();
+    proxy = await startTestProxy({ upstream: origin.url, adminToken: TOKEN });
+    env = { MELI_PROXY_ADMIN_URL: proxy.adminUrl, MELI_PROXY_ADMIN_TOKEN: TOKEN };
+    const targets = [
+      ...Array.from({ length: 6 }, (_, index) => `/items/MLA${index}`),
+      ...Array.from({ length: 3 }, () => '/categories/MLA97994'),
+      '/users/12345',
+    ];
+    for (const target of targets) await (await fetch(`${proxy.url}${target}`)).arrayBuffer();
+    const deadline = Date.now() + 10_000;
+    while ((await apiStats('')).totals.requests < targets.length) {
+      if (Date.now() > deadline) throw new Error('the traffic never showed up in /admin/stats');
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+  });
+
+  afterAll(async () => {
+    await proxy?.close();
+    await origin?.close();
+  });
+
+  it('--json prints what the admin API answers', async () => {
+    const result = await run(['stats', '--json', '--from', '1h'], env);
+    expect(result.stderr).toBe('');
+    expect(result.code).toBe(0);
+    const printed = JSON.parse(result.stdout) as StatsResponse;
+    const direct = await apiStats(
+      `?from=${encodeURIComponent(printed.from)}&to=${encodeURIComponent(printed.to)}`,
+    );
+    expect(printed).toEqual(direct);
+    expect(printed.groupBy).toBe('route');
+    expect(printed.totals.requests).toBe(10);
+    expect(printed.rows.map((row) => [row.key, row.requests])).toEqual([
+      ['/items/:id', 6],
+      ['/categories/:id', 3],
+      ['/users/:id', 1],
+    ]);
+  });
+
+  it('the table lists the routes in order with their counts and the totals', async () => {
+    const result = await run(['stats'], env);
+    expect(result.code).toBe(0);
+    const lines = result.stdout.split('\n');
+    expect(lines[0]).toMatch(/^Requests by route · \d{4}-\d\d-\d\d \d\d:\d\d:\d\dZ → .* \(60 min\)$/);
+    expect(lines[2]).toMatch(/^ROUTE\s+REQUESTS\s+SHARE\s+BYTES\s+AVG LATENCY$/);
+    expect(lines[3]).toMatch(/^\/items\/:id\s+6\s+60\.0%\s+[\d.]+ k?B\s+[\d.]+ m?s$/);
+    expect(lines[4]).toMatch(/^\/categories\/:id\s+3\s+30\.0%/);
+    expect(lines[5]).toMatch(/^\/users\/:id\s+1\s+10\.0%/);
+    expect(result.stdout).toMatch(/^TOTAL\s+10\s/m);
+    expect(result.stdout).toContain('Total requests: 10 · rate limited (429): 0 · errors (5xx): 0');
+  });
+
+  it('--group-by status and --limit', async () => {
+    const result = await run(['stats', '--group-by', 'status', '--limit', '5', '--json'], env);
+    expect(result.code).toBe(0);
+    const printed = JSON.parse(result.stdout) as StatsResponse;
+    expect(printed.groupBy).toBe('status');
+    expect(printed.rows.reduce((sum, row) => sum + row.requests, 0)).toBe(10);
+    const routes = await run(['stats', '--limit', '1', '--json'], env);
+    expect((JSON.parse(routes.stdout) as StatsResponse).rows).toHaveLength(1);
+  });
+
+  it('a wrong token is refused with the fix, exit 1', async () => {
+    const result = await run(['stats'], { ...env, MELI_PROXY_ADMIN_TOKEN: 'wrong-token-0000000000' });
+    expect(result.code).toBe(1);
+    expect(result.stderr).toMatch(/^meli-proxy: error: admin token rejected: set MELI_PROXY_ADMIN_TOKEN/);
+  });
+});

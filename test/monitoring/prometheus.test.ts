@@ -1,0 +1,194 @@
+/**
+ * The real Prometheus (Debian's `prometheus`) scraping the real proxy: traffic through the proxy
+ * shows up as a positive request rate, and every PromQL expression of the Grafana dashboards is
+ * accepted by Prometheus' parser (run as an instant query with Grafana's variables filled in).
+ *
+ * Missing prometheus: a loud skip locally, a failure under CI=true.
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type Origin, startOrigin } from '../peers/origin.js';
+import { REPO_ROOT, startTestProxy, type TestProxy } from '../support/proxy.js';
+
+function prometheusPath(): string | undefined {
+  const chosen = process.env.MELI_TEST_PROMETHEUS;
+  if (chosen) return existsSync(chosen) ? chosen : undefined;
+  for (const dir of ['/usr/bin', ...(process.env.PATH ?? '').split(path.delimiter)]) {
+    const candidate = path.join(dir, 'prometheus');
+    if (dir && existsSync(candidate)) return candidate;
+  }
+  return undefined;
+}
+
+function requirePrometheus(): string | undefined {
+  const found = prometheusPath();
+  if (found) return found;
+  const message =
+    'prometheus is not installed: test/monitoring/prometheus.test.ts needs it (apt-get install prometheus, or set MELI_TEST_PROMETHEUS)';
+  if (process.env.CI === 'true') throw new Error(message);
+  const bar = '!'.repeat(Math.min(100, message.length + 10));
+  console.warn(`\n${bar}\n!!!  SKIPPED: ${message}\n${bar}\n`);
+  return undefined;
+}
+
+const PROMETHEUS = requirePrometheus();
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      server.close(() => resolve(typeof address === 'object' && address ? address.port : 0));
+    });
+  });
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+interface QueryResult {
+  status: 'success' | 'error';
+  errorType?: string;
+  error?: string;
+  data?: { resultType: string; result: Array<{ metric: Record<string, string>; value: [number, string] }> };
+}
+
+describe.skipIf(!PROMETHEUS)('Prometheus scrapes the proxy', () => {
+  let origin: Origin;
+  let proxy: TestProxy;
+  let child: ChildProcess | undefined;
+  let dir: string;
+  let promUrl: string;
+  let output = '';
+
+  async function query(expr: string): Promise<QueryResult> {
+    const response = await fetch(`${promUrl}/api/v1/query?query=${encodeURIComponent(expr)}`);
+    return (await response.json()) as QueryResult;
+  }
+
+  beforeAll(async () => {
+    origin = await startOrigin();
+    proxy = await startTestProxy({ upstream: origin.url });
+    dir = mkdtempSync(path.join(tmpdir(), 'meli-prometheus-'));
+    const target = new URL(proxy.url).host;
+    writeFileSync(
+      path.join(dir, 'prometheus.yml'),
+      [
+        'global:',
+        '  scrape_interval: 1s',
+        '  evaluation_interval: 1s',
+        'scrape_configs:',
+        '  - job_name: meli-proxy',
+        '    metrics_path: /metrics',
+        '    static_configs:',
+        `      - targets: ["${target}"]`,
+        '        labels:',
+        '          pod: meli-proxy-test-0',
+        '',
+      ].join('\n'),
+    );
+    const port = await freePort();
+    promUrl = `http://127.0.0.1:${port}`;
+    child = spawn(
+      PROMETHEUS!,
+      [
+        `--config.file=${path.join(dir, 'prometheus.yml')}`,
+        `--storage.tsdb.path=${path.join(dir, 'data')}`,
+        `--web.listen-address=127.0.0.1:${port}`,
+        '--log.level=warn',
+      ],
+      { stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    child.stdout!.on('data', (chunk: Buffer) => {
+      output += chunk.toString();
+    });
+    child.stderr!.on('data', (chunk: Buffer) => {
+      output += chunk.toString();
+    });
+    const deadline = Date.now() + 20_000;
+    for (;;) {
+      if (child.exitCode !== null) throw new Error(`prometheus exited (${child.exitCode}):\n${output}`);
+      const ready = await fetch(`${promUrl}/-/ready`).then(
+        (response) => response.ok,
+        () => false,
+      );
+      if (ready) break;
+      if (Date.now() > deadline) throw new Error(`prometheus not ready within 20 s:\n${output}`);
+      await sleep(200);
+    }
+  });
+
+  afterAll(async () => {
+    if (child && child.exitCode === null) {
+      const exited = new Promise((resolve) => child!.once('exit', resolve));
+      child.kill('SIGTERM');
+      await Promise.race([exited, sleep(5000)]);
+      if (child.exitCode === null) child.kill('SIGKILL');
+    }
+    await proxy?.close();
+    await origin?.close();
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('sees traffic sent through the proxy as a positive request rate', async () => {
+    const expr = 'sum(rate(meli_proxy_requests_total[15s]))';
+    const deadline = Date.now() + 30_000;
+    let last: QueryResult | undefined;
+    let sent = 0;
+    for (;;) {
+      // Keep traffic flowing while waiting: a rate needs two scrapes that saw the counter grow.
+      await Promise.all(
+        Array.from({ length: 5 }, async () => {
+          const response = await fetch(`${proxy.url}/categories/MLA97994`);
+          await response.arrayBuffer();
+          expect(response.status).toBe(200);
+          sent++;
+        }),
+      );
+      last = await query(expr);
+      const value = Number(last.data?.result[0]?.value[1] ?? 0);
+      if (last.status === 'success' && value > 0) break;
+      if (Date.now() > deadline) {
+        throw new Error(
+          `no positive ${expr} within 30 s after ${sent} requests: ${JSON.stringify(last)}\n${output}`,
+        );
+      }
+      await sleep(250);
+    }
+    const up = await query('up{job="meli-proxy"}');
+    expect(up.data?.result[0]?.value[1]).toBe('1');
+    const byStatus = await query('sum by (status) (meli_proxy_requests_total)');
+    expect(byStatus.data?.result.map((series) => series.metric.status)).toContain('200');
+  }, 45_000);
+
+  it('accepts every PromQL expression of the Grafana dashboards', async () => {
+    const dashboardsDir = path.join(REPO_ROOT, 'deploy/grafana/dashboards');
+    const failures: string[] = [];
+    let count = 0;
+    for (const file of readdirSync(dashboardsDir).filter((name) => name.endsWith('.json'))) {
+      const dashboard = JSON.parse(readFileSync(path.join(dashboardsDir, file), 'utf8')) as {
+        panels: Array<{ title: string; targets?: Array<{ expr?: string }>; panels?: unknown[] }>;
+      };
+      for (const panel of dashboard.panels) {
+        for (const target of panel.targets ?? []) {
+          if (!target.expr) continue;
+          // What Grafana substitutes before sending the query.
+          const expr = target.expr
+            .replaceAll('$__rate_interval', '15s')
+            .replaceAll('$__range', '5m')
+            .replace(/\$\{?[A-Za-z_][A-Za-z0-9_]*\}?/g, '.*');
+          const result = await query(expr);
+          count++;
+          if (result.status !== 'success')
+            failures.push(`${file} "${panel.title}": ${result.error}\n  ${expr}`);
+        }
+      }
+    }
+    expect(failures).toEqual([]);
+    expect(count).toBeGreaterThan(30);
+  });
+});
