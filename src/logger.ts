@@ -33,11 +33,63 @@ export function createLogger(level: LogLevel, destination?: DestinationStream): 
   );
 }
 
-const SECRET_QUERY_PARAMS = /([?&](?:access_token|refresh_token|client_secret|code|token)=)[^&#]*/gi;
+const SECRET_PARAMS = new Set(['access_token', 'refresh_token', 'client_secret', 'code', 'token']);
 
-/** A request target safe to log: query parameters that carry credentials are masked. */
+function decodedName(name: string): string {
+  try {
+    return decodeURIComponent(name.replace(/\+/g, ' ')).trim().toLowerCase();
+  } catch {
+    return name.toLowerCase();
+  }
+}
+
+/**
+ * A request target safe to log: query parameters that carry credentials are masked, whatever the
+ * spelling of their name (`access%5Ftoken` is `access_token` to the API).
+ */
 export function loggableUrl(url: string): string {
-  return url.includes('=') ? url.replace(SECRET_QUERY_PARAMS, '$1[redacted]') : url;
+  const query = url.indexOf('?');
+  if (query === -1 || !url.includes('=', query)) return url;
+  const hash = url.indexOf('#', query);
+  const end = hash === -1 ? url.length : hash;
+  const params = url.slice(query + 1, end).split('&');
+  let masked = false;
+  for (let i = 0; i < params.length; i++) {
+    const param = params[i]!;
+    const equals = param.indexOf('=');
+    const name = equals === -1 ? param : param.slice(0, equals);
+    if (SECRET_PARAMS.has(decodedName(name))) {
+      params[i] = `${name}=[redacted]`;
+      masked = true;
+    }
+  }
+  return masked ? `${url.slice(0, query + 1)}${params.join('&')}${url.slice(end)}` : url;
+}
+
+interface DestinationState {
+  _writing?: boolean;
+  _len?: number;
+  once(event: 'drain', listener: () => void): unknown;
+}
+
+/**
+ * Waits until every log line written so far has left the process (bounded by `timeoutMs`). pino's
+ * asynchronous destination may still hold lines when the process exits; `flush()` alone does not
+ * wait for a write already in progress.
+ */
+export async function flushLogger(logger: Logger, timeoutMs = 2000): Promise<void> {
+  logger.flush();
+  const stream = (logger as unknown as Record<symbol, DestinationState | undefined>)[pino.symbols.streamSym];
+  if (!stream || typeof stream.once !== 'function') return;
+  if (!stream._writing && (stream._len ?? 0) === 0) return;
+  await new Promise<void>((resolve) => {
+    const timer = setTimeout(resolve, timeoutMs);
+    timer.unref();
+    stream.once('drain', () => {
+      clearTimeout(timer);
+      resolve();
+    });
+  });
 }
 
 export type { Logger };

@@ -78,6 +78,23 @@ export interface LiveStats {
 
 export type FetchLike = (input: string, init?: RequestInit) => Promise<Response>;
 
+/** Query parameters; a list is sent as the same name repeated. */
+export type AdminQuery = Record<string, string | readonly string[] | undefined>;
+
+export interface AdminRequest {
+  method?: 'GET' | 'PUT' | 'POST' | 'DELETE';
+  query?: AdminQuery;
+  /** Sent as JSON. */
+  body?: unknown;
+  /** Error statuses the caller explains itself: returned instead of thrown. */
+  accept?: readonly number[];
+}
+
+export interface AdminAnswer<T> {
+  status: number;
+  body: T;
+}
+
 export interface AdminClientOptions {
   /** Base URL of the admin API (scheme optional: `127.0.0.1:8081` means http://127.0.0.1:8081). */
   baseUrl: string;
@@ -175,17 +192,35 @@ export class AdminClient {
   }
 
   /** GET a JSON document from the admin API; `path` starts with /admin/. */
-  async getJson<T>(path: string, query: Record<string, string | undefined> = {}): Promise<T> {
+  async getJson<T>(path: string, query: AdminQuery = {}): Promise<T> {
+    return (await this.request<T>(path, { query })).body;
+  }
+
+  /**
+   * One admin API call with any method and an optional JSON body. Failures become the errors
+   * described at the top of this file, except the statuses listed in `accept`, which come back as
+   * `{ status, body }` (the API's error body parsed) for the caller to explain in its own words.
+   */
+  async request<T>(path: string, options: AdminRequest = {}): Promise<AdminAnswer<T>> {
+    const method = options.method ?? 'GET';
     const params = new URLSearchParams();
-    for (const [name, value] of Object.entries(query)) if (value !== undefined) params.set(name, value);
+    for (const [name, value] of Object.entries(options.query ?? {})) {
+      if (value === undefined) continue;
+      for (const item of typeof value === 'string' ? [value] : value) params.append(name, item);
+    }
     const search = params.size > 0 ? `?${params.toString()}` : '';
     const url = `${this.baseUrl}${path}${search}`;
     const headers: Record<string, string> = { accept: 'application/json' };
     if (this.token) headers.authorization = `Bearer ${this.token}`;
+    const init: RequestInit = { method, headers, signal: AbortSignal.timeout(this.timeoutMs) };
+    if (options.body !== undefined) {
+      headers['content-type'] = 'application/json';
+      init.body = JSON.stringify(options.body);
+    }
 
     let response: Response;
     try {
-      response = await this.fetchImpl(url, { headers, signal: AbortSignal.timeout(this.timeoutMs) });
+      response = await this.fetchImpl(url, init);
     } catch (error) {
       const name = (error as { name?: unknown }).name;
       if (name === 'TimeoutError' || name === 'AbortError') {
@@ -214,6 +249,15 @@ export class AdminClient {
     }
 
     const text = await response.text().catch(() => '');
+    if (options.accept?.includes(response.status)) {
+      let body: unknown;
+      try {
+        body = JSON.parse(text);
+      } catch {
+        body = undefined;
+      }
+      return { status: response.status, body: body as T };
+    }
     if (response.status === 401) {
       throw new RuntimeFailure(
         this.token
@@ -236,7 +280,7 @@ export class AdminClient {
       );
     }
     try {
-      return JSON.parse(text) as T;
+      return { status: response.status, body: JSON.parse(text) as T };
     } catch {
       throw new RuntimeFailure(
         `the proxy admin API at ${this.baseUrl} answered ${path} with something that is not JSON.`,

@@ -15,7 +15,6 @@ import { defaultManifestsDir, renderManifests } from '../deploy/render.js';
 import type { DeployReporter } from '../deploy/report.js';
 import { SECRET_NAME } from '../deploy/secrets.js';
 import { clusterStatus } from '../deploy/status.js';
-import { InkReporter } from '../deploy/views/ink.js';
 import { PlainReporter } from '../deploy/views/plain.js';
 import { formatPlan, formatStatus } from '../deploy/views/text.js';
 import { RuntimeFailure, UsageError } from '../errors.js';
@@ -112,8 +111,12 @@ async function prepare(flags: DeployFlags, io: CliIO, deps: DeployDeps): Promise
   return { flags, plan, run: withContext(deps.runKubectl, flags.context), stageTimeoutMs };
 }
 
-function reporterFor(io: CliIO, deps: DeployDeps): DeployReporter {
-  if (io.stdout.isTTY === true && deps.terminal) return new InkReporter(deps.terminal, deps.now);
+async function reporterFor(io: CliIO, deps: DeployDeps): Promise<DeployReporter> {
+  if (io.stdout.isTTY === true && deps.terminal) {
+    // ink is loaded only for a terminal: every other command starts faster without it.
+    const { InkReporter } = await import('../deploy/views/ink.js');
+    return new InkReporter(deps.terminal, deps.now);
+  }
   return new PlainReporter(io.stdout, deps.clock);
 }
 
@@ -154,7 +157,7 @@ async function deploy(flags: DeployFlags, io: CliIO, deps: DeployDeps): Promise<
     run,
     plan,
     stageTimeoutMs,
-    reporter: reporterFor(io, deps),
+    reporter: await reporterFor(io, deps),
     env: io.env,
     now: deps.now,
     killGraceMs: deps.killGraceMs,
@@ -204,7 +207,7 @@ async function destroy(flags: DeployFlags, io: CliIO, deps: DeployDeps): Promise
     run,
     plan,
     stageTimeoutMs,
-    reporter: reporterFor(io, deps),
+    reporter: await reporterFor(io, deps),
     now: deps.now,
   });
   if (!result.ok) throw new RuntimeFailure('destroy stopped (details above).');

@@ -4,6 +4,8 @@ import { VERSION } from '../version.js';
 import { registerAuth } from './auth.js';
 import { registerDeploy } from './deploy.js';
 import type { CliIO } from './io.js';
+import { registerLimits } from './limits/index.js';
+import { registerMigrate } from './migrate.js';
 import { registerServe } from './serve.js';
 import { registerStats } from './stats.js';
 import { registerTop } from './top/index.js';
@@ -23,6 +25,8 @@ export function buildProgram(io: CliIO): Command {
   registerAuth(program, io);
   registerStats(program, io);
   registerTop(program, io);
+  registerLimits(program, io);
+  registerMigrate(program, io);
   for (const command of program.commands) command.exitOverride();
   return program;
 }

@@ -2,7 +2,7 @@ import closeWithGrace from 'close-with-grace';
 import type { Command } from 'commander';
 import { type ProxyTokenAuth, startProxyTokenAuth } from '../auth/proxy-auth.js';
 import { loadConfig, SETTING_KEYS, SETTINGS, type SettingKey } from '../config.js';
-import { createLogger } from '../logger.js';
+import { createLogger, flushLogger } from '../logger.js';
 import { startServer } from '../server/index.js';
 import { openStore } from '../store/index.js';
 import { VERSION } from '../version.js';
@@ -65,7 +65,7 @@ export function registerServe(program: Command, io: CliIO): void {
       async ({ signal, err }) => {
         if (err) logger.error({ err }, 'uncaught error: shutting down');
         await server.shutdown(signal ?? 'error');
-        logger.flush();
+        await flushLogger(logger);
       },
     );
     await new Promise<never>(() => undefined);

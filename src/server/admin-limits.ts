@@ -1,7 +1,8 @@
 /**
  * `GET /admin/limits`, `PUT /admin/limits/:id`, `DELETE /admin/limits/:id` and
  * `GET /admin/limits/test`: rules in the shared store, picked up by every replica within seconds
- * (this one at once).
+ * (this one at once). The test endpoint takes the bearer token as `tokenHash` (its SHA-256 hex,
+ * what `meli-proxy limits test --token` sends) or, for hand-made calls, as `token`.
  */
 import type { FastifyPluginAsync, FastifyReply } from 'fastify';
 import { parseRule, RuleError, serializeRule } from '../limits/index.js';
@@ -26,6 +27,8 @@ interface TestQuery {
   method?: string;
   header?: string | string[];
   token?: string;
+  /** SHA-256 hex of the bearer token, so a client need not send the token itself. */
+  tokenHash?: string;
 }
 
 export function limitsRoutes({ store, rateLimit }: LimitsDeps): FastifyPluginAsync {
@@ -115,13 +118,20 @@ export function limitsRoutes({ store, rateLimit }: LimitsDeps): FastifyPluginAsy
     });
 
     app.get<{ Querystring: TestQuery }>('/admin/limits/test', async (request, reply) => {
-      const { ip, path, method, token } = request.query;
+      const { ip, path, method, token, tokenHash } = request.query;
       if (!ip || !path)
         return fail(
           reply,
           400,
           'bad_request',
           'Give at least ip and path, e.g. ?ip=152.152.152.152&path=/items/MLA1.',
+        );
+      if (tokenHash !== undefined && !/^[0-9a-f]{64}$/i.test(tokenHash))
+        return fail(
+          reply,
+          400,
+          'bad_request',
+          'tokenHash must be a SHA-256 digest as 64 hexadecimal characters.',
         );
       const headers: Record<string, string> = {};
       const given = request.query.header;
@@ -136,12 +146,14 @@ export function limitsRoutes({ store, rateLimit }: LimitsDeps): FastifyPluginAsy
         path,
         headers,
         token ? `Bearer ${token}` : undefined,
+        tokenHash?.toLowerCase(),
       );
       return {
         matches: usage.map((entry) => ({
           id: entry.rule.id,
           mode: entry.rule.mode,
           limit: entry.rule.limit,
+          burst: entry.rule.burst,
           windowSeconds: entry.rule.windowSeconds,
           key: entry.key,
           used: entry.used,

@@ -4,6 +4,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
 import Fastify, {
   type FastifyBaseLogger,
   type FastifyError,
@@ -310,7 +311,12 @@ export async function buildProxyApp(options: ProxyAppOptions): Promise<FastifyIn
   });
 
   // CONNECT never reaches routing: Node hands it to 'connect' listeners, or drops the socket without one.
-  app.server.on('connect', (_req: IncomingMessage, socket) => {
+  app.server.on('connect', (_req: IncomingMessage, socket: Socket) => {
+    // The socket is detached from the HTTP server here: it needs its own error handling, reading
+    // (or it never closes while the client keeps sending) and an idle timeout.
+    socket.on('error', () => socket.destroy());
+    socket.resume();
+    socket.setTimeout(5000, () => socket.destroy());
     const body = JSON.stringify({
       message: 'CONNECT is not supported by this proxy.',
       error: 'method_not_allowed',
@@ -318,7 +324,7 @@ export async function buildProxyApp(options: ProxyAppOptions): Promise<FastifyIn
       cause: [],
     });
     socket.end(
-      `HTTP/1.1 405 Method Not Allowed\r\nconnection: close\r\ncontent-type: application/json; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
+      `HTTP/1.1 405 Method Not Allowed\r\nconnection: close\r\ncontent-type: application/json; charset=utf-8\r\nx-request-id: ${randomUUID()}\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
     );
     metrics.countResponse(methodIndex('CONNECT'), routes.otherId, 405, 0);
   });

@@ -146,13 +146,14 @@ export class RateLimiter implements RateLimitGate {
     path: string,
     headers: Record<string, string>,
     authorization?: string,
+    tokenHash?: string,
   ): RuleUsage[] {
     return this.limiter.inspect({
       ip,
       method,
       path: normalizePath(path),
       header: (name) => headers[name],
-      tokenHash: () => bearerTokenHash(authorization),
+      tokenHash: () => tokenHash ?? bearerTokenHash(authorization),
     });
   }
 

@@ -7,13 +7,11 @@
  * ends the command with its message and exit status 1 instead of an empty screen.
  */
 import type { Command } from 'commander';
-import { render } from 'ink';
 import type { ReactElement } from 'react';
 import { UsageError } from '../../errors.js';
 import { AdminClient, adminClientOptions, DEFAULT_ADMIN_URL, type FetchLike } from '../admin-client.js';
 import type { CliIO } from '../io.js';
 import { formatTopText, summarizeLive } from './summary.js';
-import { TopStore, TopView } from './view.js';
 
 export interface MountedView {
   unmount(): void;
@@ -30,6 +28,8 @@ export interface TopDeps {
   mount(element: ReactElement, onExit: () => void): MountedView;
 }
 
+let loadedInk: typeof import('ink') | undefined;
+
 export function defaultTopDeps(): TopDeps {
   return {
     sleep: (ms, signal) =>
@@ -44,7 +44,8 @@ export function defaultTopDeps(): TopDeps {
         signal?.addEventListener('abort', done, { once: true });
       }),
     mount: (element, onExit) => {
-      const instance = render(element, {
+      // ink is loaded only by a terminal that shows it: every other command starts faster without it.
+      const instance = loadedInk!.render(element, {
         stdout: process.stdout,
         stdin: process.stdin,
         exitOnCtrlC: true,
@@ -100,6 +101,8 @@ export async function runTop(flags: TopFlags, io: CliIO, deps: TopDeps): Promise
     }
   }
 
+  loadedInk ??= await import('ink');
+  const { TopStore, TopView } = await import('./view.js');
   const store = new TopStore(client.baseUrl);
   store.show(summary);
   const stop = new AbortController();

@@ -1,0 +1,134 @@
+/**
+ * The log as an operator sees it: the binary's stdout (and stderr). Secrets never show up in it,
+ * --access-log decides whether there is one line per request, and no line is lost or reordered
+ * when the process stops — even when whoever reads stdout is slow (a log shipper under load).
+ */
+import { afterAll, beforeAll, beforeEach, describe, expect, it, onTestFinished } from 'vitest';
+import { type Origin, startOrigin } from '../peers/origin.js';
+import { httpRequest, rawGet, rawRequest } from '../support/net.js';
+import { type CliProcess, killChildren, spawnCli, tempDir } from '../support/proxy.js';
+
+describe('the binary log', () => {
+  let origin: Origin;
+  const data = tempDir();
+
+  beforeAll(async () => {
+    origin = await startOrigin();
+  });
+  afterAll(async () => {
+    killChildren();
+    await origin?.close();
+    data.remove();
+  });
+  beforeEach(() => origin.reset());
+
+  async function serve(...extra: string[]): Promise<CliProcess> {
+    const cli = await spawnCli(
+      [
+        'serve',
+        '--upstream',
+        origin.url,
+        '--port',
+        '0',
+        '--admin-port',
+        '0',
+        '--store',
+        'memory',
+        '--data-dir',
+        data.dir,
+        ...extra,
+      ],
+      // A secret in the environment must not be echoed either.
+      { MELI_PROXY_ADMIN_TOKEN: 'SECRET-ADMIN-TOKEN-0123456789' },
+    );
+    onTestFinished(() => {
+      if (cli.child.exitCode === null) cli.child.kill('SIGKILL');
+    });
+    return cli;
+  }
+
+  it('never writes the bearer token, query-string tokens or the admin token', async () => {
+    const cli = await serve('--access-log', 'on', '--log-level', 'trace', '--upstream-timeout', '200');
+    const headers = { authorization: 'Bearer SECRET-TOKEN-123' };
+    for (const target of [
+      '/users/me?access_token=SECRET-Q',
+      '/items/MLA1?access_token=SECRET-Q&attributes=id',
+      '/reset?access_token=SECRET-Q',
+      '/slow?ms=1000&access_token=SECRET-Q',
+      '/status/401?access_token=SECRET-Q',
+    ]) {
+      await httpRequest(cli.url, target, { headers });
+    }
+    await rawRequest(
+      cli.url,
+      rawGet('/health?access_token=SECRET-Q', 'proxy.test', ['Authorization: Bearer SECRET-TOKEN-123']),
+    );
+    await httpRequest(cli.adminUrl, '/admin/status', {
+      headers: { authorization: 'Bearer SECRET-ADMIN-TOKEN-0123456789' },
+    });
+    await httpRequest(cli.adminUrl, '/admin/status', {
+      headers: { authorization: 'Bearer SECRET-WRONG-ADMIN' },
+    });
+    expect(await cli.stop()).toBe(0);
+
+    const everything = cli.stdout + cli.stderr;
+    expect(cli.logRecords().filter((line) => line.msg === 'request')).toHaveLength(5);
+    for (const secret of [
+      'SECRET-TOKEN-123',
+      'SECRET-Q',
+      'SECRET-ADMIN-TOKEN-0123456789',
+      'SECRET-WRONG-ADMIN',
+    ]) {
+      expect(everything, secret).not.toContain(secret);
+    }
+  });
+
+  it('--access-log off writes no request lines, on writes one per request', async () => {
+    const off = await serve('--access-log', 'off');
+    for (let i = 0; i < 5; i++) await httpRequest(off.url, `/items/MLA${i}`);
+    expect(await off.stop()).toBe(0);
+    expect(off.logRecords().filter((line) => line.msg === 'request')).toEqual([]);
+
+    const on = await serve();
+    for (let i = 0; i < 5; i++) await httpRequest(on.url, `/items/MLA${i}`);
+    await httpRequest(on.url, '/health');
+    expect(await on.stop()).toBe(0);
+    const lines = on.logRecords().filter((line) => line.msg === 'request');
+    expect(lines.map((line) => line.url)).toEqual([
+      '/items/MLA0',
+      '/items/MLA1',
+      '/items/MLA2',
+      '/items/MLA3',
+      '/items/MLA4',
+    ]);
+  });
+
+  it('loses no line at shutdown while stdout is read slowly, and "stopped" is the last line', async () => {
+    const cli = await serve('--access-log', 'on');
+    // Stop reading the child's stdout: the pipe fills and the logger has to wait for it.
+    cli.child.stdout!.pause();
+    const total = 400;
+    const pad = 'x'.repeat(300);
+    for (let i = 0; i < total; i += 50) {
+      await Promise.all(
+        Array.from({ length: 50 }, (_, j) => httpRequest(cli.url, `/items/MLA${i + j}?pad=${pad}`)),
+      );
+    }
+    cli.child.kill('SIGTERM');
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+    cli.child.stdout!.resume();
+    expect(await cli.exited).toEqual({ code: 0, signal: null });
+
+    const lines = cli.stdout.trim().split('\n');
+    for (const line of lines) expect(() => JSON.parse(line), line.slice(0, 200)).not.toThrow();
+    const records = cli.logRecords();
+    const seen = records
+      .filter((line) => line.msg === 'request')
+      .map((line) => String(line.url).replace(/\?.*/, ''));
+    const missing = Array.from({ length: total }, (_, i) => `/items/MLA${i}`).filter(
+      (url) => !seen.includes(url),
+    );
+    expect(missing, 'access lines lost at shutdown').toEqual([]);
+    expect(records.at(-1)?.msg).toBe('stopped');
+  });
+});

@@ -1,0 +1,86 @@
+/**
+ * CONNECT is refused, and no way of sending it may hurt the proxy: the refused socket is always
+ * closed and released, and a client that resets it cannot crash the process. Runs the real CLI as a
+ * child process because a failure here takes the whole process down (or keeps it from exiting).
+ */
+import { connect } from 'node:net';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type Origin, startOrigin } from '../peers/origin.js';
+import { httpRequest, RawConnection, rawGet } from '../support/net.js';
+import { type CliProcess, killChildren, spawnCli, tempDir } from '../support/proxy.js';
+
+describe('CONNECT against the running binary', () => {
+  let origin: Origin;
+  const data = tempDir();
+
+  beforeAll(async () => {
+    origin = await startOrigin();
+  });
+  afterAll(async () => {
+    killChildren();
+    await origin?.close();
+    data.remove();
+  });
+
+  const serve = (extra: string[] = []): Promise<CliProcess> =>
+    spawnCli([
+      'serve',
+      '--upstream',
+      origin.url,
+      '--port',
+      '0',
+      '--admin-port',
+      '0',
+      '--store',
+      'memory',
+      '--data-dir',
+      data.dir,
+      '--access-log',
+      'off',
+      ...extra,
+    ]);
+
+  it('survives clients that send CONNECT and reset the connection at once', async () => {
+    const cli = await serve();
+    const port = Number(new URL(cli.url).port);
+    await Promise.all(
+      Array.from(
+        { length: 20 },
+        () =>
+          new Promise<void>((resolve) => {
+            const socket = connect(port, '127.0.0.1', () => {
+              socket.write(`CONNECT ${origin.host} HTTP/1.1\r\nHost: ${origin.host}\r\n\r\n`, () => {
+                socket.resetAndDestroy();
+                resolve();
+              });
+            });
+            socket.on('error', () => resolve());
+          }),
+      ),
+    );
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    expect(cli.child.exitCode, `the proxy exited:\n${cli.stdout}`).toBeNull();
+    expect((await httpRequest(cli.url, '/items/MLA1')).status).toBe(200);
+    expect(cli.stdout).not.toContain('uncaught error');
+    expect(await cli.stop('SIGTERM')).toBe(0);
+  });
+
+  it('releases a refused CONNECT socket that kept sending, so SIGTERM still exits promptly with 0', async () => {
+    const cli = await serve(['--shutdown-grace', '1000']);
+    const connection = await RawConnection.open(cli.url);
+    await connection.send(`CONNECT ${origin.host} HTTP/1.1\r\nHost: ${origin.host}\r\n\r\n`);
+    expect((await connection.readResponse()).status).toBe(405);
+    // A client that does not wait for the answer before it talks on (a TLS hello, another request).
+    await connection.send(rawGet('/items/MLA1', origin.host)).catch(() => undefined);
+    await connection.waitForClose(1000);
+    connection.close();
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    const started = performance.now();
+    // Without the fix the drain waits for that socket until the forced exit (grace + 5 s, code 1).
+    const code = await cli.stop('SIGTERM', 10_000);
+    const ms = performance.now() - started;
+    expect(code, `exit code after ${Math.round(ms)} ms`).toBe(0);
+    expect(ms).toBeLessThan(3000);
+    expect(origin.requests.filter((r) => r.method === 'CONNECT')).toEqual([]);
+  });
+});

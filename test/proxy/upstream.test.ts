@@ -1,0 +1,190 @@
+/**
+ * What comes back from the upstream is passed on as it is (redirects, compressed bodies), and when
+ * the upstream fails the client gets a clear answer quickly: 502/504 in ML's error shape, or a cut
+ * connection once the response has started. The proxy keeps serving afterwards.
+ */
+import { get } from 'node:http';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { closedPort, GZIP_BODY, type Origin, startOrigin } from '../peers/origin.js';
+import { httpRequest, RawConnection, rawGet } from '../support/net.js';
+import { startTestProxy, type TestProxy } from '../support/proxy.js';
+
+const API_ERROR_KEYS = ['cause', 'error', 'message', 'status'];
+
+/** Resolves with how the response ended: 'complete', or 'cut' when the connection dropped mid-body. */
+function download(
+  url: string,
+  target: string,
+): Promise<{ status: number; bytes: number; end: 'complete' | 'cut'; ms: number }> {
+  const started = performance.now();
+  return new Promise((resolve, reject) => {
+    const req = get(new URL(target, url), { agent: false }, (res) => {
+      let bytes = 0;
+      res.on('data', (chunk: Buffer) => {
+        bytes += chunk.length;
+      });
+      res.on('error', () => undefined);
+      res.once('close', () => {
+        resolve({
+          status: res.statusCode ?? 0,
+          bytes,
+          end: res.complete ? 'complete' : 'cut',
+          ms: performance.now() - started,
+        });
+      });
+    });
+    req.once('error', reject);
+    req.setTimeout(10_000, () => req.destroy(new Error('client gave up: the proxy hung')));
+  });
+}
+
+describe('upstream responses', () => {
+  let origin: Origin;
+  let proxy: TestProxy;
+
+  beforeAll(async () => {
+    origin = await startOrigin();
+    proxy = await startTestProxy({ upstream: origin.url, upstreamTimeout: 200 });
+  });
+  afterAll(async () => {
+    await proxy?.close();
+    await origin?.close();
+  });
+  beforeEach(() => origin.reset());
+
+  it('does not follow a redirect: the 302 and its Location come back', async () => {
+    const response = await httpRequest(
+      proxy.url,
+      '/redirect?to=https%3A%2F%2Fapi.mercadolibre.com%2Fitems%2FMLA1',
+    );
+    expect(response.status).toBe(302);
+    expect(response.headers.location).toBe('https://api.mercadolibre.com/items/MLA1');
+    const relative = await httpRequest(proxy.url, '/redirect');
+    expect(relative.status).toBe(302);
+    expect(relative.headers.location).toBe('/categories/MLA97994');
+    expect(origin.requests.map((r) => r.url)).toEqual([
+      '/redirect?to=https%3A%2F%2Fapi.mercadolibre.com%2Fitems%2FMLA1',
+      '/redirect',
+    ]);
+  });
+
+  it('passes a gzip body byte for byte with its content-encoding', async () => {
+    const response = await httpRequest(proxy.url, '/gzip', { headers: { 'accept-encoding': 'gzip' } });
+    expect(response.status).toBe(200);
+    expect(response.headers['content-encoding']).toBe('gzip');
+    expect(response.headers['content-length']).toBe(String(GZIP_BODY.length));
+    expect(response.headers.vary).toBe('Accept-Encoding');
+    expect(response.body.equals(GZIP_BODY)).toBe(true);
+    expect(origin.requests[0]!.headers['accept-encoding']).toBe('gzip');
+  });
+
+  it('answers 502 in the API error shape when the upstream resets the connection', async () => {
+    const response = await httpRequest(proxy.url, '/reset', { headers: { 'x-request-id': 'reset-1' } });
+    expect(response.status).toBe(502);
+    expect(response.headers['content-type']).toMatch(/^application\/json/);
+    expect(response.headers['x-request-id']).toBe('reset-1');
+    const body = response.json<Record<string, unknown>>();
+    expect(Object.keys(body).sort()).toEqual(API_ERROR_KEYS);
+    expect(body).toMatchObject({ status: 502, error: 'bad_gateway', cause: [] });
+    expect(typeof body.message).toBe('string');
+    expect((await httpRequest(proxy.url, '/categories/MLA97994')).status).toBe(200);
+  });
+
+  it('cuts the client connection when the upstream resets mid-body (no hang, no fake success)', async () => {
+    const result = await download(proxy.url, '/reset-mid-body');
+    expect(result.status).toBe(200);
+    expect(result.end).toBe('cut');
+    expect(result.bytes).toBeGreaterThan(0);
+    expect(result.bytes).toBeLessThan(100_000);
+    expect(result.ms).toBeLessThan(3000);
+    expect((await httpRequest(proxy.url, '/users/5')).status).toBe(200);
+  });
+
+  it('answers 504 when the upstream is slower than --upstream-timeout', async () => {
+    const started = performance.now();
+    const response = await httpRequest(proxy.url, '/slow?ms=5000');
+    const elapsed = performance.now() - started;
+    expect(response.status).toBe(504);
+    expect(response.json()).toMatchObject({ status: 504, error: 'gateway_timeout', cause: [] });
+    // 200 ms configured; the origin would have answered after 5 s.
+    expect(elapsed).toBeGreaterThanOrEqual(180);
+    expect(elapsed).toBeLessThan(2500);
+    // The upstream request was given up, not left running.
+    await expect.poll(() => origin.requests[0]?.aborted, { timeout: 2000 }).toBe(true);
+    expect((await httpRequest(proxy.url, '/categories/MLA97994')).status).toBe(200);
+  });
+
+  it('forwards a response that is slow but within the timeout', async () => {
+    const response = await httpRequest(proxy.url, '/slow?ms=50');
+    expect(response.status).toBe(200);
+  });
+
+  it('cuts the client connection when the body stalls longer than the timeout', async () => {
+    const result = await download(proxy.url, '/slow-body?ms=5000');
+    expect(result.status).toBe(200);
+    expect(result.end).toBe('cut');
+    expect(result.ms).toBeLessThan(2500);
+  });
+
+  it('gives up the upstream request when the client goes away', async () => {
+    const connection = await RawConnection.open(proxy.url);
+    await connection.send(rawGet('/slow?ms=150', 'proxy.test'));
+    await origin.waitForRequests(1);
+    connection.close();
+    await expect.poll(() => origin.requests[0]?.aborted, { timeout: 2000 }).toBe(true);
+    expect(origin.requests[0]?.completed).toBe(false);
+    expect((await httpRequest(proxy.url, '/items/MLA3')).status).toBe(200);
+  });
+
+  it('answers 502 to concurrent requests while the upstream resets, then recovers', async () => {
+    const results = await Promise.all(
+      Array.from({ length: 10 }, (_, i) => httpRequest(proxy.url, i % 2 === 0 ? '/reset' : '/items/MLA9')),
+    );
+    expect(results.map((r) => r.status)).toEqual(
+      Array.from({ length: 10 }, (_, i) => (i % 2 === 0 ? 502 : 200)),
+    );
+  });
+});
+
+describe('upstream down', () => {
+  let proxy: TestProxy;
+
+  beforeAll(async () => {
+    proxy = await startTestProxy({ upstream: `http://127.0.0.1:${await closedPort()}` });
+  });
+  afterAll(async () => {
+    await proxy?.close();
+  });
+
+  it('answers 502 in the API error shape when nothing listens upstream', async () => {
+    const started = performance.now();
+    const response = await httpRequest(proxy.url, '/categories/MLA97994');
+    expect(performance.now() - started).toBeLessThan(2000);
+    expect(response.status).toBe(502);
+    expect(response.headers['content-type']).toMatch(/^application\/json/);
+    expect(response.headers['x-request-id']).toBeDefined();
+    const body = response.json<Record<string, unknown>>();
+    expect(Object.keys(body).sort()).toEqual(API_ERROR_KEYS);
+    expect(body).toMatchObject({ status: 502, error: 'bad_gateway', cause: [] });
+    expect(body.message).toMatch(/refused/i);
+  });
+
+  it('answers 502 for a request with a body too, and keeps serving', async () => {
+    for (let i = 0; i < 3; i++) {
+      const response = await httpRequest(proxy.url, '/items', {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', 'content-length': '2' },
+        body: '{}',
+      });
+      expect(response.status).toBe(502);
+    }
+    expect((await httpRequest(proxy.url, '/health')).status).toBe(200);
+  });
+
+  it('logs the failure without breaking the access log', () => {
+    const failures = proxy.logs.withMessage('upstream request failed');
+    expect(failures.length).toBeGreaterThan(0);
+    expect(failures[0]).toMatchObject({ kind: 'refused', status: 502 });
+    expect(proxy.logs.withMessage('request').some((line) => line.status === 502)).toBe(true);
+  });
+});

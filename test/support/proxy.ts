@@ -1,0 +1,315 @@
+/**
+ * Starting the proxy for tests, two ways:
+ *
+ *   startTestProxy({ upstream, ...settings })  in this process: loadConfig + openStore('memory') +
+ *       startServer, log lines captured in memory. Settings are given as the CLI would pass flags.
+ *   spawnCli(args, env)  the real `bin/meli-proxy.js` as a child process (needs `npm run build`);
+ *       resolves once it logged "proxy listening" and "admin listening".
+ *   runCliProcess(args, env)  runs the binary to completion (for --help, bad configuration …).
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { loadConfig, type SettingKey } from '../../src/config.js';
+import { createLogger } from '../../src/logger.js';
+import { type RunningServer, startServer } from '../../src/server/index.js';
+import { openStore } from '../../src/store/index.js';
+import type { Store } from '../../src/store/types.js';
+
+export const REPO_ROOT = fileURLToPath(new URL('../..', import.meta.url));
+/** The launcher under test; MELI_TEST_BIN points the CLI tests at another build (e.g. an installed package). */
+export const BIN = process.env.MELI_TEST_BIN ?? path.join(REPO_ROOT, 'bin', 'meli-proxy.js');
+
+export type LogRecord = Record<string, unknown> & { msg?: string; level?: string };
+
+/** Log lines as written (one JSON document per line) and parsed. */
+export class LogCapture {
+  readonly lines: string[] = [];
+  private partial = '';
+
+  /** pino's DestinationStream. */
+  write(chunk: string): void {
+    const text = this.partial + chunk;
+    const parts = text.split('\n');
+    this.partial = parts.pop() ?? '';
+    for (const line of parts) if (line.length > 0) this.lines.push(line);
+  }
+
+  get records(): LogRecord[] {
+    return this.lines.map((line) => JSON.parse(line) as LogRecord);
+  }
+
+  withMessage(msg: string): LogRecord[] {
+    return this.records.filter((record) => record.msg === msg);
+  }
+
+  /** Everything captured, for "this string never appears" assertions. */
+  get text(): string {
+    return this.lines.join('\n') + this.partial;
+  }
+}
+
+export type TestProxySettings = Partial<Record<SettingKey, unknown>> & { upstream: string };
+
+export interface TestProxy {
+  url: string;
+  adminUrl: string;
+  server: RunningServer;
+  store: Store;
+  logs: LogCapture;
+  dataDir: string;
+  /** Graceful shutdown (idempotent); also removes the data dir. */
+  close(): Promise<void>;
+}
+
+export interface TestProxyOptions {
+  /** A store to use instead of openStore('memory'), e.g. one whose check() fails. */
+  store?: (memory: Store) => Store;
+}
+
+/** Starts the proxy in this process on free loopback ports, with a memory store. */
+export async function startTestProxy(
+  settings: TestProxySettings,
+  options: TestProxyOptions = {},
+): Promise<TestProxy> {
+  const dataDir = mkdtempSync(path.join(tmpdir(), 'meli-proxy-test-'));
+  const config = loadConfig({
+    env: {},
+    flags: { port: 0, adminPort: 0, store: 'memory', dataDir, logLevel: 'info', ...settings },
+  });
+  const logs = new LogCapture();
+  const logger = createLogger(config.logLevel, logs);
+  const memory = await openStore('memory', { dataDir, logger });
+  const store = options.store ? options.store(memory) : memory;
+  const server = await startServer(config, { logger, store, version: 'test' });
+  let closing: Promise<void> | undefined;
+  return {
+    url: server.proxyUrl,
+    adminUrl: server.adminUrl,
+    server,
+    store,
+    logs,
+    dataDir,
+    close: () => {
+      closing ??= server
+        .shutdown('test over')
+        .finally(() => rmSync(dataDir, { recursive: true, force: true }));
+      return closing;
+    },
+  };
+}
+
+/** The environment a child gets: this one without any MELI_* or NODE_OPTIONS, plus `env`. */
+export function childEnv(env: Record<string, string> = {}): NodeJS.ProcessEnv {
+  const clean: NodeJS.ProcessEnv = {};
+  for (const [name, value] of Object.entries(process.env)) {
+    if (name.startsWith('MELI_') || name === 'NODE_OPTIONS' || name.startsWith('VITEST')) continue;
+    clean[name] = value;
+  }
+  return { ...clean, ...env };
+}
+
+export interface ExitResult {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+}
+
+export interface CliProcess {
+  child: ChildProcess;
+  pid: number;
+  url: string;
+  adminUrl: string;
+  readonly stdout: string;
+  readonly stderr: string;
+  /** stdout parsed as JSON log lines (non-JSON lines skipped). */
+  logRecords(): LogRecord[];
+  readonly exited: Promise<ExitResult>;
+  /** Resident set size of the child in bytes, from /proc/<pid>/status. */
+  rss(): number;
+  /** Sends `signal` and resolves with the exit code; SIGKILLs after timeoutMs and rejects. */
+  stop(signal?: NodeJS.Signals, timeoutMs?: number): Promise<number | null>;
+}
+
+const children = new Set<ChildProcess>();
+
+/** SIGKILLs every child this module started that is still running (for afterAll hooks). */
+export function killChildren(): void {
+  for (const child of children)
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+  children.clear();
+}
+
+export interface SpawnOptions {
+  /** How long to wait for the listening lines (default 15 s). */
+  timeoutMs?: number;
+  cwd?: string;
+  /** Options for node itself, placed before the script (e.g. --max-semi-space-size=1). */
+  nodeArgs?: string[];
+}
+
+/** Runs `node bin/meli-proxy.js …args` and waits until both ports listen. */
+export async function spawnCli(
+  args: string[],
+  env: Record<string, string> = {},
+  options: SpawnOptions = {},
+): Promise<CliProcess> {
+  const child = spawn(process.execPath, [...(options.nodeArgs ?? []), BIN, ...args], {
+    cwd: options.cwd ?? REPO_ROOT,
+    env: childEnv(env),
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  children.add(child);
+  let stdout = '';
+  let stderr = '';
+  child.stdout!.setEncoding('utf8');
+  child.stderr!.setEncoding('utf8');
+  const exited = new Promise<ExitResult>((resolve) => {
+    child.once('exit', (code, signal) => {
+      children.delete(child);
+      resolve({ code, signal });
+    });
+  });
+
+  const listening = new Promise<{ url: string; adminUrl: string }>((resolve, reject) => {
+    let url: string | undefined;
+    let adminUrl: string | undefined;
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(
+        new Error(
+          `meli-proxy did not start within ${options.timeoutMs ?? 15_000} ms\nstdout:\n${stdout}\nstderr:\n${stderr}`,
+        ),
+      );
+    }, options.timeoutMs ?? 15_000);
+    child.stdout!.on('data', (chunk: string) => {
+      stdout += chunk;
+      if (url && adminUrl) return;
+      for (const line of stdout.split('\n')) {
+        if (!line.startsWith('{')) continue;
+        try {
+          const record = JSON.parse(line) as LogRecord;
+          if (record.msg === 'proxy listening') url = String(record.url);
+          if (record.msg === 'admin listening') adminUrl = String(record.url);
+        } catch {
+          // a partial line; the next chunk completes it
+        }
+      }
+      if (url && adminUrl) {
+        clearTimeout(timer);
+        resolve({ url, adminUrl });
+      }
+    });
+    child.stderr!.on('data', (chunk: string) => {
+      stderr += chunk;
+    });
+    void exited.then(({ code, signal }) => {
+      clearTimeout(timer);
+      reject(
+        new Error(
+          `meli-proxy exited (code ${code}, signal ${signal}) before listening\nstdout:\n${stdout}\nstderr:\n${stderr}`,
+        ),
+      );
+    });
+  });
+
+  const { url, adminUrl } = await listening;
+  return {
+    child,
+    pid: child.pid!,
+    url,
+    adminUrl,
+    get stdout() {
+      return stdout;
+    },
+    get stderr() {
+      return stderr;
+    },
+    logRecords: () =>
+      stdout
+        .split('\n')
+        .filter((line) => line.startsWith('{'))
+        .flatMap((line) => {
+          try {
+            return [JSON.parse(line) as LogRecord];
+          } catch {
+            return [];
+          }
+        }),
+    exited,
+    rss: () => {
+      const status = readFileSync(`/proc/${child.pid}/status`, 'utf8');
+      const match = /^VmRSS:\s+(\d+) kB$/m.exec(status);
+      if (!match) throw new Error(`no VmRSS in /proc/${child.pid}/status`);
+      return Number(match[1]) * 1024;
+    },
+    stop: async (signal = 'SIGTERM', timeoutMs = 15_000) => {
+      if (child.exitCode !== null || child.signalCode !== null) return child.exitCode;
+      child.kill(signal);
+      let timer: NodeJS.Timeout | undefined;
+      const result = await Promise.race([
+        exited,
+        new Promise<'timeout'>((resolve) => {
+          timer = setTimeout(() => resolve('timeout'), timeoutMs);
+        }),
+      ]);
+      clearTimeout(timer);
+      if (result === 'timeout') {
+        child.kill('SIGKILL');
+        throw new Error(
+          `meli-proxy did not exit within ${timeoutMs} ms of ${signal}\nstdout:\n${stdout}\nstderr:\n${stderr}`,
+        );
+      }
+      return result.code;
+    },
+  };
+}
+
+export interface CompletedProcess extends ExitResult {
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs `node bin/meli-proxy.js …args` to completion (SIGKILL after timeoutMs). */
+export function runCliProcess(
+  args: string[],
+  env: Record<string, string> = {},
+  options: { timeoutMs?: number; cwd?: string } = {},
+): Promise<CompletedProcess> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [BIN, ...args], {
+      cwd: options.cwd ?? REPO_ROOT,
+      env: childEnv(env),
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    children.add(child);
+    let stdout = '';
+    let stderr = '';
+    child.stdout!.setEncoding('utf8').on('data', (chunk: string) => {
+      stdout += chunk;
+    });
+    child.stderr!.setEncoding('utf8').on('data', (chunk: string) => {
+      stderr += chunk;
+    });
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(
+        new Error(
+          `meli-proxy ${args.join(' ')} did not exit within ${options.timeoutMs ?? 15_000} ms\nstdout:\n${stdout}\nstderr:\n${stderr}`,
+        ),
+      );
+    }, options.timeoutMs ?? 15_000);
+    child.once('close', (code, signal) => {
+      clearTimeout(timer);
+      children.delete(child);
+      resolve({ code, signal, stdout, stderr });
+    });
+  });
+}
+
+/** A fresh temporary directory, removed by the returned function. */
+export function tempDir(prefix = 'meli-proxy-test-'): { dir: string; remove: () => void } {
+  const dir = mkdtempSync(path.join(tmpdir(), prefix));
+  return { dir, remove: () => rmSync(dir, { recursive: true, force: true }) };
+}
