@@ -1,7 +1,3 @@
-/** The DocumentStore contract, on every backend. */
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Store } from '../../src/store/index.js';
 import { allBackends } from '../support/backends.js';
