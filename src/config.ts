@@ -112,7 +112,8 @@ function hostname(raw: unknown): string {
   return text.replace(/^\[(.*)\]$/, '$1');
 }
 
-function upstreamUrl(raw: unknown): URL {
+/** An http(s) URL without credentials or fragment: the common ground of every URL setting. */
+function httpUrl(raw: unknown): URL {
   let url: URL;
   try {
     url = new URL(asString(raw));
@@ -120,8 +121,13 @@ function upstreamUrl(raw: unknown): URL {
     throw new InvalidValue();
   }
   if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new InvalidValue();
-  if (url.username || url.password || url.search || url.hash) throw new InvalidValue();
-  if (url.pathname !== '/') throw new InvalidValue();
+  if (url.username || url.password || url.hash) throw new InvalidValue();
+  return url;
+}
+
+function upstreamUrl(raw: unknown): URL {
+  const url = httpUrl(raw);
+  if (url.search || url.pathname !== '/') throw new InvalidValue();
   return url;
 }
 
@@ -160,14 +166,7 @@ function storeUrl(raw: unknown): string {
 }
 
 function endpointUrl(raw: unknown): URL {
-  let url: URL;
-  try {
-    url = new URL(asString(raw));
-  } catch {
-    throw new InvalidValue();
-  }
-  if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new InvalidValue();
-  if (url.username || url.password || url.hash) throw new InvalidValue();
+  const url = httpUrl(raw);
   // Plain http only where nothing but this machine can listen in (test peers, local mirrors).
   const host = url.hostname.replace(/^\[(.*)\]$/, '$1');
   if (url.protocol === 'http:' && !/^(localhost|::1|127(\.\d{1,3}){3})$/i.test(host))

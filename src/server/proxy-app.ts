@@ -165,6 +165,16 @@ export async function buildProxyApp(options: ProxyAppOptions): Promise<FastifyIn
     return metrics.render();
   });
 
+  const refuseTarget = (reply: FastifyReply): void =>
+    refuse(
+      options,
+      reply,
+      routes.otherId,
+      400,
+      'bad_request',
+      'The request target must be a path such as /items/MLA123.',
+    );
+
   const METHODS_ALLOWED = ['allow', 'GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS'];
 
   const handleForward = (request: FastifyRequest, reply: FastifyReply): void => {
@@ -174,14 +184,7 @@ export async function buildProxyApp(options: ProxyAppOptions): Promise<FastifyIn
     const method = req.method ?? 'GET';
     const path = upstreamPath(req.url ?? '');
     if (path === undefined) {
-      refuse(
-        options,
-        reply,
-        routes.otherId,
-        400,
-        'bad_request',
-        'The request target must be a path such as /items/MLA123.',
-      );
+      refuseTarget(reply);
       return;
     }
     const normalized = normalizePath(path);
@@ -274,14 +277,7 @@ export async function buildProxyApp(options: ProxyAppOptions): Promise<FastifyIn
   app.setNotFoundHandler((request, reply) => {
     const target = request.raw.url ?? '';
     if (!target.startsWith('/') && upstreamPath(target) === undefined) {
-      refuse(
-        options,
-        reply,
-        routes.otherId,
-        400,
-        'bad_request',
-        'The request target must be a path such as /items/MLA123.',
-      );
+      refuseTarget(reply);
       return;
     }
     const route = routes.idOf(normalizePath(upstreamPath(target) ?? '/'));
