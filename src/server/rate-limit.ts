@@ -2,7 +2,9 @@
  * The rate-limit step of the proxy route: one synchronous decision per request from the limiter in
  * memory, while rules are reloaded and shared counters synchronised in the background.
  */
+import { randomBytes } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
+import { hostname } from 'node:os';
 import {
   bearerTokenHash,
   CounterSync,
@@ -78,6 +80,12 @@ export class RateLimiter implements RateLimitGate {
   private reloading: Promise<void> | undefined;
   private lastInvalid = '';
   private readonly shared: boolean;
+  /**
+   * One identity in the store for the life of the process. Each rule change starts a new
+   * CounterSync; with a fresh id each time, the store would count this process twice (the old id
+   * stays live for the replica horizon) and shrink every replica's share for a few seconds.
+   */
+  private readonly replicaId = `${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`;
 
   private constructor(private readonly options: RateLimiterOptions) {
     // Config-file and environment rules are validated before anything listens: a typo exits 2.
@@ -211,6 +219,7 @@ export class RateLimiter implements RateLimitGate {
     if (this.shared) {
       this.sync = new CounterSync(next, {
         backend: this.options.store.counters,
+        replicaId: this.replicaId,
         syncIntervalMs: this.options.syncIntervalMs,
         onStoreError: this.options.onStoreError,
         onStateChange: (healthy, error) => {

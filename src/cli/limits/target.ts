@@ -122,7 +122,8 @@ class AdminTarget implements LimitsTarget {
         `${answer.body?.message ?? `rule "${id}" is not kept in the store`} (${this.description} cannot remove it).`,
       );
     }
-    if (answer.status === 404 && answer.body?.error !== 'not_found') {
+    // The admin app answers unknown routes with a 404 of its own: an older proxy, or not a proxy.
+    if (answer.status === 404 && !answer.body?.message?.startsWith('No rule')) {
       throw new RuntimeFailure(
         `${this.client.baseUrl} has no limits API: is it the admin port of a meli-proxy?`,
       );
