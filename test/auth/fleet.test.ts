@@ -16,8 +16,10 @@ import { type CliProcess, killChildren, spawnCli } from '../support/proxy.js';
 import { ensureBuilt } from './helpers/build.js';
 
 const REPLICAS = 4;
-const LIFETIME_SECONDS = 3;
-const TRAFFIC_MS = 10_000;
+// Tokens live 5 s: replicas refresh at ~4 s and stop sending a token at 4.75 s, which leaves a
+// loaded 2-core machine (four proxies, PostgreSQL, the test) enough time for the locked refresh.
+const LIFETIME_SECONDS = 5;
+const TRAFFIC_MS = 14_000;
 
 describe('a fleet of proxies sharing one PostgreSQL store', () => {
   let db: TestDatabase;
@@ -109,7 +111,7 @@ describe('a fleet of proxies sharing one PostgreSQL store', () => {
 
     const stats = meli.stats;
     const rotations = stats.refreshCalls;
-    // 10 s of 3-s tokens refreshed at ~80 %: about four rotations.
+    // 14 s of 5-s tokens refreshed at ~80 % (every ~4 s): three rotations.
     expect(rotations).toBeGreaterThanOrEqual(3);
     expect(stats.invalidGrants).toBe(0);
     expect([...stats.refreshCallsByToken.values()].filter((calls) => calls !== 1)).toEqual([]);
