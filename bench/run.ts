@@ -22,8 +22,10 @@ import {
   type Child,
   formatExit,
   groupCpuSeconds,
+  groupRssBytes,
   hasTaskset,
   killAllSync,
+  peakSampler,
   run,
   stopAll,
   which,
@@ -82,17 +84,31 @@ for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
   });
 }
 
+/**
+ * `--limits features`: the classic rules of the design notes, plus a per-IP rule on every request
+ * whose limit is never reached. Every request is matched against all four and counted by two, and
+ * with `--ips N` the per-IP rule keeps N counters: the limiter's real work, with no 429 in the way.
+ */
+const FEATURE_RULES = `# written by bench/run.ts (--limits features)
+limits:
+  - { id: ip-152, match: { ip: 152.152.152.152 }, limit: 1000/m }
+  - { id: categories, match: { path: '/categories/*' }, limit: 1000000000/m }
+  - { id: ip-items, match: { ip: 152.152.152.152, path: '/items/*' }, limit: 10/m }
+  - { id: per-ip, by: [ip], limit: 1000000000/m }
+`;
+
 function log(message: string): void {
   console.log(`[bench] ${message}`);
 }
 
 function describeSample(s: Round): string {
   const problems = s.non2xx + s.socketErrors > 0 ? `  (non-2xx ${s.non2xx}, errors ${s.socketErrors})` : '';
+  const rss = s.peakRssMiB === null ? '' : `, RSS ${Math.round(s.peakRssMiB)} MiB`;
   const cpu =
     s.cpuUsPerRequest === null || s.serverCpuUtil === null
       ? ''
       : `  ${s.cpuUsPerRequest.toFixed(1)} µs CPU/req, server CPU ${Math.round(s.serverCpuUtil * 100)}%`;
-  return `${formatInt(s.rps).padStart(7)} rps  p50 ${s.p50Ms.toFixed(2)} ms  p99 ${s.p99Ms.toFixed(2)} ms${cpu}${problems}`;
+  return `${formatInt(s.rps).padStart(7)} rps  p50 ${s.p50Ms.toFixed(2)} ms  p99 ${s.p99Ms.toFixed(2)} ms${cpu}${rss}${problems}`;
 }
 
 async function nginxInfo(): Promise<NginxInfo | null> {
@@ -179,7 +195,7 @@ async function main(): Promise<number> {
     );
   }
   log(
-    `load generator: ${generator.name} ${generator.version} (1 thread, ${options.connections} connections); ` +
+    `load generator: ${generator.name} ${generator.version} (${options.threads} thread(s), ${options.connections} connections); ` +
       `origin: ${nginx ? `nginx ${nginx.version}` : 'node:http (nginx not on PATH)'}`,
   );
   log(
@@ -218,6 +234,12 @@ async function main(): Promise<number> {
   const originLabel = nginx ? `nginx ${nginx.version}` : 'node:http';
   const targets: Target[] = [];
   const checkHeaders: Record<string, string> = options.ips > 1 ? { 'x-forwarded-for': clientIp(0) } : {};
+  let rulesFile: string | undefined;
+  const ownConfig = options.serveArgs.some((a) => a === '-c' || a.startsWith('--config'));
+  if (options.limits === 'features' && options.only.includes('proxy') && !ownConfig) {
+    rulesFile = join(tmpDir, 'limits.yaml');
+    await writeFile(rulesFile, FEATURE_RULES);
+  }
   let upstream: Server;
   try {
     upstream = await origin('origin-upstream', loadgenCpus);
@@ -227,43 +249,54 @@ async function main(): Promise<number> {
         const server = await origin('origin-direct', serverCpus);
         targets.push({ id, label: `direct (origin, ${originLabel})`, command: 'origin', server });
       } else if (id === 'proxy') {
-        if (!existsSync(options.proxyBin)) {
-          throw new Error(
-            `meli-proxy: ${options.proxyBin} does not exist (is the CLI built? npm run build); ` +
-              'use --only to leave the proxy row out, or --proxy-bin FILE',
+        for (const [index, bin] of options.proxyBins.entries()) {
+          if (!existsSync(bin.file)) {
+            throw new Error(
+              `meli-proxy: ${bin.file} does not exist (is the CLI built? npm run build); ` +
+                'use --only to leave the proxy row out, or --proxy-bin FILE',
+            );
+          }
+          const args = [
+            ...options.nodeArgs,
+            ...nodeCommand(bin.file),
+            'serve',
+            '--upstream',
+            upstream.url,
+            '--port',
+            '0',
+            '--admin-port',
+            '0',
+            '--log-level',
+            'info',
+            '--access-log',
+            'off',
+            ...(options.workers !== undefined ? ['--workers', String(options.workers)] : []),
+            ...(options.store !== undefined ? ['--store', options.store] : []),
+            ...(options.ips > 1 ? ['--trust-proxy', '127.0.0.1/32'] : []),
+            ...(rulesFile ? ['--config', rulesFile] : []),
+            // The embedded store writes documents.json: keep it in the temp dir, not the user's data dir.
+            ...(options.serveArgs.some((a) => a.startsWith('--data-dir'))
+              ? []
+              : ['--data-dir', join(tmpDir, `meli-proxy-data-${index}`)]),
+            ...options.serveArgs,
+          ];
+          const label = index === 0 && !bin.named ? 'meli-proxy' : `meli-proxy (${bin.label})`;
+          const server = await startListening(
+            label,
+            process.execPath,
+            args,
+            options.path,
+            serverCpus,
+            checkHeaders,
           );
+          targets.push({
+            id: index === 0 ? 'proxy' : `proxy:${bin.label}`,
+            label,
+            command: `node ${args.map(redact).join(' ')}`,
+            server,
+          });
+          if (index < options.proxyBins.length - 1) log(`${label} at ${server.url}`);
         }
-        const args = [
-          ...nodeCommand(options.proxyBin),
-          'serve',
-          '--upstream',
-          upstream.url,
-          '--port',
-          '0',
-          '--admin-port',
-          '0',
-          '--log-level',
-          'info',
-          '--access-log',
-          'off',
-          ...(options.workers !== undefined ? ['--workers', String(options.workers)] : []),
-          ...(options.store !== undefined ? ['--store', options.store] : []),
-          ...(options.ips > 1 ? ['--trust-proxy', '127.0.0.1/32'] : []),
-          // The embedded store writes documents.json: keep it in the temp dir, not the user's data dir.
-          ...(options.serveArgs.some((a) => a.startsWith('--data-dir'))
-            ? []
-            : ['--data-dir', join(tmpDir, 'meli-proxy-data')]),
-          ...options.serveArgs,
-        ];
-        const server = await startListening(
-          'meli-proxy',
-          process.execPath,
-          args,
-          options.path,
-          serverCpus,
-          checkHeaders,
-        );
-        targets.push({ id, label: 'meli-proxy', command: `node ${args.map(redact).join(' ')}`, server });
       } else if (id === 'nginx') {
         const server = await startNginxProxy(
           nginx!,
@@ -272,6 +305,7 @@ async function main(): Promise<number> {
           upstream.url,
           options.path,
           serverCpus,
+          options.workers ?? 1,
         );
         targets.push({ id, label: `nginx ${nginx!.version} reverse proxy`, command: 'nginx', server });
       } else {
@@ -314,18 +348,22 @@ async function main(): Promise<number> {
         connections: options.connections,
         cpus: loadgenCpus,
         ips: options.ips,
+        threads: options.threads,
       };
       if (options.warmup > 0) await generator.measure({ ...job, durationS: options.warmup });
       const cpuBefore = groupCpuSeconds(target.server.child.pid);
       const wallBefore = performance.now();
+      const rss = peakSampler(() => groupRssBytes(target.server.child.pid));
       const measured = await generator.measure({ ...job, durationS: options.duration });
       const wallS = (performance.now() - wallBefore) / 1000;
       const cpuAfter = groupCpuSeconds(target.server.child.pid);
+      const peakRss = rss.stop();
       const cpuS = cpuBefore === null || cpuAfter === null ? null : cpuAfter - cpuBefore;
       const sample: Round = {
         ...measured,
         serverCpuUtil: cpuS === null ? null : cpuS / wallS,
         cpuUsPerRequest: cpuS === null || measured.requests === 0 ? null : (cpuS * 1e6) / measured.requests,
+        peakRssMiB: peakRss === null ? null : peakRss / 2 ** 20,
       };
       ensureAlive(target.server.child);
       ensureAlive(upstream.child);
@@ -399,8 +437,8 @@ async function main(): Promise<number> {
   // Stop the servers now and check the proxy shuts down cleanly on SIGTERM.
   for (const target of targets.reverse()) {
     const exit = await target.server.child.stop();
-    if (target.id === 'proxy' && (exit.code !== 0 || exit.signal)) {
-      warn(`meli-proxy ended with ${formatExit(exit)} on SIGTERM (expected exit code 0)`);
+    if (target.id.startsWith('proxy') && (exit.code !== 0 || exit.signal)) {
+      warn(`${target.label} ended with ${formatExit(exit)} on SIGTERM (expected exit code 0)`);
     }
   }
   targets.reverse();
@@ -440,7 +478,7 @@ async function main(): Promise<number> {
 
   console.log('');
   console.log(
-    `Throughput: ${generator.name === 'wrk' ? 'wrk -t1' : 'autocannon'} -c${options.connections}, ${options.duration} s per run, ` +
+    `Throughput: ${generator.name === 'wrk' ? `wrk -t${options.threads}` : 'autocannon'} -c${options.connections}, ${options.duration} s per run, ` +
       `median of ${options.rounds} rounds${options.ips > 1 ? `, ${formatInt(options.ips)} client IPs via X-Forwarded-For` : ''}`,
   );
   console.log(throughputTable(results));

@@ -9,6 +9,7 @@ import { homedir } from 'node:os';
 import { extname, join, resolve } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { UsageError } from './errors.js';
+import { availableCores } from './server/cluster-cores.js';
 
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
 const LOG_LEVELS: readonly LogLevel[] = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
@@ -34,6 +35,16 @@ export interface Config {
   syncInterval: number;
   onStoreError: 'open' | 'deny';
   legacyRateLimitHeaders: boolean;
+  /** Largest request body forwarded, in bytes (0: no limit). */
+  maxBody: number;
+  /** Longest time a client may take to send the request head (slowloris), ms. */
+  headersTimeout: number;
+  /** Longest time a client may take to send the whole request, ms (0: no limit). */
+  requestTimeout: number;
+  /** How long an idle keep-alive client connection is kept open, ms. */
+  keepAliveTimeout: number;
+  /** Processes serving the proxy (`serve --workers`); above 1, a node:cluster primary supervises them. */
+  workers: number;
   /** Route templates from the file's `routes:` list, tried before the built-in ones. */
   routes: string[];
   injectToken: boolean;
@@ -104,6 +115,25 @@ function boolean(raw: unknown): boolean {
   if (TRUE_WORDS.has(text)) return true;
   if (FALSE_WORDS.has(text)) return false;
   throw new InvalidValue();
+}
+
+const SIZE_UNITS: Record<string, number> = { b: 1, kb: 1024, mb: 1024 ** 2, gb: 1024 ** 3 };
+
+/** Bytes, as a bare integer or with a binary unit (`512kb`, `64mb`, `1gb`). */
+function size(min: number, max: number): Parser<number> {
+  return (raw) => {
+    const match = /^(\d+)\s*(b|kb|mb|gb)?$/.exec(asString(raw).toLowerCase());
+    if (!match) throw new InvalidValue();
+    const value = Number(match[1]) * (SIZE_UNITS[match[2] ?? 'b'] ?? 1);
+    if (!Number.isSafeInteger(value) || value < min || value > max) throw new InvalidValue();
+    return value;
+  };
+}
+
+/** `auto` (one per core available to this process) or a count. */
+function workerCount(raw: unknown): number {
+  if (asString(raw).toLowerCase() === 'auto') return availableCores();
+  return integer(1, 256)(raw);
 }
 
 function hostname(raw: unknown): string {
@@ -456,6 +486,58 @@ export const SETTINGS = {
     defaultText: 'off',
     parse: boolean,
   },
+  maxBody: {
+    flag: '--max-body',
+    env: 'MELI_PROXY_MAX_BODY',
+    arg: '<size>',
+    description:
+      'Largest request body forwarded; a larger one gets 413 (by its Content-Length before the upstream is contacted, or as soon as a chunked body passes it). 0 means no limit.',
+    allowed:
+      'a byte count up to 1024gb, bare or with a binary unit kb, mb or gb (e.g. 64mb); 0 disables the limit',
+    defaultValue: () => 64 * 1024 ** 2,
+    defaultText: '64mb',
+    parse: size(0, 1024 ** 4),
+  },
+  headersTimeout: {
+    flag: '--headers-timeout',
+    env: 'MELI_PROXY_HEADERS_TIMEOUT',
+    arg: '<ms>',
+    description:
+      'Longest time a client may take to send the request line and headers before its connection is closed with 408 (slowloris protection).',
+    allowed: 'a duration from 100ms to 10m (e.g. 10s); at most --request-timeout when that is set',
+    defaultValue: () => 10_000,
+    parse: duration(100, 600_000),
+  },
+  requestTimeout: {
+    flag: '--request-timeout',
+    env: 'MELI_PROXY_REQUEST_TIMEOUT',
+    arg: '<ms>',
+    description:
+      'Longest time a client may take to send a whole request, body included, before it gets 408 and its connection is closed. 0 means no limit.',
+    allowed: 'a duration from 0 to 1h (e.g. 5m); 0, or at least --headers-timeout',
+    defaultValue: () => 300_000,
+    parse: duration(0, 3_600_000),
+  },
+  keepAliveTimeout: {
+    flag: '--keep-alive-timeout',
+    env: 'MELI_PROXY_KEEP_ALIVE_TIMEOUT',
+    arg: '<ms>',
+    description:
+      'How long an idle keep-alive client connection stays open; keep it above the idle timeout of the load balancer in front.',
+    allowed: 'a duration from 100ms to 1h (e.g. 72s)',
+    defaultValue: () => 72_000,
+    parse: duration(100, 3_600_000),
+  },
+  workers: {
+    flag: '--workers',
+    env: 'MELI_PROXY_WORKERS',
+    arg: '<n|auto>',
+    description:
+      'Processes serving the proxy on the same ports (node:cluster). Above 1 a primary process supervises them, restarts one that dies and owns the embedded store; auto is one per available core (within a container CPU limit).',
+    allowed: 'an integer from 1 to 256, or auto',
+    defaultValue: () => 1,
+    parse: workerCount,
+  },
 } satisfies Record<string, SettingSpec<unknown>>;
 
 export type SettingKey = keyof typeof SETTINGS;
@@ -582,6 +664,10 @@ export function loadConfig(sources: ConfigSources): Config {
     syncInterval: pick('syncInterval'),
     onStoreError: pick('onStoreError'),
     legacyRateLimitHeaders: pick('legacyRateLimitHeaders'),
+    maxBody: pick('maxBody'),
+    ...serverTimeouts(pick('headersTimeout'), pick('requestTimeout'), origins),
+    keepAliveTimeout: pick('keepAliveTimeout'),
+    workers: pick('workers'),
     routes,
     injectToken: pick('injectToken'),
     overrideClientToken: pick('overrideClientToken'),
@@ -592,6 +678,21 @@ export function loadConfig(sources: ConfigSources): Config {
     limits,
     sources: origins,
   };
+}
+
+/** Node refuses a headers timeout longer than the request timeout: say so in our own words. */
+function serverTimeouts(
+  headersTimeout: number,
+  requestTimeout: number,
+  origins: Partial<Record<SettingKey, string>>,
+): { headersTimeout: number; requestTimeout: number } {
+  if (requestTimeout > 0 && headersTimeout > requestTimeout) {
+    const from = (key: SettingKey) => origins[key] ?? 'the default';
+    throw new UsageError(
+      `Invalid --headers-timeout ${headersTimeout} ms (from ${from('headersTimeout')}): it must not exceed --request-timeout ${requestTimeout} ms (from ${from('requestTimeout')}). Raise --request-timeout, lower --headers-timeout, or set --request-timeout 0.`,
+    );
+  }
+  return { headersTimeout, requestTimeout };
 }
 
 const ROUTE_TEMPLATE =

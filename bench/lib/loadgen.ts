@@ -26,6 +26,8 @@ export interface ClosedLoopJob {
   cpus: string | undefined;
   /** Distinct X-Forwarded-For values to cycle through; 1 = no header. */
   ips: number;
+  /** wrk threads (one per load-generator core on a bigger machine); autocannon ignores it. */
+  threads?: number;
 }
 
 export interface LoadGenerator {
@@ -104,7 +106,7 @@ export async function wrkGenerator(binary: string, tmpDir: string): Promise<Load
     name: 'wrk',
     version,
     async measure(job) {
-      const args = ['-t1', `-c${job.connections}`, `-d${job.durationS}s`, '--latency'];
+      const args = [`-t${job.threads ?? 1}`, `-c${job.connections}`, `-d${job.durationS}s`, '--latency'];
       if (job.ips > 1) {
         let script = scripts.get(job.ips);
         if (!script) {

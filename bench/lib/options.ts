@@ -3,17 +3,32 @@ import { parseArgs } from 'node:util';
 import { BENCH_PATH } from './body.js';
 
 export const TARGET_IDS = ['direct', 'proxy', 'nginx', 'undici'] as const;
-export type TargetId = (typeof TARGET_IDS)[number];
+export type TargetKind = (typeof TARGET_IDS)[number];
+/** A row of the results: a target kind, or `proxy:<label>` for a second, third … proxy build. */
+export type TargetId = TargetKind | `proxy:${string}`;
+
+/** One meli-proxy build to bench: the first is the `proxy` row, others are `proxy:<label>` rows. */
+export interface ProxyBin {
+  label: string;
+  file: string;
+  /** Whether the label was given (`label=FILE`): then even the first row shows it. */
+  named: boolean;
+}
+
+/** The rate-limit rules the proxy runs with: all features on by default, as in production. */
+export type LimitsMode = 'features' | 'none';
 
 export interface BenchOptions {
   duration: number;
   warmup: number;
   connections: number;
+  /** wrk threads; more than 1 only makes sense with as many load-generator CPUs. */
+  threads: number;
   rounds: number;
   workers: number | undefined;
   store: string | undefined;
   ips: number;
-  only: TargetId[];
+  only: TargetKind[];
   jsonOut: string;
   path: string;
   loadgen: 'auto' | 'wrk' | 'autocannon';
@@ -22,7 +37,10 @@ export interface BenchOptions {
   serverCpus: string;
   halfLoad: boolean;
   halfLoadRate: number | undefined;
-  proxyBin: string;
+  proxyBins: ProxyBin[];
+  /** Options for node itself when it runs meli-proxy (e.g. --cpu-prof), split on spaces. */
+  nodeArgs: string[];
+  limits: LimitsMode;
   /** Everything after `--`, appended verbatim to `meli-proxy serve`. */
   serveArgs: string[];
 }
@@ -37,6 +55,8 @@ Options:
   --duration S          measured seconds per target per round (default 10)
   --warmup S            warm-up seconds before each measurement (default 2)
   --connections N       concurrent connections of the load generator (default 64)
+  --threads N           wrk threads (default 1); give the load generator as many CPUs
+                        (--loadgen-cpus) on a bigger machine
   --rounds N            rounds; targets are interleaved within each round (default 3)
   --only LIST           targets, comma-separated: ${TARGET_IDS.join(',')} (default: all)
   --workers N           passed to \`meli-proxy serve --workers N\`
@@ -50,7 +70,14 @@ Options:
   --server-cpus LIST    CPUs of the server under test (default 1)
   --no-half-load        skip the fixed-rate latency phase
   --half-load-rate N    request rate of that phase (default: 50% of meli-proxy's median rps)
-  --proxy-bin FILE      the proxy launcher (default bin/meli-proxy.js; a .ts file runs with tsx)
+  --proxy-bin LIST      the proxy launcher (default bin/meli-proxy.js; a .ts file runs with tsx);
+                        a comma-separated list [label=]FILE,… benches several builds in the same
+                        rounds (the first is the "meli-proxy" row, e.g. base=/tmp/a/bin/meli-proxy.js,bin/meli-proxy.js)
+  --node-args=ARGS     options for node running meli-proxy (note the =), e.g.
+                        --node-args="--cpu-prof --cpu-prof-dir=/tmp/prof"
+  --limits MODE         features (default): a rules file with the classic rules plus a per-IP rule
+                        whose limit is never reached, so every request goes through the limiter;
+                        none: no rules
   --json-out FILE       where to write the JSON results (default bench/results/latest.json)
   -h, --help            this help
 
@@ -62,6 +89,25 @@ function positiveInt(name: string, value: string | undefined, fallback: number):
   if (!Number.isInteger(n) || n < 1)
     throw new UsageError(`--${name} must be a positive integer, got "${value}"`);
   return n;
+}
+
+function proxyBins(value: string): ProxyBin[] {
+  const bins = value
+    .split(',')
+    .map((item) => item.trim())
+    .filter((item) => item !== '')
+    .map((item, index) => {
+      const eq = item.indexOf('=');
+      const label = eq > 0 ? item.slice(0, eq) : index === 0 ? 'meli-proxy' : `build${index + 1}`;
+      return { label, file: eq > 0 ? item.slice(eq + 1) : item, named: eq > 0 };
+    });
+  if (bins.length === 0) throw new UsageError('--proxy-bin needs a file');
+  const labels = new Set(bins.map((bin) => bin.label));
+  if (labels.size !== bins.length) throw new UsageError('--proxy-bin: labels must differ');
+  for (const { label } of bins) {
+    if (!/^[\w.-]+$/.test(label)) throw new UsageError(`--proxy-bin: label "${label}" must be a word`);
+  }
+  return bins;
 }
 
 function cpuList(name: string, value: string): string {
@@ -102,11 +148,16 @@ export function parseOptions(argv: readonly string[]): BenchOptions | null {
   const path = values.path ?? BENCH_PATH;
   if (!path.startsWith('/')) throw new UsageError(`--path must start with "/", got "${path}"`);
   if (values.store !== undefined && values.store === '') throw new UsageError('--store needs a URL');
+  const limits = values.limits ?? 'features';
+  if (limits !== 'features' && limits !== 'none') {
+    throw new UsageError(`--limits must be features or none, got "${limits}"`);
+  }
 
   return {
     duration: positiveInt('duration', values.duration, 10),
     warmup: values.warmup === '0' ? 0 : positiveInt('warmup', values.warmup, 2),
     connections: positiveInt('connections', values.connections, 64),
+    threads: positiveInt('threads', values.threads, 1),
     rounds: positiveInt('rounds', values.rounds, 3),
     workers: values.workers === undefined ? undefined : positiveInt('workers', values.workers, 1),
     store: values.store,
@@ -124,7 +175,9 @@ export function parseOptions(argv: readonly string[]): BenchOptions | null {
       values['half-load-rate'] === undefined
         ? undefined
         : positiveInt('half-load-rate', values['half-load-rate'], 1),
-    proxyBin: values['proxy-bin'] ?? 'bin/meli-proxy.js',
+    proxyBins: proxyBins(values['proxy-bin'] ?? 'bin/meli-proxy.js'),
+    nodeArgs: (values['node-args'] ?? '').split(' ').filter((arg) => arg !== ''),
+    limits,
     serveArgs,
   };
 }
@@ -139,6 +192,7 @@ function parse(args: string[]) {
       duration: { type: 'string' },
       warmup: { type: 'string' },
       connections: { type: 'string' },
+      threads: { type: 'string' },
       rounds: { type: 'string' },
       only: { type: 'string' },
       workers: { type: 'string' },
@@ -152,6 +206,8 @@ function parse(args: string[]) {
       'half-load': { type: 'boolean' },
       'half-load-rate': { type: 'string' },
       'proxy-bin': { type: 'string' },
+      'node-args': { type: 'string' },
+      limits: { type: 'string' },
       'json-out': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },

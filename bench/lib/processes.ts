@@ -194,6 +194,56 @@ export function killAllSync(): void {
   for (const child of children) signal(-child.pid, 'SIGKILL');
 }
 
+/**
+ * Resident memory in bytes of every live process in the process group `pgid` (a server and its
+ * workers), from /proc/<pid>/statm; null when not on Linux.
+ */
+export function groupRssBytes(pgid: number): number | null {
+  if (process.platform !== 'linux') return null;
+  let pages = 0;
+  for (const pid of groupPids(pgid)) {
+    try {
+      pages += Number(readFileSync(`/proc/${pid}/statm`, 'utf8').split(' ')[1]);
+    } catch {
+      // exited meanwhile
+    }
+  }
+  return pages * 4096;
+}
+
+/** Live pids whose process group is `pgid`. */
+function groupPids(pgid: number): number[] {
+  const pids: number[] = [];
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+      if (Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[2]) === pgid) pids.push(Number(entry));
+    } catch {
+      // exited meanwhile
+    }
+  }
+  return pids;
+}
+
+/** Samples `read` every `intervalMs` until stopped; the largest value seen (null if never read). */
+export function peakSampler(read: () => number | null, intervalMs = 250): { stop(): number | null } {
+  let peak: number | null = null;
+  const sample = () => {
+    const value = read();
+    if (value !== null && (peak === null || value > peak)) peak = value;
+  };
+  sample();
+  const timer = setInterval(sample, intervalMs);
+  return {
+    stop() {
+      clearInterval(timer);
+      sample();
+      return peak;
+    },
+  };
+}
+
 let clockTicks: number | null | undefined;
 
 /** Kernel clock ticks per second (`getconf CLK_TCK`), or null where /proc accounting is unavailable. */

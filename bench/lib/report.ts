@@ -42,6 +42,8 @@ export interface Round extends Sample {
   serverCpuUtil: number | null;
   /** CPU microseconds the server spent per request: steadier than rps on a shared machine. */
   cpuUsPerRequest: number | null;
+  /** Largest resident memory of the server's process group during the run, in MiB. */
+  peakRssMiB: number | null;
 }
 
 export interface TargetResult {
@@ -55,6 +57,7 @@ export interface TargetResult {
     p99Ms: number;
     cpuUsPerRequest: number | null;
     serverCpuUtil: number | null;
+    peakRssMiB: number | null;
   };
   /** (max − min) / median of the rounds' rps. */
   spread: number;
@@ -120,11 +123,16 @@ export function summarize(
       p99Ms: median(rounds.map((s) => s.p99Ms)),
       cpuUsPerRequest: medianOrNull(rounds.map((s) => s.cpuUsPerRequest)),
       serverCpuUtil: medianOrNull(rounds.map((s) => s.serverCpuUtil)),
+      peakRssMiB: maxOrNull(rounds.map((s) => s.peakRssMiB ?? null)),
     },
     spread: (Math.max(...rps) - Math.min(...rps)) / med,
     non2xx: rounds.reduce((sum, s) => sum + s.non2xx, 0),
     socketErrors: rounds.reduce((sum, s) => sum + s.socketErrors, 0),
   };
+}
+
+function maxOrNull(values: (number | null)[]): number | null {
+  return values.some((v) => v === null) ? null : Math.max(...(values as number[]));
 }
 
 function medianOrNull(values: (number | null)[]): number | null {
@@ -199,6 +207,7 @@ export function throughputTable(results: TargetResult[]): string {
       'server CPU',
       'CPU µs/req',
       '× nginx by CPU',
+      'peak RSS',
       'non-2xx/errors',
     ],
     results.map((r) => [
@@ -212,6 +221,7 @@ export function throughputTable(results: TargetResult[]): string {
       r.median.serverCpuUtil === null ? '—' : `${Math.round(r.median.serverCpuUtil * 100)}%`,
       r.median.cpuUsPerRequest === null ? '—' : r.median.cpuUsPerRequest.toFixed(1),
       ratio(r.xNginxCpu),
+      r.median.peakRssMiB === null ? '—' : `${Math.round(r.median.peakRssMiB)} MiB`,
       `${r.non2xx}/${r.socketErrors}`,
     ]),
   );

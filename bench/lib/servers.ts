@@ -90,11 +90,11 @@ export interface NginxInfo {
 }
 
 /** The pieces every nginx config of ours has: no daemon, one worker, everything inside `dir`. */
-function nginxMain(dir: string, http: string): string {
+function nginxMain(dir: string, http: string, workers = 1): string {
   return `# written by bench/lib/servers.ts
 daemon off;
 master_process on;
-worker_processes 1;
+worker_processes ${workers};
 pid ${dir}/nginx.pid;
 error_log ${dir}/error.log warn;
 events {
@@ -170,7 +170,11 @@ export async function startNginxOrigin(
   return startNginx(nginx, name, dir, conf, port, path, cpus);
 }
 
-/** nginx as a reverse proxy with a keep-alive upstream pool: the baseline of every ratio. */
+/**
+ * nginx as a reverse proxy with a keep-alive upstream pool: the baseline of every ratio. `workers`
+ * nginx worker processes (the same count as meli-proxy's `--workers`, so multi-core runs compare
+ * like with like).
+ */
 export async function startNginxProxy(
   nginx: NginxInfo,
   name: string,
@@ -178,6 +182,7 @@ export async function startNginxProxy(
   upstream: string,
   path: string,
   cpus: string | undefined,
+  workers = 1,
 ): Promise<Server> {
   const port = await freePort();
   const { host } = new URL(upstream);
@@ -197,6 +202,7 @@ export async function startNginxProxy(
       proxy_set_header Connection "";
     }
   }`,
+    workers,
   );
   return startNginx(nginx, name, dir, conf, port, path, cpus);
 }

@@ -3,6 +3,14 @@
  * key, no object per key), one Map per rule from partition to slot (so a lookup by client address
  * needs no concatenated key), and one least-recently-used list per window size.
  *
+ * Partitions that are one IPv4 address (a `by: [ip]` rule, the common way to have a million keys)
+ * skip the Map and the string: the address is kept as a 32-bit number in a typed array and found
+ * through an open-addressing hash of slot numbers (linear probing, at most half full, deletions by
+ * backward shift). Such a key costs ~80 bytes, all outside the JS heap, against ~136 with a Map
+ * entry and a string — and a heap that holds a million small objects also makes V8 let its
+ * garbage grow to several times that before collecting (measured: 500 MB RSS at 1,000,000 client
+ * addresses, against ~230 MB with this index).
+ *
  * Why one list per window size: within a size, the list order is also the order in which keys go
  * idle, so expiring idle keys only ever looks at list tails. A key is idle once its last window is
  * older than the previous one: its counts can no longer weigh in any decision (nor in any shared
@@ -11,7 +19,6 @@
  */
 import { WINDOW_MS, WINDOW_NAMES } from './window.js';
 
-const INITIAL_CAPACITY = 1024;
 const NONE = -1;
 
 export class KeyTable {
@@ -48,6 +55,13 @@ export class KeyTable {
   private readonly heads = new Int32Array(WINDOW_NAMES.length).fill(NONE);
   private readonly tails = new Int32Array(WINDOW_NAMES.length).fill(NONE);
 
+  /** The IPv4 address of a slot keyed by address (see getIp4); its `keys` entry is then undefined. */
+  ip4 = new Uint32Array(0);
+  /** Open-addressing hash of the IPv4-keyed slots: slot numbers, NONE when empty. */
+  private ip4Hash = new Int32Array(0);
+  private ip4Mask = 0;
+  private ip4Count = 0;
+
   /** Slots with unacknowledged deltas, each once; compacted by the sync pass. */
   dirtyList = new Int32Array(64);
   dirtyCount = 0;
@@ -57,7 +71,10 @@ export class KeyTable {
       throw new RangeError(`maxKeys must be a whole number from 1 to ${2 ** 30}, got ${maxKeys}`);
     }
     this.maxKeys = maxKeys;
-    this.grow(Math.min(INITIAL_CAPACITY, maxKeys));
+    // All slots at once: the arrays are zero-filled fresh pages that only become resident as slots
+    // are used (in order), and never growing means never copying. Doubling from a small size left
+    // the outgrown copies (~70 MB on the way to 1,000,000 keys) in the allocator, counted in RSS.
+    this.grow(maxKeys);
   }
 
   get size(): number {
@@ -72,20 +89,31 @@ export class KeyTable {
     return this.indexes[rule]?.get(partition) ?? NONE;
   }
 
+  /** The slot of `rule`'s counter for one IPv4 address (as a 32-bit number), or -1. */
+  getIp4(rule: number, address: number): number {
+    const hash = this.ip4Hash;
+    const mask = this.ip4Mask;
+    if (mask === 0) return NONE;
+    for (let i = ip4Home(rule, address, mask); ; i = (i + 1) & mask) {
+      const slot = hash[i]!;
+      if (slot === NONE) return NONE;
+      if (this.ip4[slot] === address && this.rule[slot] === rule) return slot;
+    }
+  }
+
+  /** The partition of a slot as text: what `insert` was given, or the IPv4 address it was keyed by. */
+  partition(slot: number): string {
+    return this.keys[slot] ?? formatIpv4(this.ip4[slot]!);
+  }
+
   /**
    * Adds a key in window `windowStart` and returns its slot, or -1 when every slot holds an active
    * key. Expires a couple of idle keys of the same window size on the way, so the table follows
    * the working set without a timer.
    */
   insert(rule: number, partition: string, list: number, windowStart: number, now: number): number {
-    this.expireIdle(list, now, 2);
-    let slot = this.allocate();
-    if (slot === NONE) {
-      for (let l = 0; l < WINDOW_NAMES.length && slot === NONE; l++) {
-        if (this.expireIdle(l, now, 1) > 0) slot = this.allocate();
-      }
-      if (slot === NONE) return NONE;
-    }
+    const slot = this.claim(list, now);
+    if (slot === NONE) return NONE;
     const stored = flatCopy(partition);
     let index = this.indexes[rule];
     if (index === undefined) {
@@ -93,8 +121,44 @@ export class KeyTable {
       this.indexes[rule] = index;
     }
     index.set(stored, slot);
-    this.count++;
     this.keys[slot] = stored;
+    this.initialise(slot, rule, list, windowStart);
+    return slot;
+  }
+
+  /** `insert` for a partition that is one IPv4 address, given as a 32-bit number (see getIp4). */
+  insertIp4(rule: number, address: number, list: number, windowStart: number, now: number): number {
+    const slot = this.claim(list, now);
+    if (slot === NONE) return NONE;
+    this.keys[slot] = undefined;
+    this.ip4[slot] = address;
+    this.rule[slot] = rule;
+    if ((this.ip4Count + 1) * 2 > this.ip4Hash.length)
+      this.rehashIp4(Math.max(2048, this.ip4Hash.length * 2));
+    const hash = this.ip4Hash;
+    const mask = this.ip4Mask;
+    let i = ip4Home(rule, address, mask);
+    while (hash[i] !== NONE) i = (i + 1) & mask;
+    hash[i] = slot;
+    this.ip4Count++;
+    this.initialise(slot, rule, list, windowStart);
+    return slot;
+  }
+
+  /** A free slot, expiring idle keys on the way; -1 when every slot holds an active key. */
+  private claim(list: number, now: number): number {
+    this.expireIdle(list, now, 2);
+    let slot = this.allocate();
+    if (slot === NONE) {
+      for (let l = 0; l < WINDOW_NAMES.length && slot === NONE; l++) {
+        if (this.expireIdle(l, now, 1) > 0) slot = this.allocate();
+      }
+    }
+    return slot;
+  }
+
+  private initialise(slot: number, rule: number, list: number, windowStart: number): void {
+    this.count++;
     this.windowStart[slot] = windowStart;
     this.current[slot] = 0;
     this.previous[slot] = 0;
@@ -105,15 +169,17 @@ export class KeyTable {
     this.generation[slot] = (this.generation[slot]! + 1) >>> 0;
     this.listOf[slot] = list;
     this.linkHead(slot, list);
-    return slot;
+  }
+
+  /** The partitions and slots of one rule (for carrying counters over to a new rule set). */
+  *entries(rule: number): IterableIterator<[string, number]> {
+    yield* this.indexes[rule] ?? [];
+    for (const slot of this.ip4Hash) {
+      if (slot !== NONE && this.rule[slot] === rule) yield [formatIpv4(this.ip4[slot]!), slot];
+    }
   }
 
   /** Marks a slot most recently used. */
-  /** The partitions and slots of one rule (for carrying counters over to a new rule set). */
-  entries(rule: number): IterableIterator<[string, number]> {
-    return (this.indexes[rule] ?? new Map<string, number>()).entries();
-  }
-
   touch(slot: number): void {
     const list = this.listOf[slot]!;
     if (this.heads[list] === slot) return;
@@ -165,12 +231,48 @@ export class KeyTable {
 
   private remove(slot: number): void {
     this.unlink(slot, this.listOf[slot]!);
-    this.indexes[this.rule[slot]!]!.delete(this.keys[slot]!);
+    const key = this.keys[slot];
+    if (key === undefined) this.removeIp4(slot);
+    else this.indexes[this.rule[slot]!]!.delete(key);
     this.count--;
     this.keys[slot] = undefined;
     if (this.dirty[slot] === 1) this.compactDirty((s) => s !== slot);
     this.next[slot] = this.freeHead;
     this.freeHead = slot;
+  }
+
+  /** Takes a slot out of the IPv4 hash, shifting later entries of its probe run back. */
+  private removeIp4(slot: number): void {
+    const hash = this.ip4Hash;
+    const mask = this.ip4Mask;
+    let hole = ip4Home(this.rule[slot]!, this.ip4[slot]!, mask);
+    while (hash[hole] !== slot) hole = (hole + 1) & mask;
+    for (let i = (hole + 1) & mask; hash[i] !== NONE; i = (i + 1) & mask) {
+      const other = hash[i]!;
+      const home = ip4Home(this.rule[other]!, this.ip4[other]!, mask);
+      // `other` may move into the hole when its home is not in (hole, i] (cyclically).
+      const between = hole <= i ? home > hole && home <= i : home > hole || home <= i;
+      if (!between) {
+        hash[hole] = other;
+        hole = i;
+      }
+    }
+    hash[hole] = NONE;
+    this.ip4Count--;
+  }
+
+  private rehashIp4(size: number): void {
+    const old = this.ip4Hash;
+    const hash = new Int32Array(size).fill(NONE);
+    const mask = size - 1;
+    for (const slot of old) {
+      if (slot === NONE) continue;
+      let i = ip4Home(this.rule[slot]!, this.ip4[slot]!, mask);
+      while (hash[i] !== NONE) i = (i + 1) & mask;
+      hash[i] = slot;
+    }
+    this.ip4Hash = hash;
+    this.ip4Mask = mask;
   }
 
   private allocate(): number {
@@ -217,8 +319,21 @@ export class KeyTable {
     this.next = resize(this.next, capacity);
     this.prev = resize(this.prev, capacity);
     this.listOf = resize(this.listOf, capacity);
+    this.ip4 = resize(this.ip4, capacity);
     this.capacity = capacity;
   }
+}
+
+/** Home position of (rule, address) in a hash of size mask + 1 (a murmur3-style mix of both). */
+function ip4Home(rule: number, address: number, mask: number): number {
+  let h = (address ^ Math.imul(rule + 1, 0x9e3779b1)) | 0;
+  h = Math.imul(h ^ (h >>> 16), 0x85ebca6b);
+  h = Math.imul(h ^ (h >>> 13), 0xc2b2ae35);
+  return (h ^ (h >>> 16)) & mask;
+}
+
+function formatIpv4(word: number): string {
+  return `${word >>> 24}.${(word >>> 16) & 255}.${(word >>> 8) & 255}.${word & 255}`;
 }
 
 /**

@@ -10,8 +10,9 @@ import Fastify, {
 } from 'fastify';
 import type { Config } from '../config.js';
 import type { Logger } from '../logger.js';
-import { adminTokenDigest, bearerMatches } from './admin-auth.js';
+import { adminTokenDigest, bearerMatches, isLoopbackHostHeader } from './admin-auth.js';
 import { apiErrorBody } from './api-error.js';
+import { createClientErrorHandler, serverOptions } from './client-guards.js';
 
 export interface AdminAppOptions {
   config: Config;
@@ -26,11 +27,26 @@ export async function buildAdminApp(options: AdminAppOptions): Promise<FastifyIn
     loggerInstance: logger.child({ component: 'admin' }) as FastifyBaseLogger,
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: 1024 * 1024,
+    // The same slow-client limits as the proxy port.
+    http: serverOptions(config),
+    requestTimeout: config.requestTimeout,
+    keepAliveTimeout: config.keepAliveTimeout,
+    clientErrorHandler: createClientErrorHandler(() => undefined),
   });
 
   const expected = config.adminToken ? adminTokenDigest(config.adminToken) : undefined;
   app.addHook('onRequest', async (request, reply) => {
-    if (!expected) return;
+    if (!expected) {
+      // Without a token the loopback address is the only protection: a page that rebinds its own
+      // host name to 127.0.0.1 (DNS rebinding) still sends that name as Host, so only loopback
+      // names are answered.
+      if (isLoopbackHostHeader(request.headers.host)) return;
+      reply
+        .code(403)
+        .header('content-type', 'application/json; charset=utf-8')
+        .send(apiErrorBody(403, 'forbidden', 'Use a loopback address (127.0.0.1, ::1 or localhost).'));
+      return reply;
+    }
     // The dashboard's page and assets hold no data; every data request it makes carries the token.
     if (request.routeOptions.config.adminPublic === true) return;
     if (bearerMatches(request.headers.authorization, expected)) return;

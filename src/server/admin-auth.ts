@@ -25,3 +25,11 @@ export function isLoopback(host: string): boolean {
   if (isIP(host) === 4) return host.startsWith('127.');
   return host === '::1' || host === '0:0:0:0:0:0:0:1';
 }
+
+/** Whether a Host header names this machine's loopback interface (`127.0.0.1:8081`, `[::1]`, `localhost`). */
+export function isLoopbackHostHeader(host: string | undefined): boolean {
+  if (!host) return false;
+  const match = /^(?:\[([0-9A-Fa-f:.]+)\]|([^:]+))(?::\d{1,5})?$/.exec(host);
+  if (!match) return false;
+  return isLoopback((match[1] ?? match[2]!).toLowerCase());
+}

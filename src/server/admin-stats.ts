@@ -55,6 +55,6 @@ export function statsRoutes(stats: StatsRecorder): FastifyPluginAsync {
       }
     });
 
-    app.get('/admin/stats/live', async () => stats.liveSnapshot());
+    app.get('/admin/stats/live', async () => stats.liveSummary());
   };
 }

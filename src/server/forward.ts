@@ -10,6 +10,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Dispatcher } from 'undici';
 import { sendApiError } from './api-error.js';
 import { clientResponseHeaders } from './headers.js';
+import { BodyTooLargeError, bodyTooLarge, upstreamBody } from './request-limits.js';
 import { classifyUpstreamError, type UpstreamFailure } from './upstream-errors.js';
 
 export interface ForwardObserver {
@@ -46,6 +47,8 @@ export interface ForwardRequest {
   /** Headers the proxy adds to the client response (rate-limit state). */
   extraResponseHeaders?: readonly string[] | undefined;
   retryUnauthorized?: UnauthorizedRetry | undefined;
+  /** Largest body passed on (`--max-body`; 0 or absent: no limit). */
+  maxBody?: number | undefined;
 }
 
 /** A 401 body larger than this is passed on instead of being held for a retry. */
@@ -94,7 +97,8 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
           path: this.request.path,
           method: this.request.method as Dispatcher.HttpMethod,
           headers: this.request.headers,
-          body: hasBody(this.req) ? this.req : null,
+          // undici takes async iterables as bodies at runtime; its types leave them out.
+          body: upstreamBody(this.req, this.request.maxBody ?? 0) as Dispatcher.DispatchOptions['body'],
           idempotent,
           // Non-idempotent requests must not queue behind (or ahead of) others on a pipelined socket.
           blocking: !idempotent,
@@ -108,6 +112,8 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
 
   onConnect(abort: (error?: Error) => void): void {
     this.abortUpstream = abort;
+    // The client left while the request waited for a connection: it is not sent at all.
+    if (this.res.destroyed) abort(new Error('client closed the connection'));
   }
 
   onHeaders(statusCode: number, rawHeaders: Buffer[], resume: () => void, statusText: string): boolean {
@@ -116,7 +122,12 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
     this.status = statusCode;
     this.headersAt = performance.now();
     this.resumeUpstream = resume;
-    if (this.res.destroyed) return false;
+    if (this.res.destroyed) {
+      // Nobody will read this response: pausing instead would hold the upstream connection (and
+      // a graceful shutdown waiting for it) forever.
+      this.abortUpstream?.(new Error('client closed the connection'));
+      return false;
+    }
     if (statusCode === 401 && this.request.retryUnauthorized && !hasBody(this.req)) {
       this.held = { statusText, headers: rawHeaders, chunks: [], size: 0 };
       return true;
@@ -209,6 +220,18 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
       return;
     }
     this.held = undefined;
+    if (this.req.destroyed && this.req.errored) {
+      // The client went away while its body was being sent (or before the end of it was read):
+      // its failure, not the upstream's.
+      this.res.destroy();
+      this.finish(true);
+      return;
+    }
+    if (error instanceof BodyTooLargeError) {
+      // The client's fault, not the upstream's: the upstream request is aborted by now.
+      this.refuseBody(error.limit);
+      return;
+    }
     this.failure = classifyUpstreamError(error);
     if (this.res.headersSent) {
       // Too late for a clean error: cutting the connection tells the client the body is incomplete.
@@ -220,6 +243,24 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
         this.request.requestId,
       ]);
     }
+    this.finish(false);
+  }
+
+  /** 413 while nothing was answered yet, else a cut; the connection closes either way. */
+  private refuseBody(limit: number): void {
+    if (this.res.headersSent) {
+      this.res.destroy();
+      this.finish(false);
+      return;
+    }
+    const refusal = bodyTooLarge(limit);
+    this.status = refusal.status;
+    sendApiError(this.res, refusal.status, refusal.error, refusal.message, [
+      'x-request-id',
+      this.request.requestId,
+      'connection',
+      'close',
+    ]);
     this.finish(false);
   }
 

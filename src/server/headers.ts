@@ -27,9 +27,18 @@ const OWNED_REQUEST_FIELDS = new Set([
   'x-request-id',
 ]);
 
+/** Lengths of the request header names the proxy owns or drops: only those are looked up. */
+const REQUEST_SPECIAL_LENGTH = new Uint8Array(32);
+for (const name of [...HOP_BY_HOP, ...OWNED_REQUEST_FIELDS]) REQUEST_SPECIAL_LENGTH[name.length] = 1;
+
 /** Names listed in a Connection header value are hop-by-hop too (RFC 9110 §7.6.1). */
 function connectionOptions(value: string | undefined): Set<string> | undefined {
   if (!value) return undefined;
+  // What nearly every peer sends: nothing named, no set to build.
+  if (value.length <= 10) {
+    const lower = value.toLowerCase();
+    if (lower === 'keep-alive' || lower === 'close') return undefined;
+  }
   let names: Set<string> | undefined;
   for (const token of value.split(',')) {
     const name = token.trim().toLowerCase();
@@ -63,26 +72,37 @@ export function upstreamRequestHeaders(rawHeaders: readonly string[], info: Forw
   let priorProto: string | undefined;
   let priorHost: string | undefined;
 
+  // One pass; only names as long as a field we own or drop are lower-cased and looked up.
   for (let i = 0; i < rawHeaders.length; i += 2) {
-    const name = rawHeaders[i]!.toLowerCase();
-    if (name === 'connection')
-      connection = connection ? `${connection},${rawHeaders[i + 1]}` : rawHeaders[i + 1];
-  }
-  const named = connectionOptions(connection);
-
-  for (let i = 0; i < rawHeaders.length; i += 2) {
-    const name = rawHeaders[i]!.toLowerCase();
+    const raw = rawHeaders[i]!;
     const value = rawHeaders[i + 1]!;
-    if (OWNED_REQUEST_FIELDS.has(name)) {
-      if (name === 'host') clientHost = value;
-      else if (name === 'x-forwarded-for')
-        priorForwardedFor = priorForwardedFor ? `${priorForwardedFor}, ${value}` : value;
-      else if (name === 'x-forwarded-proto') priorProto ??= value;
-      else if (name === 'x-forwarded-host') priorHost ??= value;
-      continue;
+    if (raw.length < 32 && REQUEST_SPECIAL_LENGTH[raw.length] === 1) {
+      const name = raw.toLowerCase();
+      if (OWNED_REQUEST_FIELDS.has(name)) {
+        if (name === 'host') clientHost = value;
+        else if (name === 'x-forwarded-for')
+          priorForwardedFor = priorForwardedFor ? `${priorForwardedFor}, ${value}` : value;
+        else if (name === 'x-forwarded-proto') priorProto ??= value;
+        else if (name === 'x-forwarded-host') priorHost ??= value;
+        continue;
+      }
+      if (HOP_BY_HOP.has(name)) {
+        if (name === 'connection') connection = connection ? `${connection},${value}` : value;
+        continue;
+      }
     }
-    if (HOP_BY_HOP.has(name) || named?.has(name)) continue;
-    out.push(rawHeaders[i]!, value);
+    out.push(raw, value);
+  }
+  // Fields a Connection header names are hop-by-hop too (rare: the list is filtered afterwards).
+  const named = connectionOptions(connection);
+  if (named) {
+    let kept = 0;
+    for (let i = 0; i < out.length; i += 2) {
+      if (named.has(out[i]!.toLowerCase())) continue;
+      out[kept++] = out[i]!;
+      out[kept++] = out[i + 1]!;
+    }
+    out.length = kept;
   }
 
   // Only a trusted proxy's view of the chain is passed on; anyone else could forge it.
@@ -97,9 +117,17 @@ export function upstreamRequestHeaders(rawHeaders: readonly string[], info: Forw
   return out;
 }
 
+/** Lengths of the response header names that need a closer look: hop-by-hop ones, x-request-id. */
+const SPECIAL_LENGTH = new Uint8Array(32);
+for (const name of [...HOP_BY_HOP, 'x-request-id']) SPECIAL_LENGTH[name.length] = 1;
+
 /**
  * Converts undici's raw response headers to a flat string array for `writeHead`, dropping
  * hop-by-hop fields. The upstream's own request id is kept under another name so ours stays unique.
+ *
+ * One pass, lower-casing only names whose length is that of a field to drop or rename (most are
+ * not); a `Connection` header naming other fields (rare) sends the whole list through the general
+ * two-pass version instead.
  */
 export function clientResponseHeaders(
   rawHeaders: readonly Buffer[],
@@ -107,20 +135,45 @@ export function clientResponseHeaders(
   closeAfter: boolean,
 ): string[] {
   const out: string[] = [];
-  let named: Set<string> | undefined;
+  for (let i = 0; i < rawHeaders.length; i += 2) {
+    const name = rawHeaders[i]!.toString('latin1');
+    if (name.length < 32 && SPECIAL_LENGTH[name.length] === 1) {
+      const lower = name.toLowerCase();
+      if (HOP_BY_HOP.has(lower)) {
+        if (lower === 'connection' && connectionOptions(rawHeaders[i + 1]!.toString('latin1'))) {
+          return headersNamedByConnection(rawHeaders, requestId, closeAfter);
+        }
+        continue;
+      }
+      if (lower === 'x-request-id') {
+        out.push('x-upstream-request-id', rawHeaders[i + 1]!.toString('latin1'));
+        continue;
+      }
+    }
+    out.push(name, rawHeaders[i + 1]!.toString('latin1'));
+  }
+  out.push('x-request-id', requestId);
+  if (closeAfter) out.push('connection', 'close');
+  return out;
+}
+
+/** clientResponseHeaders when a Connection header names further hop-by-hop fields. */
+function headersNamedByConnection(
+  rawHeaders: readonly Buffer[],
+  requestId: string,
+  closeAfter: boolean,
+): string[] {
+  const out: string[] = [];
+  const named = new Set<string>();
   for (let i = 0; i < rawHeaders.length; i += 2) {
     if (rawHeaders[i]!.length === 10 && rawHeaders[i]!.toString('latin1').toLowerCase() === 'connection') {
-      const options = connectionOptions(rawHeaders[i + 1]!.toString('latin1'));
-      if (options) {
-        named ??= new Set();
-        for (const option of options) named.add(option);
-      }
+      for (const option of connectionOptions(rawHeaders[i + 1]!.toString('latin1')) ?? []) named.add(option);
     }
   }
   for (let i = 0; i < rawHeaders.length; i += 2) {
     const name = rawHeaders[i]!.toString('latin1');
     const lower = name.toLowerCase();
-    if (HOP_BY_HOP.has(lower) || named?.has(lower)) continue;
+    if (HOP_BY_HOP.has(lower) || named.has(lower)) continue;
     if (lower === 'x-request-id') {
       out.push('x-upstream-request-id', rawHeaders[i + 1]!.toString('latin1'));
       continue;

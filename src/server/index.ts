@@ -83,6 +83,7 @@ export async function startServer(config: Config, deps: ServerDeps): Promise<Run
     legacyHeaders: config.legacyRateLimitHeaders,
     syncIntervalMs: config.syncInterval,
     onStoreError: config.onStoreError,
+    workers: config.workers,
     onStoreHealth: (healthy) => {
       metrics.setStoreHealthy(healthy);
       if (!healthy) metrics.storeError();

@@ -95,6 +95,7 @@ export class ProxyMetrics {
   private readonly requestDuration: ArrayHistogram;
   private readonly upstreamDuration = new ArrayHistogram(1);
   private inFlight = 0;
+  private renderer: (() => Promise<string>) | undefined;
   private readonly rateLimited: Counter<'rule'>;
   private readonly shadowExceeded: Counter<'rule'>;
   private readonly upstreamErrors: Counter<'kind'>;
@@ -170,6 +171,8 @@ export class ProxyMetrics {
       name: 'meli_proxy_store_healthy',
       help: '1 while the shared store answers, 0 during an outage.',
       registers: [this.registry],
+      // Across cluster workers: healthy only when every worker reaches the store.
+      aggregator: 'min',
     });
     this.storeHealthy.set(1);
   }
@@ -222,7 +225,15 @@ export class ProxyMetrics {
   }
 
   async render(): Promise<string> {
-    return this.registry.metrics();
+    return this.renderer ? this.renderer() : this.registry.metrics();
+  }
+
+  /**
+   * In a cluster worker: /metrics answers with the metrics of every worker added up (the primary
+   * gathers them, see server/cluster.ts), so a scrape of any worker sees the whole server.
+   */
+  renderThrough(render: () => Promise<string>): void {
+    this.renderer = render;
   }
 
   get contentType(): string {

@@ -4,7 +4,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { Socket } from 'node:net';
+import { isIP, type Socket } from 'node:net';
 import Fastify, {
   type FastifyBaseLogger,
   type FastifyError,
@@ -18,10 +18,12 @@ import type { Config } from '../config.js';
 import { normalizePath } from '../limits/index.js';
 import { type Logger, loggableUrl } from '../logger.js';
 import { sendApiError } from './api-error.js';
+import { createClientErrorHandler, serverOptions } from './client-guards.js';
 import { type ForwardObserver, type ForwardOutcome, forward, type UnauthorizedRetry } from './forward.js';
 import { upstreamRequestHeaders } from './headers.js';
 import { methodIndex, type ProxyMetrics } from './metrics.js';
 import type { RateLimitGate } from './rate-limit.js';
+import { requestRefusal } from './request-limits.js';
 import type { RouteTable } from './routes.js';
 import type { ServerState } from './state.js';
 import type { StatsRecorder } from './stats/recorder.js';
@@ -142,6 +144,19 @@ export async function buildProxyApp(options: ProxyAppOptions): Promise<FastifyIn
     trustProxy: config.trustProxy.length > 0 ? (address: string) => trust(address) : false,
     genReqId: requestIdFor,
     return503OnClosing: true,
+    // Slow or oversized clients: Node's limits, set from the configuration (see serverOptions).
+    http: serverOptions(config),
+    requestTimeout: config.requestTimeout,
+    keepAliveTimeout: config.keepAliveTimeout,
+    clientErrorHandler: createClientErrorHandler((status) =>
+      metrics.countResponse(methodIndex(''), routes.otherId, status, 0),
+    ),
+    // A target the router cannot decode (`/items/%ZZ`) is still just a path to the upstream: it is
+    // forwarded byte for byte like any other, and the upstream answers it.
+    frameworkErrors: (error, request, reply) => {
+      if (error.code === 'FST_ERR_BAD_URL') handleForward(request, reply);
+      else refuse(options, reply, routes.otherId, 400, 'bad_request', 'The request target is not valid.');
+    },
   });
 
   // Bodies are never parsed here: they stream to the upstream untouched.
@@ -177,9 +192,20 @@ export async function buildProxyApp(options: ProxyAppOptions): Promise<FastifyIn
 
   const METHODS_ALLOWED = ['allow', 'GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS'];
 
+  /**
+   * Connections answered with `connection: close` because their framing or size was refused. Node
+   * goes on parsing what the client already sent on them; none of it may reach the upstream.
+   */
+  const closing = new WeakSet<Socket>();
+
   const handleForward = (request: FastifyRequest, reply: FastifyReply): void => {
     const startedAt = performance.now();
     const req = request.raw;
+    if (closing.has(req.socket)) {
+      // Never answered: Node closes the connection once the refusal is written.
+      reply.hijack();
+      return;
+    }
     const res: ServerResponse = reply.raw;
     const method = req.method ?? 'GET';
     const path = upstreamPath(req.url ?? '');
@@ -209,7 +235,16 @@ export async function buildProxyApp(options: ProxyAppOptions): Promise<FastifyIn
       ]);
       return;
     }
-    const clientIp = request.ip;
+    const refusal = requestRefusal(req, config.maxBody);
+    if (refusal) {
+      closing.add(req.socket);
+      refuse(options, reply, route, refusal.status, refusal.error, refusal.message, ['connection', 'close']);
+      return;
+    }
+    // A trusted peer's X-Forwarded-For names the client; a value there that is no address (a port
+    // appended, garbage passed through) must not become a counter key of its own.
+    const clientIp =
+      config.trustProxy.length > 0 && isIP(request.ip) === 0 ? (req.socket.remoteAddress ?? '') : request.ip;
     let limitHeaders: string[] | undefined;
     if (rateLimit) {
       const decision = rateLimit.decide(req, clientIp, method, normalized);
@@ -266,6 +301,7 @@ export async function buildProxyApp(options: ProxyAppOptions): Promise<FastifyIn
         closeAfter: state.isDraining,
         extraResponseHeaders: limitHeaders,
         retryUnauthorized,
+        maxBody: config.maxBody,
       },
       new ForwardRecord(options, req, requestId, clientIp, methodIndex(method), route, startedAt),
     );

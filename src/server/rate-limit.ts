@@ -67,6 +67,11 @@ export interface RateLimiterOptions {
   /** How often rules are re-read from the store (default 1 s). */
   reloadIntervalMs?: number;
   onStoreHealth?: (healthy: boolean) => void;
+  /**
+   * Cluster workers on an embedded store (served by the primary): counters are shared like
+   * replicas' on PostgreSQL or Redis; the number of workers until the first sync says otherwise.
+   */
+  workers?: number;
 }
 
 export class RateLimiter implements RateLimitGate {
@@ -93,7 +98,7 @@ export class RateLimiter implements RateLimitGate {
     this.envIds = new Set(envRules.map((rule) => rule.id));
     this.staticRules = [...parseRules(options.fileRules, `${options.fileName} limits`), ...envRules];
     this.limiter = new Limiter([]);
-    this.shared = options.store.kind !== 'embedded';
+    this.shared = options.store.kind !== 'embedded' || (options.workers ?? 1) > 1;
   }
 
   static async start(options: RateLimiterOptions): Promise<RateLimiter> {
@@ -222,6 +227,7 @@ export class RateLimiter implements RateLimitGate {
         replicaId: this.replicaId,
         syncIntervalMs: this.options.syncIntervalMs,
         onStoreError: this.options.onStoreError,
+        initialReplicas: this.options.workers ?? 1,
         onStateChange: (healthy, error) => {
           if (healthy) this.options.logger.info('shared counters are in sync again');
           else

@@ -11,6 +11,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { AuthIO } from '../../src/cli/auth.js';
 import { runCli } from '../../src/cli/program.js';
 import { clickThrough, type FakeMeli, startFakeMeli } from '../peers/oauth-server.js';
+import { TEST_SECRETS } from '../support/secrets.js';
 
 interface Run {
   code: number;
@@ -30,7 +31,7 @@ describe('meli-proxy auth', () => {
       clients: [
         {
           id: '1234567890',
-          secret: 'fake-client-secret',
+          secret: TEST_SECRETS.clientSecret,
           redirectUris: ['https://example.com/meli/callback'],
         },
       ],

@@ -7,6 +7,9 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it, onTestFinished }
 import { type Origin, startOrigin } from '../peers/origin.js';
 import { httpRequest, rawGet, rawRequest } from '../support/net.js';
 import { type CliProcess, killChildren, spawnCli, tempDir } from '../support/proxy.js';
+import { TEST_SECRETS } from '../support/secrets.js';
+
+const { adminToken, wrongAdminToken, bearerToken, queryToken } = TEST_SECRETS;
 
 describe('the binary log', () => {
   let origin: Origin;
@@ -39,7 +42,7 @@ describe('the binary log', () => {
         ...extra,
       ],
       // A secret in the environment must not be echoed either.
-      { MELI_PROXY_ADMIN_TOKEN: 'SECRET-ADMIN-TOKEN-0123456789' },
+      { MELI_PROXY_ADMIN_TOKEN: adminToken },
     );
     onTestFinished(() => {
       if (cli.child.exitCode === null) cli.child.kill('SIGKILL');
@@ -49,36 +52,31 @@ describe('the binary log', () => {
 
   it('never writes the bearer token, query-string tokens or the admin token', async () => {
     const cli = await serve('--access-log', 'on', '--log-level', 'trace', '--upstream-timeout', '200');
-    const headers = { authorization: 'Bearer SECRET-TOKEN-123' };
+    const headers = { authorization: `Bearer ${bearerToken}` };
     for (const target of [
-      '/users/me?access_token=SECRET-Q',
-      '/items/MLA1?access_token=SECRET-Q&attributes=id',
-      '/reset?access_token=SECRET-Q',
-      '/slow?ms=1000&access_token=SECRET-Q',
-      '/status/401?access_token=SECRET-Q',
+      `/users/me?access_token=${queryToken}`,
+      `/items/MLA1?access_token=${queryToken}&attributes=id`,
+      `/reset?access_token=${queryToken}`,
+      `/slow?ms=1000&access_token=${queryToken}`,
+      `/status/401?access_token=${queryToken}`,
     ]) {
       await httpRequest(cli.url, target, { headers });
     }
     await rawRequest(
       cli.url,
-      rawGet('/health?access_token=SECRET-Q', 'proxy.test', ['Authorization: Bearer SECRET-TOKEN-123']),
+      rawGet(`/health?access_token=${queryToken}`, 'proxy.test', [`Authorization: Bearer ${bearerToken}`]),
     );
     await httpRequest(cli.adminUrl, '/admin/status', {
-      headers: { authorization: 'Bearer SECRET-ADMIN-TOKEN-0123456789' },
+      headers: { authorization: `Bearer ${adminToken}` },
     });
     await httpRequest(cli.adminUrl, '/admin/status', {
-      headers: { authorization: 'Bearer SECRET-WRONG-ADMIN' },
+      headers: { authorization: `Bearer ${wrongAdminToken}` },
     });
     expect(await cli.stop()).toBe(0);
 
     const everything = cli.stdout + cli.stderr;
     expect(cli.logRecords().filter((line) => line.msg === 'request')).toHaveLength(5);
-    for (const secret of [
-      'SECRET-TOKEN-123',
-      'SECRET-Q',
-      'SECRET-ADMIN-TOKEN-0123456789',
-      'SECRET-WRONG-ADMIN',
-    ]) {
+    for (const secret of [bearerToken, queryToken, adminToken, wrongAdminToken]) {
       expect(everything, secret).not.toContain(secret);
     }
   });

@@ -9,8 +9,9 @@ import { runCli } from '../../src/cli/program.js';
 import { runTop } from '../../src/cli/top/index.js';
 import { type Origin, startOrigin } from '../peers/origin.js';
 import { startTestProxy, type TestProxy } from '../support/proxy.js';
+import { TEST_SECRETS } from '../support/secrets.js';
 
-const TOKEN = 'top-e2e-admin-token-93ac01';
+const TOKEN = TEST_SECRETS.adminToken;
 
 function plain(frame: string | undefined): string {
   // biome-ignore lint/suspicious/noControlCharactersInRegex: ANSI escape sequences

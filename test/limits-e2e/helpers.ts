@@ -11,8 +11,9 @@
 import { Pool } from 'undici';
 import { expect } from 'vitest';
 import { runCli } from '../../src/cli/program.js';
+import { TEST_SECRETS } from '../support/secrets.js';
 
-export const ADMIN_TOKEN = 'limits-e2e-admin-token-0d9c41';
+export const ADMIN_TOKEN = TEST_SECRETS.adminToken;
 
 export interface CliResult {
   code: number;

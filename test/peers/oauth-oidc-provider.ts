@@ -11,6 +11,7 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import Provider from 'oidc-provider';
+import { TEST_SECRETS } from '../support/secrets.js';
 
 export interface OidcPeer {
   issuer: string;
@@ -30,7 +31,7 @@ export interface OidcPeerOptions {
 }
 
 const CLIENT_ID = 'meli-proxy-test';
-const CLIENT_SECRET = 'oidc-provider-test-secret-0123456789';
+const CLIENT_SECRET = TEST_SECRETS.clientSecret;
 const REDIRECT_URI = 'http://127.0.0.1/callback';
 
 export async function startOidcProvider(options: OidcPeerOptions = {}): Promise<OidcPeer> {

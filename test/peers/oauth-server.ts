@@ -19,6 +19,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { registerSecret, TEST_SECRETS } from '../support/secrets.js';
 
 export interface FakeClient {
   id: string;
@@ -101,7 +102,7 @@ interface IssuedCode {
   used: boolean;
 }
 
-const DEFAULT_CLIENT: FakeClient = { id: '1234567890', secret: 'fake-client-secret' };
+const DEFAULT_CLIENT: FakeClient = { id: '1234567890', secret: TEST_SECRETS.clientSecret };
 const DEFAULT_USER: FakeUser = { id: 123456789, nickname: 'TESTUSER_MLA', site_id: 'MLA' };
 
 function emptyStats(): FakeMeliStats {
@@ -185,6 +186,9 @@ export async function startFakeMeli(options: FakeMeliOptions = {}): Promise<Fake
   const issueTokens = (clientId: string): TokenResponse => {
     const accessToken = random(`APP_USR-${clientId}-`);
     const refreshToken = random('TG-');
+    // Issued tokens are secrets too: the run's final scan looks for them in every captured log.
+    registerSecret('fake MercadoLibre access token', accessToken);
+    registerSecret('fake MercadoLibre refresh token', refreshToken);
     accessTokens.set(accessToken, { expiresAt: Date.now() + expiresIn * 1000, clientId });
     refreshTokens.set(refreshToken, { clientId, used: false });
     return {

@@ -80,6 +80,8 @@ export interface Origin {
 export interface OriginOptions {
   /** Loopback address to listen on (default 127.0.0.1). */
   host?: string;
+  /** Port to listen on (default: a free one); to bring an origin back where a closed one was. */
+  port?: number;
 }
 
 export const CATEGORY_MLA97994 = {
@@ -433,7 +435,10 @@ const RAW_HEADER_PATHS = new Set(['/headers', '/hop']);
 
 function handle(req: IncomingMessage, res: ServerResponse, counters: Counters): void {
   const target = req.url ?? '/';
-  const parsed = new URL(target, 'http://origin.invalid');
+  // A target WHATWG URL cannot parse (`//%00`) is answered like any unknown resource.
+  const parsed = URL.canParse(target, 'http://origin.invalid')
+    ? new URL(target, 'http://origin.invalid')
+    : new URL('/unparseable-target', 'http://origin.invalid');
   const path = parsed.pathname;
   counters.served++;
   const ctx: Context = {
@@ -574,7 +579,7 @@ export async function startOrigin(options: OriginOptions = {}): Promise<Origin> 
 
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
-    server.listen(0, host, () => {
+    server.listen(options.port ?? 0, host, () => {
       server.off('error', reject);
       resolve();
     });

@@ -178,6 +178,9 @@ describe('streaming through the CLI proxy', () => {
         data.dir,
         '--access-log',
         'off',
+        // These tests move up to 200 MB; the body limit (default 64 MB) has its own suite.
+        '--max-body',
+        '0',
       ],
       {},
       { nodeArgs: GC_TICKER },

@@ -6,6 +6,8 @@
  *   spawnCli(args, env)  the real `bin/meli-proxy.js` as a child process (needs `npm run build`);
  *       resolves once it logged "proxy listening" and "admin listening".
  *   runCliProcess(args, env)  runs the binary to completion (for --help, bad configuration …).
+ * Everything either way logs (LogCapture, the children's stdout and stderr) is also appended to the
+ * run's captured logs, which the final secret scan reads (see secrets.ts).
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -17,6 +19,7 @@ import { createLogger } from '../../src/logger.js';
 import { type RunningServer, startServer } from '../../src/server/index.js';
 import { openStore } from '../../src/store/index.js';
 import type { Store } from '../../src/store/types.js';
+import { type LogSink, logSink } from './secrets.js';
 
 export const REPO_ROOT = fileURLToPath(new URL('../..', import.meta.url));
 /** The launcher under test; MELI_TEST_BIN points the CLI tests at another build (e.g. an installed package). */
@@ -28,9 +31,13 @@ export type LogRecord = Record<string, unknown> & { msg?: string; level?: string
 export class LogCapture {
   readonly lines: string[] = [];
   private partial = '';
+  /** Everything written also goes to the run's secret scan (see secrets.ts). */
+  private sink: LogSink | undefined;
 
   /** pino's DestinationStream. */
   write(chunk: string): void {
+    this.sink ??= logSink('logger');
+    this.sink.write(chunk);
     const text = this.partial + chunk;
     const parts = text.split('\n');
     this.partial = parts.pop() ?? '';
@@ -134,6 +141,14 @@ export interface CliProcess {
 
 const children = new Set<ChildProcess>();
 
+/** Appends a child's stdout and stderr to a log of the run's secret scan (see secrets.ts). */
+function recordOutput(child: ChildProcess, label: string): void {
+  const sink = logSink(label);
+  child.stdout!.on('data', (chunk: Buffer | string) => sink.write(String(chunk)));
+  child.stderr!.on('data', (chunk: Buffer | string) => sink.write(String(chunk)));
+  child.once('exit', () => sink.flush());
+}
+
 /** SIGKILLs every child this module started that is still running (for afterAll hooks). */
 export function killChildren(): void {
   for (const child of children)
@@ -165,6 +180,7 @@ export async function spawnCli(
   let stderr = '';
   child.stdout!.setEncoding('utf8');
   child.stderr!.setEncoding('utf8');
+  recordOutput(child, `cli-${args[0] ?? 'run'}`);
   const exited = new Promise<ExitResult>((resolve) => {
     child.once('exit', (code, signal) => {
       children.delete(child);
@@ -286,6 +302,7 @@ export function runCliProcess(
     children.add(child);
     let stdout = '';
     let stderr = '';
+    recordOutput(child, `cli-${args[0] ?? 'run'}`);
     child.stdout!.setEncoding('utf8').on('data', (chunk: string) => {
       stdout += chunk;
     });

@@ -3,7 +3,7 @@
  * Slots are reused in a ring: a slot stamped with an older second is cleared before use, so an idle
  * proxy costs nothing and no timer is needed.
  */
-import { HeavyHitters } from './heavy-hitters.js';
+import { type HeavyHitter, HeavyHitters } from './heavy-hitters.js';
 import { LATENCY_BUCKETS, latencyBucket, quantileMs } from './latency-buckets.js';
 
 const SECONDS = 60;
@@ -33,6 +33,16 @@ export interface LiveSnapshot {
   topRoutes: TopEntry[];
   topIps: TopEntry[];
   topRules: TopEntry[];
+}
+
+/** The raw counts behind a snapshot; exports of several processes add up (LiveWindow.summarize). */
+export interface LiveExport {
+  now: number;
+  /** Seconds of the last 60 that saw requests, with per-bucket latency counts. */
+  seconds: Array<{ t: number; requests: number; rateLimited: number; errors: number; latency: number[] }>;
+  routes: Array<[string, number]>;
+  ips: HeavyHitter[];
+  rules: Array<[string, number]>;
 }
 
 export class LiveWindow {
@@ -74,25 +84,25 @@ export class LiveWindow {
   }
 
   snapshot(nowMs: number, routeLabel: (id: number) => string, limit = 10): LiveSnapshot {
+    return LiveWindow.summarize([this.export(nowMs, routeLabel)], nowMs, limit);
+  }
+
+  /** The raw counts of the last 60 s, in a form that adds up across processes (see summarize). */
+  export(nowMs: number, routeLabel: (id: number) => string): LiveExport {
     const current = Math.floor(nowMs / 1000);
-    const seconds: LiveSecond[] = [];
+    const seconds: LiveExport['seconds'] = [];
     for (let t = current - SECONDS + 1; t <= current; t++) {
       const slot = t % SLOTS;
-      if (this.slotSecond[slot] !== t) {
-        seconds.push({ t, requests: 0, rateLimited: 0, errors: 0, p50Ms: 0, p99Ms: 0 });
-        continue;
-      }
+      if (this.slotSecond[slot] !== t) continue;
       const offset = slot * LATENCY_BUCKETS;
       seconds.push({
         t,
         requests: this.requests[slot]!,
         rateLimited: this.rateLimited[slot]!,
         errors: this.errors[slot]!,
-        p50Ms: round(quantileMs(this.latency, offset, 0.5)),
-        p99Ms: round(quantileMs(this.latency, offset, 0.99)),
+        latency: Array.from(this.latency.subarray(offset, offset + LATENCY_BUCKETS)),
       });
     }
-
     const oldestTop = Math.floor((current - SECONDS + 1) / TOP_SLOT_SECONDS);
     const routeTotals = new Float64Array(this.routeCapacity);
     const ips = new HeavyHitters(TOP_CAPACITY);
@@ -104,18 +114,62 @@ export class LiveWindow {
       ips.merge(this.ips[i]!);
       for (const [rule, count] of this.rules[i]!) rules.set(rule, (rules.get(rule) ?? 0) + count);
     }
-    const topRoutes: TopEntry[] = [];
+    // Labels, not ids: route ids are assigned per process and differ between workers.
+    const routes: Array<[string, number]> = [];
     routeTotals.forEach((requests, id) => {
-      if (requests > 0) topRoutes.push({ key: routeLabel(id), requests });
+      if (requests > 0) routes.push([routeLabel(id), requests]);
     });
+    return { now: nowMs, seconds, routes, ips: ips.entries(), rules: [...rules] };
+  }
+
+  /** One snapshot from the exports of one or several processes (cluster workers). */
+  static summarize(exports: readonly LiveExport[], nowMs: number, limit = 10): LiveSnapshot {
+    const current = Math.floor(nowMs / 1000);
+    const first = current - SECONDS + 1;
+    const requests = new Float64Array(SECONDS);
+    const rateLimited = new Float64Array(SECONDS);
+    const errors = new Float64Array(SECONDS);
+    const latency = new Float64Array(SECONDS * LATENCY_BUCKETS);
+    const routes = new Map<string, number>();
+    const ips = new HeavyHitters(TOP_CAPACITY);
+    const rules = new Map<string, number>();
+    for (const part of exports) {
+      for (const second of part.seconds) {
+        const i = second.t - first;
+        if (i < 0 || i >= SECONDS) continue;
+        requests[i]! += second.requests;
+        rateLimited[i]! += second.rateLimited;
+        errors[i]! += second.errors;
+        for (let b = 0; b < LATENCY_BUCKETS; b++) latency[i * LATENCY_BUCKETS + b]! += second.latency[b] ?? 0;
+      }
+      for (const [label, count] of part.routes) routes.set(label, (routes.get(label) ?? 0) + count);
+      for (const [rule, count] of part.rules) rules.set(rule, (rules.get(rule) ?? 0) + count);
+      ips.load(part.ips);
+    }
+    const seconds: LiveSecond[] = [];
+    for (let i = 0; i < SECONDS; i++) {
+      const offset = i * LATENCY_BUCKETS;
+      seconds.push({
+        t: first + i,
+        requests: requests[i]!,
+        rateLimited: rateLimited[i]!,
+        errors: errors[i]!,
+        p50Ms: round(quantileMs(latency, offset, 0.5)),
+        p99Ms: round(quantileMs(latency, offset, 0.99)),
+      });
+    }
+    const byRequests = (a: TopEntry, b: TopEntry) => b.requests - a.requests;
     return {
       now: nowMs,
       seconds,
-      topRoutes: topRoutes.sort((a, b) => b.requests - a.requests).slice(0, limit),
+      topRoutes: [...routes]
+        .map(([key, requests]) => ({ key, requests }))
+        .sort(byRequests)
+        .slice(0, limit),
       topIps: ips.top(limit).map((entry) => ({ key: entry.key, requests: entry.requests })),
       topRules: [...rules]
         .map(([key, requests]) => ({ key, requests }))
-        .sort((a, b) => b.requests - a.requests)
+        .sort(byRequests)
         .slice(0, limit),
     };
   }

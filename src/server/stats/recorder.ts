@@ -7,7 +7,7 @@
 import type { Logger } from '../../logger.js';
 import { groupRows, mergeRows } from '../../store/stats-rows.js';
 import type { StatDimension, StatRow, StatsStore } from '../../store/types.js';
-import { type LiveSnapshot, LiveWindow } from './live-window.js';
+import { type LiveExport, type LiveSnapshot, LiveWindow } from './live-window.js';
 import { MinuteAggregator } from './minute-aggregator.js';
 
 export interface StatsRecorderOptions {
@@ -34,6 +34,14 @@ export interface StatsReport {
 
 const PRUNE_INTERVAL_MS = 3_600_000;
 
+/** How a cluster worker reaches the other workers' statistics (see server/cluster-worker.ts). */
+export interface StatsPeers {
+  /** Every worker's live export, this one's included. */
+  liveExports(): Promise<LiveExport[]>;
+  /** Makes every worker flush what it counted to the store. */
+  flushAll(): Promise<void>;
+}
+
 function average(sum: number, count: number): number {
   return count > 0 ? Math.round((sum / count) * 100) / 100 : 0;
 }
@@ -51,6 +59,7 @@ export class StatsRecorder {
   private readonly flushIntervalMs: number;
   private readonly retentionMs: number;
   private readonly maxPendingRows: number;
+  private peers: StatsPeers | undefined;
 
   constructor(private readonly options: StatsRecorderOptions) {
     this.live = new LiveWindow(options.routeCapacity);
@@ -104,6 +113,30 @@ export class StatsRecorder {
     return this.live.snapshot(this.clock(), this.options.routeLabel);
   }
 
+  /** This process's last 60 s as raw counts, for aggregation across cluster workers. */
+  liveExport(): LiveExport {
+    return this.live.export(this.clock(), this.options.routeLabel);
+  }
+
+  /** In a cluster worker: reports cover every worker, not just this one. */
+  shareWith(peers: StatsPeers): void {
+    this.peers = peers;
+  }
+
+  /**
+   * The last 60 s of the whole server: with cluster workers, every worker's counts added up (this
+   * worker's own view alone when the others cannot be reached).
+   */
+  async liveSummary(): Promise<LiveSnapshot> {
+    if (!this.peers) return this.liveSnapshot();
+    try {
+      return LiveWindow.summarize(await this.peers.liveExports(), this.clock());
+    } catch (error) {
+      this.options.logger.warn({ err: error }, 'live statistics of the other workers unavailable');
+      return this.liveSnapshot();
+    }
+  }
+
   /** Stored rows plus what is still in memory, so the current minute shows before its flush. */
   async report(
     from: number,
@@ -111,6 +144,8 @@ export class StatsRecorder {
     groupBy: StatsReport['groupBy'],
     limit: number,
   ): Promise<StatsReport> {
+    // With cluster workers, what the others counted reaches the store first (best effort).
+    if (this.peers) await this.peers.flushAll().catch(() => undefined);
     await this.flush();
     const { store } = this.options;
     const wide = Number.MAX_SAFE_INTEGER;

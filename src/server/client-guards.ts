@@ -1,0 +1,78 @@
+/**
+ * Protections below the routes, shared by the proxy and admin ports: Node's server limits set from
+ * the configuration, and the answer to what Node's parser refuses before any route runs (malformed
+ * request lines, invalid header bytes, ambiguous framing, oversized headers, slow clients), in
+ * MercadoLibre's error shape like every other answer of the proxy, after which the connection closes.
+ */
+import { randomUUID } from 'node:crypto';
+import { maxHeaderSize, type ServerResponse, STATUS_CODES } from 'node:http';
+import type { Socket } from 'node:net';
+import type { Config } from '../config.js';
+import { apiErrorBody } from './api-error.js';
+
+/**
+ * Node's own protections, configured: the request head within --headers-timeout (slowloris), the
+ * whole request within --request-timeout, headers within Node's 16 KB (`maxHeaderSize`, left at its
+ * default; 431 beyond). Timeouts are checked every second, or sooner for short ones (Node's
+ * default interval of 30 s would let a slow client hold its connection far past the limit).
+ */
+export function serverOptions(config: Config): {
+  headersTimeout: number;
+  requestTimeout: number;
+  keepAliveTimeout: number;
+  connectionsCheckingInterval: number;
+} {
+  const shortest =
+    config.requestTimeout > 0
+      ? Math.min(config.headersTimeout, config.requestTimeout)
+      : config.headersTimeout;
+  return {
+    headersTimeout: config.headersTimeout,
+    requestTimeout: config.requestTimeout,
+    keepAliveTimeout: config.keepAliveTimeout,
+    connectionsCheckingInterval: Math.max(25, Math.min(1000, Math.floor(shortest / 4))),
+  };
+}
+
+interface ClientErrorAnswer {
+  status: number;
+  error: string;
+  message: string;
+}
+
+export function clientErrorAnswer(code: string | undefined): ClientErrorAnswer {
+  if (code === 'ERR_HTTP_REQUEST_TIMEOUT' || code === 'ERR_HTTP_HEADERS_TIMEOUT') {
+    return { status: 408, error: 'request_timeout', message: 'The request was not received in time.' };
+  }
+  if (code === 'HPE_HEADER_OVERFLOW') {
+    return {
+      status: 431,
+      error: 'request_header_fields_too_large',
+      message: `The request headers are larger than ${maxHeaderSize} bytes.`,
+    };
+  }
+  return { status: 400, error: 'bad_request', message: 'The request is not valid HTTP/1.1.' };
+}
+
+/**
+ * A Fastify `clientErrorHandler`: answers when nothing of a response went out on the socket yet
+ * (as Node's own handler does, so a response in progress is never corrupted), then closes it.
+ * `onAnswer` counts what was answered.
+ */
+export function createClientErrorHandler(
+  onAnswer: (status: number) => void,
+): (error: Error & { code?: string }, socket: Socket) => void {
+  return (error, socket) => {
+    if (error.code === 'ECONNRESET' || socket.destroyed) return;
+    const inFlight = (socket as Socket & { _httpMessage?: ServerResponse | null })._httpMessage;
+    if (socket.writable && !inFlight?.headersSent) {
+      const answer = clientErrorAnswer(error.code);
+      const body = apiErrorBody(answer.status, answer.error, answer.message);
+      socket.write(
+        `HTTP/1.1 ${answer.status} ${STATUS_CODES[answer.status]}\r\nconnection: close\r\ncontent-type: application/json; charset=utf-8\r\ncache-control: no-store\r\nx-request-id: ${randomUUID()}\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
+      );
+      onAnswer(answer.status);
+    }
+    socket.destroy();
+  };
+}

@@ -1,0 +1,48 @@
+/**
+ * The worker side of `serve --workers N` (see cluster.ts): the channel to the primary, the store
+ * it serves when the store is embedded, and the hooks that make `/metrics`, `/admin/stats/live`
+ * and `/admin/stats` answer for the whole server rather than for one worker.
+ */
+import cluster from 'node:cluster';
+import { connectIpcStore } from '../store/ipc-client.js';
+import { IpcPeer } from '../store/ipc-peer.js';
+import type { Store } from '../store/types.js';
+import { CLUSTER_OPS, WORKER_ENV } from './cluster.js';
+import type { RunningServer } from './index.js';
+
+/** How long a worker waits for an aggregate the primary gathers from every worker. */
+const AGGREGATE_TIMEOUT_MS = 5000;
+
+let peer: IpcPeer | undefined;
+
+/** This process's worker number (1-based) when it is a worker of `serve --workers`, else undefined. */
+export function clusterWorkerIndex(env: NodeJS.ProcessEnv = process.env): number | undefined {
+  if (!cluster.isWorker) return undefined;
+  const index = Number(env[WORKER_ENV]);
+  return Number.isInteger(index) && index > 0 ? index : undefined;
+}
+
+function primary(): IpcPeer {
+  peer ??= new IpcPeer(process as unknown as ConstructorParameters<typeof IpcPeer>[0], 'the primary process');
+  return peer;
+}
+
+/** The embedded store as served by the primary. */
+export function primaryStore(): Promise<Store> {
+  return connectIpcStore(primary());
+}
+
+/** Wires a started server into the cluster and tells the primary it is ready. */
+export async function joinCluster(server: RunningServer): Promise<void> {
+  const channel = primary();
+  channel
+    .handle(CLUSTER_OPS.workerMetrics, () => server.metrics.registry.getMetricsAsJSON())
+    .handle(CLUSTER_OPS.workerLive, () => server.stats.liveExport())
+    .handle(CLUSTER_OPS.workerFlush, () => server.stats.flush());
+  server.metrics.renderThrough(() => channel.call<string>(CLUSTER_OPS.metrics, [], AGGREGATE_TIMEOUT_MS));
+  server.stats.shareWith({
+    liveExports: () => channel.call(CLUSTER_OPS.live, [], AGGREGATE_TIMEOUT_MS),
+    flushAll: () => channel.call(CLUSTER_OPS.flush, [], AGGREGATE_TIMEOUT_MS),
+  });
+  await channel.call(CLUSTER_OPS.ready);
+}

@@ -1,0 +1,231 @@
+/**
+ * `serve --workers N` (N > 1): the primary process of a node:cluster. It serves no request itself.
+ *
+ * - Forks N workers that each run the whole server (startServer) on the same proxy and admin
+ *   ports: the cluster module shares the listening sockets and hands connections out round-robin.
+ * - With the embedded store (`embedded` or `memory`) the primary owns the host's one store and the
+ *   workers reach it over IPC (store/ipc-client.ts, store/ipc-server.ts): they then behave like
+ *   replicas sharing a store. With PostgreSQL or Redis the workers connect themselves.
+ * - Aggregates what a single scrape or view must show for the whole server: `/metrics` on any worker
+ *   returns every worker's metrics summed (prom-client's AggregatorRegistry), `/admin/stats/live`
+ *   every worker's last 60 s, and `/admin/stats` first makes every worker flush its counts.
+ * - Restarts a worker that dies unexpectedly (giving up after too many deaths in a short time), and
+ *   on SIGTERM/SIGINT passes the signal on for a graceful drain of every worker, closes the store
+ *   once they are all gone, and exits 0.
+ * - A worker that fails before it listens (a port in use, a bad rule) fails the whole start: the
+ *   primary stops the others and exits with that worker's exit code.
+ */
+import cluster, { type Worker } from 'node:cluster';
+import { type Aggregator, AggregatorRegistry, collectDefaultMetrics, Registry } from 'prom-client';
+import type { Config } from '../config.js';
+import { flushLogger, type Logger } from '../logger.js';
+import { openStore, parseStoreUrl, type Store } from '../store/index.js';
+import { IpcPeer } from '../store/ipc-peer.js';
+import { serveStore } from '../store/ipc-server.js';
+import type { LiveExport } from './stats/live-window.js';
+
+/** The environment variable that tells a forked process it is worker number N (1-based). */
+export const WORKER_ENV = 'MELI_PROXY_CLUSTER_WORKER';
+
+/** Calls between the primary and its workers (the store's are in store/ipc-client.ts). */
+export const CLUSTER_OPS = {
+  /** worker → primary: started and listening. */
+  ready: 'cluster.ready',
+  /** worker → primary: the aggregated Prometheus text. */
+  metrics: 'cluster.metrics',
+  /** worker → primary: every worker's live export. */
+  live: 'cluster.live',
+  /** worker → primary: make every worker flush its statistics. */
+  flush: 'cluster.flush',
+  /** primary → worker: this worker's metrics as prom-client JSON. */
+  workerMetrics: 'worker.metrics',
+  workerLive: 'worker.live',
+  workerFlush: 'worker.flush',
+} as const;
+
+/** Whether the embedded store is in use: then the primary owns it and workers use IPC. */
+export function primaryOwnsStore(config: Config): boolean {
+  return parseStoreUrl(config.store).kind === 'embedded';
+}
+
+/**
+ * Aggregation of metrics whose default (sum) would mislead: a start time is the earliest, health
+ * is healthy only if every worker is, a token expiry is the soonest.
+ */
+const AGGREGATOR_OVERRIDES: Record<string, Aggregator> = {
+  meli_proxy_process_start_time_seconds: 'min',
+  meli_proxy_store_healthy: 'min',
+  meli_proxy_token_expires_in_seconds: 'min',
+};
+
+type MetricsJson = Awaited<ReturnType<Registry['getMetricsAsJSON']>>;
+
+/** How long the primary waits for one worker's part of an aggregate. */
+const GATHER_TIMEOUT_MS = 3000;
+/** More unexpected worker deaths than this within RESTART_WINDOW_MS: the primary gives up. */
+const MAX_RESTARTS = 5;
+const RESTART_WINDOW_MS = 60_000;
+
+export interface ClusterPrimaryOptions {
+  config: Config;
+  logger: Logger;
+}
+
+interface Member {
+  index: number;
+  worker: Worker;
+  peer: IpcPeer;
+  ready: boolean;
+}
+
+/** Runs the primary until every worker has stopped; resolves with the process exit code. */
+export async function runClusterPrimary(options: ClusterPrimaryOptions): Promise<number> {
+  const { config, logger } = options;
+  const workers = config.workers;
+  let store: Store | undefined;
+  if (primaryOwnsStore(config)) store = await openStore(config.store, { dataDir: config.dataDir, logger });
+
+  // The primary's own process metrics count too: its memory is part of the pod's.
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry, prefix: 'meli_proxy_' });
+
+  const members = new Map<number, Member>();
+  const restarts: number[] = [];
+  let stopping = false;
+  let exitCode = 0;
+  let startedAll = false;
+  let resolveDone: () => void = () => undefined;
+  const done = new Promise<void>((resolve) => {
+    resolveDone = resolve;
+  });
+
+  const live = (): Member[] => [...members.values()];
+
+  async function gather<T>(op: string): Promise<T[]> {
+    const parts = await Promise.allSettled(
+      live().map((member) => member.peer.call<T>(op, [], GATHER_TIMEOUT_MS)),
+    );
+    const values: T[] = [];
+    parts.forEach((part, i) => {
+      if (part.status === 'fulfilled') values.push(part.value);
+      else logger.warn({ worker: live()[i]?.index, err: part.reason }, `worker did not answer ${op}`);
+    });
+    return values;
+  }
+
+  async function aggregateMetrics(): Promise<string> {
+    const parts = await gather<MetricsJson>(CLUSTER_OPS.workerMetrics);
+    parts.push(await registry.getMetricsAsJSON());
+    for (const part of parts) {
+      for (const family of part) {
+        const override = AGGREGATOR_OVERRIDES[family.name];
+        if (override) family.aggregator = override;
+      }
+    }
+    return AggregatorRegistry.aggregate(parts).metrics();
+  }
+
+  function fork(index: number): void {
+    const worker = cluster.fork({ [WORKER_ENV]: String(index) });
+    const peer = new IpcPeer(worker, `worker ${index}`);
+    const member: Member = { index, worker, peer, ready: false };
+    members.set(index, member);
+    if (store) serveStore(peer, store, { replicas: () => Math.max(1, members.size) });
+    peer
+      .handle(CLUSTER_OPS.ready, () => {
+        member.ready = true;
+        logger.debug({ worker: index, pid: worker.process.pid }, 'worker ready');
+        if (!startedAll && live().every((m) => m.ready) && members.size === workers) {
+          startedAll = true;
+          logger.info({ workers, pid: process.pid }, 'all workers ready');
+        }
+      })
+      .handle(CLUSTER_OPS.metrics, () => aggregateMetrics())
+      .handle(CLUSTER_OPS.live, () => gather<LiveExport>(CLUSTER_OPS.workerLive))
+      .handle(CLUSTER_OPS.flush, async () => {
+        await gather<void>(CLUSTER_OPS.workerFlush);
+      });
+    worker.on('exit', (code: number | null, signal: string | null) =>
+      onExit(member, code, signal as NodeJS.Signals | null),
+    );
+  }
+
+  function onExit(member: Member, code: number | null, signal: NodeJS.Signals | null): void {
+    member.peer.close(`worker ${member.index} exited`);
+    if (members.get(member.index) === member) members.delete(member.index);
+    const detail = { worker: member.index, pid: member.worker.process.pid, code, signal };
+    if (stopping) {
+      logger.debug(detail, 'worker stopped');
+      if (code !== 0) exitCode = exitCode || 1;
+      if (members.size === 0) resolveDone();
+      return;
+    }
+    if (!startedAll && !member.ready) {
+      // A worker that cannot start (port in use, invalid rules …) will not start on a retry either.
+      logger.error(detail, 'a worker failed to start: stopping');
+      exitCode = code && code > 0 ? code : 1;
+      stop('a worker failed to start');
+      return;
+    }
+    const now = Date.now();
+    restarts.push(now);
+    while (restarts.length > 0 && restarts[0]! < now - RESTART_WINDOW_MS) restarts.shift();
+    if (restarts.length > MAX_RESTARTS) {
+      logger.fatal(
+        { ...detail, restarts: restarts.length, windowMs: RESTART_WINDOW_MS },
+        'workers keep dying: giving up',
+      );
+      exitCode = 1;
+      stop('workers keep dying');
+      return;
+    }
+    logger.error(detail, 'worker exited unexpectedly: starting a new one');
+    fork(member.index);
+  }
+
+  let forceTimer: NodeJS.Timeout | undefined;
+  function stop(reason: string): void {
+    if (stopping) return;
+    stopping = true;
+    logger.info({ reason, workers: members.size }, 'draining');
+    // Each worker drains on its own (its server's shutdown: readiness off, in-flight requests get
+    // --shutdown-grace, counters and statistics flushed through the primary).
+    for (const member of live()) member.worker.process.kill('SIGTERM');
+    forceTimer = setTimeout(() => {
+      logger.error({ workers: members.size }, 'workers did not stop in time: killing them');
+      for (const member of live()) member.worker.process.kill('SIGKILL');
+    }, config.shutdownGrace + 10_000);
+    forceTimer.unref();
+    if (members.size === 0) resolveDone();
+  }
+
+  const onSignal = (signal: NodeJS.Signals): void => {
+    if (stopping) {
+      logger.warn({ signal }, 'second signal: killing the workers');
+      for (const member of live()) member.worker.process.kill('SIGKILL');
+      return;
+    }
+    stop(`signal ${signal}`);
+  };
+  process.on('SIGTERM', onSignal);
+  process.on('SIGINT', onSignal);
+
+  // Workers run the same command line; `advanced` serialization carries Maps (counter totals).
+  cluster.setupPrimary({ serialization: 'advanced' });
+  logger.info(
+    { workers, pid: process.pid, store: store ? `${store.displayUrl} (owned by the primary)` : 'shared' },
+    'starting workers',
+  );
+  for (let index = 1; index <= workers; index++) fork(index);
+
+  await done;
+  clearTimeout(forceTimer);
+  process.off('SIGTERM', onSignal);
+  process.off('SIGINT', onSignal);
+  if (store) {
+    await store.close().catch((error: unknown) => logger.error({ err: error }, 'closing the store failed'));
+  }
+  logger.info({ exitCode }, 'stopped');
+  await flushLogger(logger);
+  return exitCode;
+}

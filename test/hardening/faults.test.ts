@@ -1,0 +1,284 @@
+/**
+ * Faults under load. The upstream dying and coming back; PostgreSQL stopped and restarted; Redis
+ * killed and restarted. Through each the proxy keeps answering (limits fail open, as configured by
+ * default), recovers without a restart, and after a graceful stop the statistics in the store count
+ * exactly the requests that were answered: nothing accepted is lost, nothing counted twice.
+ * (Single upstream failures — slow, down, reset mid-body — are in test/proxy/upstream.test.ts.)
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { Pool } from 'undici';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { openStore } from '../../src/store/index.js';
+import { type Origin, startOrigin } from '../peers/origin.js';
+import { httpRequest, RawConnection, rawGet } from '../support/net.js';
+import { createDatabase, type PostgresServer, startPostgres } from '../support/postgres.js';
+import { type CliProcess, killChildren, spawnCli, startTestProxy, tempDir } from '../support/proxy.js';
+import { type RedisServer, skipWithoutRedis, startRedis } from '../support/redis.js';
+import { sleep } from './helpers.js';
+
+/** Steady keep-alive load: `concurrency` loops, each one request at a time with a short pause. */
+class Load {
+  readonly statuses = new Map<number, number>();
+  errors: string[] = [];
+  private running = true;
+  private readonly loops: Array<Promise<void>>;
+  private readonly pool: Pool;
+
+  constructor(url: string, concurrency: number, targets: readonly string[], pauseMs = 5) {
+    this.pool = new Pool(url, { connections: concurrency, pipelining: 1 });
+    this.loops = Array.from({ length: concurrency }, async (_, loop) => {
+      for (let i = loop; this.running; i++) {
+        try {
+          const response = await this.pool.request({
+            path: targets[i % targets.length]!,
+            method: 'GET',
+            headersTimeout: 10_000,
+            bodyTimeout: 10_000,
+          });
+          await response.body.dump();
+          this.statuses.set(response.statusCode, (this.statuses.get(response.statusCode) ?? 0) + 1);
+        } catch (error) {
+          this.errors.push((error as Error).message);
+        }
+        await sleep(pauseMs);
+      }
+    });
+  }
+
+  get answered(): number {
+    let total = 0;
+    for (const count of this.statuses.values()) total += count;
+    return total;
+  }
+
+  private stopping: Promise<void> | undefined;
+
+  /** Stops the loops and waits for their last requests (idempotent). */
+  stop(): Promise<void> {
+    this.running = false;
+    this.stopping ??= Promise.all(this.loops).then(() => this.pool.close());
+    return this.stopping;
+  }
+}
+
+async function waitUntil(check: () => Promise<boolean>, timeoutMs: number, what: string): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check().catch(() => false))) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await sleep(50);
+  }
+}
+
+const readiness = async (cli: CliProcess): Promise<number> => (await httpRequest(cli.url, '/ready')).status;
+
+/** Requests stored for the last while, summed over the minutes: what `stats` will report. */
+async function storedTotal(url: string, since: number): Promise<number> {
+  const dataDir = mkdtempSync(path.join(tmpdir(), 'meli-proxy-faults-'));
+  const store = await openStore(url, { dataDir });
+  try {
+    const rows = await store.stats.query({
+      dimension: 'total',
+      from: since - 120_000,
+      to: Date.now() + 120_000,
+      limit: 10,
+    });
+    return rows.reduce((sum, row) => sum + row.requests, 0);
+  } finally {
+    await store.close();
+    rmSync(dataDir, { recursive: true, force: true });
+  }
+}
+
+const TARGETS = ['/items/MLA1', '/categories/MLA97994', '/users/7', '/sites/MLA/search?q=mochila'];
+
+describe('upstream faults under load', () => {
+  it('answers 502 while the upstream is gone under concurrent load, and recovers when it is back', async () => {
+    let origin = await startOrigin();
+    const port = origin.port;
+    const proxy = await startTestProxy({ upstream: origin.url });
+    const load = new Load(proxy.url, 16, TARGETS);
+    try {
+      await sleep(500);
+      const before = load.answered;
+      await origin.close();
+      await sleep(700);
+      const during = new Map(load.statuses);
+      origin = await startOrigin({ port });
+      await waitUntil(
+        async () => (await httpRequest(proxy.url, '/items/MLA1')).status === 200,
+        5000,
+        'the proxy to reach the restarted upstream',
+      );
+      const afterRestart = load.statuses.get(200) ?? 0;
+      await sleep(500);
+      await load.stop();
+
+      expect(before).toBeGreaterThan(0);
+      expect(load.errors).toEqual([]);
+      expect([...load.statuses.keys()].sort()).toEqual([200, 502]);
+      expect(during.get(502) ?? 0).toBeGreaterThan(10);
+      expect(load.statuses.get(200)!).toBeGreaterThan(afterRestart);
+      expect(proxy.server.metrics.inFlightRequests).toBe(0);
+      const failures = proxy.logs.withMessage('upstream request failed');
+      expect(failures.length).toBeGreaterThan(0);
+      for (const line of failures) expect(['refused', 'reset']).toContain(line.kind);
+      expect((await httpRequest(proxy.url, '/health')).status).toBe(200);
+    } finally {
+      await load.stop();
+      await proxy.close();
+      await origin.close();
+    }
+  });
+
+  it('does not send the request of a client that left while it waited for an upstream connection', async () => {
+    const origin = await startOrigin();
+    const proxy = await startTestProxy({ upstream: origin.url, upstreamConnections: 1 });
+    try {
+      const slow = httpRequest(proxy.url, '/slow?ms=500');
+      await origin.waitForRequests(1);
+      // Queued behind /slow on the only upstream connection; its client gives up at once.
+      const connection = await RawConnection.open(proxy.url);
+      await connection.send(rawGet('/items/MLA77', 'proxy.test'));
+      await sleep(50);
+      connection.close();
+      expect((await slow).status).toBe(200);
+      await sleep(300);
+      expect(origin.requests.map((request) => request.url)).toEqual(['/slow?ms=500']);
+      expect((await httpRequest(proxy.url, '/items/MLA78')).status).toBe(200);
+      // Nothing is left holding the upstream connection: a graceful stop is immediate.
+      const started = performance.now();
+      await proxy.close();
+      expect(performance.now() - started).toBeLessThan(2000);
+    } finally {
+      await proxy.close();
+      await origin.close();
+    }
+  });
+});
+
+describe('store outages under load', () => {
+  let origin: Origin;
+  const data = tempDir();
+
+  beforeAll(async () => {
+    origin = await startOrigin();
+  });
+  afterAll(async () => {
+    killChildren();
+    await origin?.close();
+    data.remove();
+  });
+
+  async function serve(store: string): Promise<CliProcess> {
+    return spawnCli(
+      [
+        'serve',
+        '--upstream',
+        origin.url,
+        '--port',
+        '0',
+        '--admin-port',
+        '0',
+        '--store',
+        store,
+        '--data-dir',
+        data.dir,
+        '--access-log',
+        'off',
+        '--migrate',
+      ],
+      // A per-client rule on everything: the limiter works (and syncs counters) throughout.
+      { MELI_PROXY_LIMIT_PER_IP: '1000000/m' },
+    );
+  }
+
+  /**
+   * Load through the outage: `down()` at `downAtMs`, `up()` once a statistics flush (every 5 s)
+   * has failed, load until the proxy is ready again and a little after, then SIGTERM.
+   */
+  async function throughOutage(
+    cli: CliProcess,
+    down: () => Promise<void>,
+    up: () => Promise<void>,
+    downAtMs: number,
+  ): Promise<Load> {
+    const load = new Load(cli.url, 8, TARGETS, 10);
+    try {
+      await sleep(downAtMs);
+      await down();
+      await waitUntil(async () => (await readiness(cli)) === 503, 5000, '/ready to report the outage');
+      await waitUntil(
+        async () =>
+          cli
+            .logRecords()
+            .some((line) => line.msg === 'cannot write statistics to the store; keeping them to retry'),
+        8000,
+        'a statistics flush to fail',
+      );
+      await up();
+      await waitUntil(async () => (await readiness(cli)) === 200, 15_000, '/ready to recover');
+      await sleep(500);
+    } finally {
+      await load.stop();
+    }
+    expect(await cli.stop('SIGTERM', 20_000)).toBe(0);
+    return load;
+  }
+
+  it('keeps serving through a PostgreSQL stop and restart, and stores exactly what it served', async () => {
+    let server: PostgresServer | undefined;
+    try {
+      server = await startPostgres();
+      const db = await createDatabase(server.url);
+      const started = Date.now();
+      const cli = await serve(db.url);
+      const pg = server;
+      const load = await throughOutage(
+        cli,
+        () => pg.stopServer(),
+        () => pg.startServer(),
+        1000,
+      );
+      expect(load.errors).toEqual([]);
+      // Fail-open: every request was answered by the upstream, during the outage too.
+      expect([...load.statuses.keys()]).toEqual([200]);
+      const messages = cli.logRecords().map((line) => line.msg);
+      expect(messages).toContain('statistics are being written to the store again');
+      expect(messages.some((msg) => String(msg).startsWith('cannot reach the shared store'))).toBe(true);
+      expect(await storedTotal(db.url, started)).toBe(load.answered);
+    } finally {
+      await server?.stop();
+    }
+  }, 90_000);
+
+  it.skipIf(skipWithoutRedis())(
+    'keeps serving through a Redis kill and restart, and stores exactly what it served',
+    async () => {
+      let redis: RedisServer | undefined;
+      try {
+        redis = await startRedis();
+        const server = redis;
+        const started = Date.now();
+        const cli = await serve(server.url);
+        // Redis keeps nothing across the kill (no persistence in tests): it dies before the first
+        // statistics flush, so every count is still pending in the proxy when it comes back.
+        const load = await throughOutage(
+          cli,
+          () => server.stop(),
+          () => server.start(),
+          300,
+        );
+        expect(load.errors).toEqual([]);
+        expect([...load.statuses.keys()]).toEqual([200]);
+        const messages = cli.logRecords().map((line) => line.msg);
+        expect(messages).toContain('statistics are being written to the store again');
+        expect(await storedTotal(server.url, started)).toBe(load.answered);
+      } finally {
+        await redis?.dispose();
+      }
+    },
+    90_000,
+  );
+});

@@ -1,0 +1,212 @@
+/**
+ * `serve --workers 2` as a real process tree: a node:cluster primary and two workers sharing the
+ * proxy and admin ports. The primary owns the embedded store and serves it to the workers over IPC;
+ * /metrics and /admin/stats/live on any worker answer for both; a rate-limit rule holds across the
+ * workers within its documented bound; SIGTERM drains every worker and exits 0; a killed worker is
+ * replaced.
+ */
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { afterAll, beforeAll, beforeEach, describe, expect, it, onTestFinished } from 'vitest';
+import { type Origin, startOrigin } from '../peers/origin.js';
+import { httpRequest } from '../support/net.js';
+import { type CliProcess, killChildren, type LogRecord, spawnCli, tempDir } from '../support/proxy.js';
+
+const WORKERS = 2;
+
+/** Pids of the live processes whose parent is `pid` (the cluster's workers). */
+function childPids(pid: number): number[] {
+  const pids: number[] = [];
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+      if (Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]) === pid) pids.push(Number(entry));
+    } catch {
+      // exited meanwhile
+    }
+  }
+  return pids;
+}
+
+async function waitFor<T>(check: () => Promise<T | undefined> | T | undefined, what: string): Promise<T> {
+  const deadline = Date.now() + 20_000;
+  for (;;) {
+    const value = await check();
+    if (value !== undefined) return value;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
+/** Sum of the samples of a metric family in Prometheus text, optionally filtered by a label. */
+function metricSum(text: string, name: string, label?: string): number {
+  let sum = 0;
+  for (const line of text.split('\n')) {
+    if (!line.startsWith(`${name}{`) && !line.startsWith(`${name} `)) continue;
+    if (label && !line.includes(label)) continue;
+    sum += Number(line.slice(line.lastIndexOf(' ') + 1));
+  }
+  return sum;
+}
+
+/** Requests on fresh connections, `parallel` at a time: the cluster hands connections out round-robin. */
+async function spread(url: string, target: string, count: number, parallel = 8): Promise<number[]> {
+  const statuses: number[] = [];
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: parallel }, async () => {
+      while (next < count) {
+        next++;
+        statuses.push((await httpRequest(url, target)).status);
+      }
+    }),
+  );
+  return statuses;
+}
+
+function workersThatLogged(records: LogRecord[], msg: string): Set<unknown> {
+  return new Set(records.filter((r) => r.msg === msg && r.worker !== undefined).map((r) => r.worker));
+}
+
+describe('serve --workers 2', () => {
+  let origin: Origin;
+  const data = tempDir();
+
+  beforeAll(async () => {
+    origin = await startOrigin();
+  });
+  afterAll(async () => {
+    killChildren();
+    await origin?.close();
+    data.remove();
+  });
+  beforeEach(() => origin.reset());
+
+  async function serve(extra: string[] = [], env: Record<string, string> = {}): Promise<CliProcess> {
+    const cli = await spawnCli(
+      [
+        'serve',
+        '--workers',
+        String(WORKERS),
+        '--upstream',
+        origin.url,
+        '--port',
+        '0',
+        '--admin-port',
+        '0',
+        '--data-dir',
+        data.dir,
+        ...extra,
+      ],
+      env,
+      { timeoutMs: 30_000 },
+    );
+    onTestFinished(async () => {
+      for (const pid of childPids(cli.pid)) {
+        try {
+          process.kill(pid, 'SIGKILL');
+        } catch {
+          // gone
+        }
+      }
+      if (cli.child.exitCode === null) cli.child.kill('SIGKILL');
+    });
+    // Both workers listen before the primary says so; the harness returns at the first one.
+    await waitFor(
+      () => (cli.logRecords().some((r) => r.msg === 'all workers ready') ? true : undefined),
+      'all workers ready',
+    );
+    return cli;
+  }
+
+  it('serves from every worker, and /metrics and /admin/stats/live on any worker count them all', async () => {
+    const cli = await serve();
+    expect(childPids(cli.pid)).toHaveLength(WORKERS);
+    const sent = 60;
+    const statuses = await spread(cli.url, '/categories/MLA97994', sent);
+    expect(statuses.filter((status) => status === 200)).toHaveLength(sent);
+    // The access log names the worker of each request: both took some.
+    expect(workersThatLogged(cli.logRecords(), 'request')).toEqual(new Set([1, 2]));
+
+    // Whichever worker answers the scrape (fresh connections land on both), it reports the total.
+    for (let scrape = 0; scrape < 4; scrape++) {
+      const metrics = (await httpRequest(cli.url, '/metrics')).body.toString();
+      expect(metricSum(metrics, 'meli_proxy_requests_total', 'status="200"')).toBe(sent);
+      expect(metricSum(metrics, 'meli_proxy_request_duration_seconds_count')).toBe(sent);
+      expect(metricSum(metrics, 'meli_proxy_store_healthy')).toBe(1);
+      expect(metrics).toContain('meli_proxy_process_start_time_seconds');
+      const live = (await httpRequest(cli.adminUrl, '/admin/stats/live')).json<{
+        seconds: Array<{ requests: number }>;
+        topRoutes: Array<{ key: string; requests: number }>;
+      }>();
+      expect(live.seconds.reduce((total, second) => total + second.requests, 0)).toBe(sent);
+      expect(live.topRoutes).toEqual([{ key: '/categories/:id', requests: sent }]);
+    }
+    // Stored statistics: the primary's one store holds both workers' rows.
+    const stats = (await httpRequest(cli.adminUrl, '/admin/stats?groupBy=route')).json<{
+      totals: { requests: number };
+    }>();
+    expect(stats.totals.requests).toBe(sent);
+    expect(await cli.stop('SIGTERM')).toBe(0);
+  });
+
+  it('holds a rule across both workers within limit + 2 × workers (embedded store)', async () => {
+    const limit = 20;
+    const config = path.join(data.dir, 'limits.yaml');
+    // A day-long window: the burst cannot straddle a window boundary in practice.
+    writeFileSync(config, `limits:\n  - { id: everyone, limit: ${limit}/d }\n`);
+    const cli = await serve(['--config', config, '--access-log', 'off', '--store', 'memory']);
+    const statuses = await spread(cli.url, '/items/MLA1', 240, 16);
+    const admitted = statuses.filter((status) => status === 200).length;
+    const rejected = statuses.filter((status) => status === 429).length;
+    expect(admitted + rejected).toBe(240);
+    expect(admitted).toBeGreaterThan(0);
+    expect(admitted).toBeLessThanOrEqual(limit + 2 * WORKERS);
+    expect(origin.requests.length).toBe(admitted);
+    const metrics = (await httpRequest(cli.url, '/metrics')).body.toString();
+    expect(metricSum(metrics, 'meli_proxy_rate_limited_total', 'rule="everyone"')).toBe(rejected);
+    expect(await cli.stop('SIGTERM')).toBe(0);
+  });
+
+  it('drains every worker on SIGTERM: the in-flight request finishes, then exit 0', async () => {
+    const cli = await serve(['--shutdown-grace', '5000', '--store', 'memory']);
+    const slow = httpRequest(cli.url, '/slow?ms=1500');
+    await origin.waitForRequests(1, (r) => r.url.startsWith('/slow'));
+    cli.child.kill('SIGTERM');
+    const response = await slow;
+    expect(response.status).toBe(200);
+    expect(response.headers.connection).toBe('close');
+    expect(await cli.exited).toEqual({ code: 0, signal: null });
+    const records = cli.logRecords();
+    expect(workersThatLogged(records, 'stopped')).toEqual(new Set([1, 2]));
+    // The primary's own last word comes after the workers'.
+    expect(records.at(-1)).toMatchObject({ msg: 'stopped', exitCode: 0 });
+    expect(records.at(-1)!.worker).toBeUndefined();
+  });
+
+  it('replaces a worker that is killed, and keeps serving', async () => {
+    const cli = await serve(['--store', 'memory', '--access-log', 'off']);
+    const before = childPids(cli.pid);
+    expect(before).toHaveLength(WORKERS);
+    process.kill(before[0]!, 'SIGKILL');
+    await waitFor(
+      () => cli.logRecords().find((r) => r.msg === 'worker exited unexpectedly: starting a new one'),
+      'the restart',
+    );
+    const after = await waitFor(() => {
+      const pids = childPids(cli.pid);
+      return pids.length === WORKERS && !pids.includes(before[0]!) ? pids : undefined;
+    }, 'a new worker');
+    expect(after).toContain(before[1]);
+    // The new worker listens (its "proxy listening" line), and every request is answered.
+    await waitFor(
+      () =>
+        cli.logRecords().filter((r) => r.msg === 'proxy listening').length === WORKERS + 1 ? true : undefined,
+      'the new worker to listen',
+    );
+    const statuses = await spread(cli.url, '/categories/MLA97994', 20);
+    expect(statuses.every((status) => status === 200)).toBe(true);
+    expect(await cli.stop('SIGTERM')).toBe(0);
+  });
+});
