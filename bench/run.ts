@@ -97,6 +97,15 @@ limits:
   - { id: per-ip, by: [ip], limit: 1000000000/m }
 `;
 
+/**
+ * The targets in the order round `round` runs them: rotated by one each round, so that no row is
+ * always first (or always right after a given one) and order effects cancel over rounds.
+ */
+function rotated<T>(targets: readonly T[], round: number): T[] {
+  const start = (round - 1) % targets.length;
+  return [...targets.slice(start), ...targets.slice(0, start)];
+}
+
 function log(message: string): void {
   console.log(`[bench] ${message}`);
 }
@@ -342,7 +351,7 @@ async function main(): Promise<number> {
       `${options.duration} s) ≈ ${Math.ceil((options.rounds * targets.length * perRun) / 60)} min`,
   );
   for (let round = 1; round <= options.rounds; round++) {
-    for (const target of targets) {
+    for (const target of rotated(targets, round)) {
       const job = {
         url: target.server.url + options.path,
         connections: options.connections,
@@ -394,7 +403,7 @@ async function main(): Promise<number> {
     log(`latency at a fixed ${formatInt(rate)} req/s (${basis}), open loop, ${options.rounds} rounds`);
     const open = new Map<TargetId, OpenLoopSample[]>(targets.map((t) => [t.id, []]));
     for (let round = 1; round <= options.rounds; round++) {
-      for (const target of targets) {
+      for (const target of rotated(targets, round)) {
         const sample = await measureOpenLoop({
           url: target.server.url + options.path,
           rate,

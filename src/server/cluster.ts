@@ -207,8 +207,16 @@ export async function runClusterPrimary(options: ClusterPrimaryOptions): Promise
     }
     stop(`signal ${signal}`);
   };
+  // The primary does little, but if that little fails the workers still get their graceful drain.
+  const onFatal = (error: unknown): void => {
+    logger.fatal({ err: error }, 'uncaught error in the primary process: stopping');
+    exitCode = 1;
+    stop('uncaught error');
+  };
   process.on('SIGTERM', onSignal);
   process.on('SIGINT', onSignal);
+  process.on('uncaughtException', onFatal);
+  process.on('unhandledRejection', onFatal);
 
   // Workers run the same command line; `advanced` serialization carries Maps (counter totals).
   cluster.setupPrimary({ serialization: 'advanced' });
@@ -222,6 +230,8 @@ export async function runClusterPrimary(options: ClusterPrimaryOptions): Promise
   clearTimeout(forceTimer);
   process.off('SIGTERM', onSignal);
   process.off('SIGINT', onSignal);
+  process.off('uncaughtException', onFatal);
+  process.off('unhandledRejection', onFatal);
   if (store) {
     await store.close().catch((error: unknown) => logger.error({ err: error }, 'closing the store failed'));
   }
