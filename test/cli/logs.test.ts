@@ -6,7 +6,7 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it, onTestFinished } from 'vitest';
 import { type Origin, startOrigin } from '../peers/origin.js';
 import { httpRequest, rawGet, rawRequest } from '../support/net.js';
-import { type CliProcess, killChildren, spawnCli, tempDir } from '../support/proxy.js';
+import { type CliProcess, killChildren, serveArgs, spawnCli, tempDir } from '../support/proxy.js';
 import { TEST_SECRETS } from '../support/secrets.js';
 
 const { adminToken, wrongAdminToken, bearerToken, queryToken } = TEST_SECRETS;
@@ -27,20 +27,7 @@ describe('the binary log', () => {
 
   async function serve(...extra: string[]): Promise<CliProcess> {
     const cli = await spawnCli(
-      [
-        'serve',
-        '--upstream',
-        origin.url,
-        '--port',
-        '0',
-        '--admin-port',
-        '0',
-        '--store',
-        'memory',
-        '--data-dir',
-        data.dir,
-        ...extra,
-      ],
+      serveArgs(origin.url, data.dir, ...extra),
       // A secret in the environment must not be echoed either.
       { MELI_PROXY_ADMIN_TOKEN: adminToken },
     );

@@ -6,7 +6,7 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it, onTestFinished } from 'vitest';
 import { type Origin, startOrigin } from '../peers/origin.js';
 import { httpRequest, RawConnection, rawGet } from '../support/net.js';
-import { type CliProcess, killChildren, spawnCli, tempDir } from '../support/proxy.js';
+import { type CliProcess, killChildren, serveArgs, spawnCli, tempDir } from '../support/proxy.js';
 
 describe('serve as a process', () => {
   let origin: Origin;
@@ -23,20 +23,7 @@ describe('serve as a process', () => {
   beforeEach(() => origin.reset());
 
   async function serve(...extra: string[]): Promise<CliProcess> {
-    const cli = await spawnCli([
-      'serve',
-      '--upstream',
-      origin.url,
-      '--port',
-      '0',
-      '--admin-port',
-      '0',
-      '--store',
-      'memory',
-      '--data-dir',
-      data.dir,
-      ...extra,
-    ]);
+    const cli = await spawnCli(serveArgs(origin.url, data.dir, ...extra));
     onTestFinished(() => {
       if (cli.child.exitCode === null) cli.child.kill('SIGKILL');
     });

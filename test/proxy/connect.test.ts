@@ -7,7 +7,7 @@ import { connect } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Origin, startOrigin } from '../peers/origin.js';
 import { httpRequest, RawConnection, rawGet } from '../support/net.js';
-import { type CliProcess, killChildren, spawnCli, tempDir } from '../support/proxy.js';
+import { type CliProcess, killChildren, serveArgs, spawnCli, tempDir } from '../support/proxy.js';
 
 describe('CONNECT against the running binary', () => {
   let origin: Origin;
@@ -23,22 +23,7 @@ describe('CONNECT against the running binary', () => {
   });
 
   const serve = (extra: string[] = []): Promise<CliProcess> =>
-    spawnCli([
-      'serve',
-      '--upstream',
-      origin.url,
-      '--port',
-      '0',
-      '--admin-port',
-      '0',
-      '--store',
-      'memory',
-      '--data-dir',
-      data.dir,
-      '--access-log',
-      'off',
-      ...extra,
-    ]);
+    spawnCli(serveArgs(origin.url, data.dir, '--access-log', 'off', ...extra));
 
   it('survives clients that send CONNECT and reset the connection at once', async () => {
     const cli = await serve();

@@ -13,7 +13,7 @@ import { createHash } from 'node:crypto';
 import { get, type IncomingMessage, request } from 'node:http';
 import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
 import { bigBodyDigest, type Origin, startOrigin } from '../peers/origin.js';
-import { type CliProcess, killChildren, spawnCli, tempDir } from '../support/proxy.js';
+import { type CliProcess, killChildren, serveArgs, spawnCli, tempDir } from '../support/proxy.js';
 
 const MB = 1024 * 1024;
 /** Growth allowed while moving a 50 MB body: a buffering proxy needs at least the body size. */
@@ -164,24 +164,15 @@ describe('streaming through the CLI proxy', () => {
   /** A fresh proxy per test, warmed up, so each RSS baseline is its own. */
   async function freshProxy(): Promise<CliProcess> {
     const cli = await spawnCli(
-      [
-        'serve',
-        '--upstream',
+      serveArgs(
         origin.url,
-        '--port',
-        '0',
-        '--admin-port',
-        '0',
-        '--store',
-        'memory',
-        '--data-dir',
         data.dir,
         '--access-log',
         'off',
         // These tests move up to 200 MB; the body limit (default 64 MB) has its own suite.
         '--max-body',
         '0',
-      ],
+      ),
       {},
       { nodeArgs: GC_TICKER },
     );

@@ -326,6 +326,27 @@ export function runCliProcess(
 }
 
 /** A fresh temporary directory, removed by the returned function. */
+/**
+ * The arguments of `meli-proxy serve` as most process tests start it: in front of `upstream`, on
+ * free ports, with the in-memory store and `dataDir`, then `extra`.
+ */
+export function serveArgs(upstream: string, dataDir: string, ...extra: string[]): string[] {
+  return [
+    'serve',
+    '--upstream',
+    upstream,
+    '--port',
+    '0',
+    '--admin-port',
+    '0',
+    '--store',
+    'memory',
+    '--data-dir',
+    dataDir,
+    ...extra,
+  ];
+}
+
 export function tempDir(prefix = 'meli-proxy-test-'): { dir: string; remove: () => void } {
   const dir = mkdtempSync(path.join(tmpdir(), prefix));
   return { dir, remove: () => rmSync(dir, { recursive: true, force: true }) };
