@@ -20,7 +20,9 @@
  *
  * Running as root: PostgreSQL refuses to run as root, so when uid is 0 initdb and postgres are
  * spawned with the uid/gid of the OS user `postgres` (override with MELI_TEST_PG_USER), and the
- * temp dir is chowned to it.
+ * temp dir is chowned to it. That user must also reach the binaries: when the checkout sits under a
+ * directory closed to others (a `mktemp -d` clone is 0700), they are copied once to a world-readable
+ * directory under the system temp dir and run from there.
  *
  * Why not the `EmbeddedPostgres` class: its start() rejects without a reason and without a
  * timeout, it needs the parent of the data dir to be traversable by `postgres`, it registers
@@ -29,8 +31,20 @@
  * in the temp dir (LD_LIBRARY_PATH) instead.
  */
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
-import { chmod, chown, mkdir, mkdtemp, readFile, rm, symlink, writeFile } from 'node:fs/promises';
+import { createHash, randomBytes } from 'node:crypto';
+import {
+  chmod,
+  chown,
+  cp,
+  mkdir,
+  mkdtemp,
+  readFile,
+  rename,
+  rm,
+  stat,
+  symlink,
+  writeFile,
+} from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -106,14 +120,64 @@ async function binaries(): Promise<Binaries> {
       throw new Error(`PostgreSQL binaries for this platform are missing: install ${name}`, { cause: error });
     });
     if (!isBinaryModule(mod)) throw new Error(`${name} does not export initdb/postgres paths`);
-    const nativeDir = path.dirname(path.dirname(mod.postgres));
+    const installed = path.dirname(path.dirname(mod.postgres));
+    const nativeDir =
+      (await runAs()) && !(await traversableByOthers(installed)) ? await publicCopy(installed) : installed;
+    const moved = (file: string) => path.join(nativeDir, path.relative(installed, file));
     const symlinksFile = path.join(nativeDir, 'pg-symlinks.json');
     const raw = await readFile(symlinksFile, 'utf8').catch(() => '[]');
     const parsed: unknown = JSON.parse(raw);
     const symlinks = Array.isArray(parsed) ? parsed.filter(isSymlinkEntry) : [];
-    return { initdb: mod.initdb, postgres: mod.postgres, libDir: path.join(nativeDir, 'lib'), symlinks };
+    return {
+      initdb: moved(mod.initdb),
+      postgres: moved(mod.postgres),
+      libDir: path.join(nativeDir, 'lib'),
+      symlinks,
+    };
   })();
   return binariesPromise;
+}
+
+/** Whether a user other than the owner can reach `dir`: every directory on the way is o+x. */
+async function traversableByOthers(dir: string): Promise<boolean> {
+  for (let current = dir; ; current = path.dirname(current)) {
+    if (((await stat(current)).mode & 0o001) === 0) return false;
+    if (path.dirname(current) === current) return true;
+  }
+}
+
+/**
+ * A copy of the binaries that any user can run, shared by every test process of every run: named
+ * after the source, written under a temporary name and renamed into place, so concurrent callers
+ * either find the finished copy or race harmlessly to create it.
+ */
+async function publicCopy(source: string): Promise<string> {
+  const { mtimeMs } = await stat(path.join(source, 'bin'));
+  const tag = createHash('sha256').update(`${source}@${mtimeMs}`).digest('hex').slice(0, 16);
+  const target = path.join(tmpdir(), `meli-pg-bin-${tag}`);
+  if (
+    await stat(path.join(target, 'bin')).then(
+      () => true,
+      () => false,
+    )
+  )
+    return target;
+  const staging = `${target}.${process.pid}-${randomBytes(4).toString('hex')}`;
+  await cp(source, staging, { recursive: true });
+  await chmod(staging, 0o755);
+  try {
+    await rename(staging, target);
+  } catch (error) {
+    await rm(staging, { recursive: true, force: true });
+    if (
+      !(await stat(path.join(target, 'bin')).then(
+        () => true,
+        () => false,
+      ))
+    )
+      throw error;
+  }
+  return target;
 }
 
 function isBinaryModule(mod: unknown): mod is { initdb: string; postgres: string } {
