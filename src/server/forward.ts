@@ -65,6 +65,18 @@ function hasBody(req: IncomingMessage): boolean {
   return req.headers['transfer-encoding'] !== undefined;
 }
 
+const HANDLER = Symbol('forward handler');
+
+type TrackedResponse = ServerResponse & { [HANDLER]?: ForwardHandler | undefined };
+
+function onResponseClose(this: ServerResponse): void {
+  (this as TrackedResponse)[HANDLER]?.onClientClose();
+}
+
+function onResponseDrain(this: ServerResponse): void {
+  (this as TrackedResponse)[HANDLER]?.onClientDrain();
+}
+
 class ForwardHandler implements Dispatcher.DispatchHandler {
   /** A 401 being held back while a fresh token is fetched: [statusText, headers, body chunks]. */
   private held: { statusText: string; headers: Buffer[]; chunks: Buffer[]; size: number } | undefined;
@@ -85,8 +97,10 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
     private readonly request: ForwardRequest,
     private readonly observer: ForwardObserver,
   ) {
-    res.once('close', this.onClientClose);
-    res.on('drain', this.onClientDrain);
+    // One listener function shared by every request (it finds its handler on the response), and
+    // 'drain' only once a write has been refused: no closures or wrappers allocated per request.
+    (res as TrackedResponse)[HANDLER] = this;
+    res.on('close', onResponseClose);
   }
 
   dispatch(): void {
@@ -166,6 +180,7 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
     this.bytes += chunk.length;
     // Returning false pauses the upstream socket until the client drains: memory stays flat.
     if (this.res.write(chunk)) return true;
+    if (!this.upstreamPaused) this.res.once('drain', onResponseDrain);
     this.upstreamPaused = true;
     return false;
   }
@@ -200,9 +215,11 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
     const retry = this.request.retryUnauthorized!;
     const headers = [...this.request.headers];
     headers[retry.valueIndex] = fresh;
-    // The second attempt reports to the same observer; this handler steps aside without finishing.
-    this.res.off('close', this.onClientClose);
-    this.res.off('drain', this.onClientDrain);
+    // The second attempt reports to the same observer; this handler steps aside without finishing
+    // (the new handler takes over the response's listeners).
+    this.res.off('close', onResponseClose);
+    this.res.off('drain', onResponseDrain);
+    this.upstreamPaused = false;
     this.finished = true;
     new ForwardHandler(
       this.upstream,
@@ -264,20 +281,21 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
     this.finish(false);
   }
 
-  private readonly onClientDrain = (): void => {
+  onClientDrain(): void {
     // The resume function belongs to the connection, which may serve another request by now.
     if (!this.upstreamPaused || this.finished) return;
     this.upstreamPaused = false;
     this.resumeUpstream?.();
-  };
+  }
 
-  private readonly onClientClose = (): void => {
-    this.res.off('drain', this.onClientDrain);
+  onClientClose(): void {
+    if (this.upstreamPaused) this.res.off('drain', onResponseDrain);
+    (this.res as TrackedResponse)[HANDLER] = undefined;
     if (this.finished) return;
     // The client left mid-response: free the upstream connection instead of reading on.
     this.abortUpstream?.(new Error('client closed the connection'));
     this.finish(true);
-  };
+  }
 
   private finish(clientAborted: boolean): void {
     if (this.finished) return;

@@ -6,12 +6,10 @@ import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { isIP, type Socket } from 'node:net';
 import Fastify, {
-  type FastifyBaseLogger,
   type FastifyError,
   type FastifyInstance,
   type FastifyReply,
   type FastifyRequest,
-  LogController,
 } from 'fastify';
 import type { Dispatcher } from 'undici';
 import type { Config } from '../config.js';
@@ -137,10 +135,9 @@ export async function buildProxyApp(options: ProxyAppOptions): Promise<FastifyIn
   const upstreamHost = config.upstream.host;
 
   const app = Fastify({
-    loggerInstance: logger as FastifyBaseLogger,
-    logController: new LogController({ disableRequestLogging: true }),
-    // One logger for all requests: a child per request is an allocation the hot path can skip.
-    childLoggerFactory: (parent) => parent,
+    // No logger for Fastify here: given one, it adds 'finish'/'error' listeners and timestamps to
+    // every response (to log request completion, which is off anyway). What this app logs, it logs
+    // itself through `logger`: failures in the error handler, upstream errors, the access log.
     trustProxy: config.trustProxy.length > 0 ? (address: string) => trust(address) : false,
     genReqId: requestIdFor,
     return503OnClosing: true,
