@@ -6,8 +6,6 @@ import type { Config } from '../config.js';
 import { UsageError } from '../errors.js';
 import type { Store } from '../store/types.js';
 import { InProcessLock, type Lock } from './lock.js';
-import { PostgresLock } from './lock-postgres.js';
-import { RedisLock } from './lock-redis.js';
 import { createOAuthConfiguration, refreshGrant, resolveEndpoints } from './oauth-client.js';
 import { tokenStoreBeside } from './open-token-store.js';
 import { DEFAULT_SITE } from './sites.js';
@@ -45,7 +43,7 @@ export async function startProxyTokenAuth(deps: ProxyAuthDeps): Promise<ProxyTok
   // Validates --token-url now (https, or http on loopback) rather than at the first refresh.
   resolveEndpoints({ site: DEFAULT_SITE, tokenUrl: config.tokenUrl });
   const tokens = tokenStoreBeside(store, config, deps.env);
-  const lock = refreshLockFor(config.store, store.kind, logger);
+  const lock = await refreshLockFor(config.store, store.kind, logger);
   const manager = new TokenManager({
     ...deps.tuning,
     tokens,
@@ -108,14 +106,22 @@ export function tokenRefresher(settings: RefresherSettings): Refresher {
 
 /**
  * The refresh lock for a store: a PostgreSQL advisory lock, Redis `SET NX PX`, or in-process for
- * the embedded store (one process).
+ * the embedded store (one process). The client library of a lock is loaded only when it is used.
  */
-export function refreshLockFor(storeUrl: string, kind: Store['kind'], logger?: AuthLogger): Lock {
+export async function refreshLockFor(
+  storeUrl: string,
+  kind: Store['kind'],
+  logger?: AuthLogger,
+): Promise<Lock> {
   if (kind === 'postgres') {
+    const { PostgresLock } = await import('./lock-postgres.js');
     return new PostgresLock(storeUrl, {
       onError: (error) => logger?.warn({ detail: error.message }, 'lost an idle refresh-lock connection'),
     });
   }
-  if (kind === 'redis') return new RedisLock(storeUrl, logger);
+  if (kind === 'redis') {
+    const { RedisLock } = await import('./lock-redis.js');
+    return new RedisLock(storeUrl, logger);
+  }
   return new InProcessLock();
 }

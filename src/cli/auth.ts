@@ -89,7 +89,7 @@ function settingsFrom(flags: CommonFlags, io: CliIO): Config {
   return loadConfig({ file: flags.config, env: io.env, flags: settings, cwd: io.cwd });
 }
 
-function lockFor(config: Config): Lock {
+async function lockFor(config: Config): Promise<Lock> {
   const target = parseStoreUrl(config.store);
   return target.kind === 'embedded' ? new InProcessLock() : refreshLockFor(config.store, target.kind);
 }
@@ -101,7 +101,10 @@ async function withTokens<T>(
   work: (tokens: TokenStore, lock: Lock) => Promise<T>,
 ): Promise<T> {
   const tokens = await openTokenStore(config, io.env);
-  const lock = lockFor(config);
+  const lock = await lockFor(config).catch(async (error: unknown) => {
+    await tokens.close();
+    throw error;
+  });
   try {
     return await work(tokens, lock);
   } catch (error) {

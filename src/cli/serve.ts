@@ -2,12 +2,11 @@ import cluster from 'node:cluster';
 import { setFlagsFromString } from 'node:v8';
 import closeWithGrace from 'close-with-grace';
 import type { Command } from 'commander';
-import { type ProxyTokenAuth, startProxyTokenAuth } from '../auth/proxy-auth.js';
+import type { ProxyTokenAuth } from '../auth/proxy-auth.js';
 import { loadConfig, SETTING_KEYS, SETTINGS, type SettingKey } from '../config.js';
 import { createLogger, flushLogger } from '../logger.js';
-import { primaryOwnsStore, runClusterPrimary } from '../server/cluster.js';
-import { clusterWorkerIndex, joinCluster, primaryStore } from '../server/cluster-worker.js';
-import { startServer } from '../server/index.js';
+import { clusterWorkerIndex } from '../server/cluster-worker.js';
+import type { startServer } from '../server/index.js';
 import { openStore } from '../store/index.js';
 import { VERSION } from '../version.js';
 import type { CliIO } from './io.js';
@@ -16,6 +15,9 @@ interface ServeFlags extends Partial<Record<SettingKey, string>> {
   config?: string;
   migrate?: boolean;
 }
+
+/** Signals a cluster worker handles itself instead of closeWithGrace (see below). */
+const WORKER_SIGNALS: ('SIGINT' | 'SIGHUP' | 'SIGTERM')[] = ['SIGINT', 'SIGHUP', 'SIGTERM'];
 
 export function registerServe(program: Command, io: CliIO): void {
   const command = program
@@ -40,9 +42,17 @@ export function registerServe(program: Command, io: CliIO): void {
     const worker = clusterWorkerIndex(io.env);
     const logger =
       worker === undefined ? createLogger(config.logLevel) : createLogger(config.logLevel).child({ worker });
+    // Each role loads only what it runs: a cluster primary serves no request, so the server, its
+    // framework and the OAuth client stay out of its memory.
     if (config.workers > 1 && cluster.isPrimary) {
+      const { runClusterPrimary } = await import('../server/cluster.js');
       process.exit(await runClusterPrimary({ config, logger }));
     }
+    const [{ startServer }, { primaryOwnsStore }, { joinCluster, primaryStore }] = await Promise.all([
+      import('../server/index.js'),
+      import('../server/cluster.js'),
+      import('../server/cluster-worker.js'),
+    ]);
     // V8 lets the old generation grow to ~3-4× what survives a full GC before collecting again; with
     // a million rate-limit keys that garbage alone took RSS past 300 MB. Collecting at 1.5× keeps a
     // serving process within ~220 MB there (bench/README.md) for a few ms of GC every second or so.
@@ -54,7 +64,10 @@ export function registerServe(program: Command, io: CliIO): void {
     let server: Awaited<ReturnType<typeof startServer>>;
     let tokenAuth: ProxyTokenAuth | undefined;
     try {
-      if (config.injectToken) tokenAuth = await startProxyTokenAuth({ config, store, logger, env: io.env });
+      if (config.injectToken) {
+        const { startProxyTokenAuth } = await import('../auth/proxy-auth.js');
+        tokenAuth = await startProxyTokenAuth({ config, store, logger, env: io.env });
+      }
       server = await startServer(config, {
         logger,
         store,
@@ -72,17 +85,32 @@ export function registerServe(program: Command, io: CliIO): void {
     tokenAuth?.manager.registerMetrics(server.metrics.registry);
     if (worker !== undefined) await joinCluster(server);
     // Exits the process when done: 0 after a signal, 1 after an uncaught error.
-    closeWithGrace(
+    const grace = closeWithGrace(
       {
         delay: config.shutdownGrace + 5000,
         logger: { error: (message: unknown) => logger.error({ detail: String(message) }, 'forced exit') },
+        ...(worker === undefined ? {} : { skip: WORKER_SIGNALS }),
       },
       async ({ signal, err }) => {
         if (err) logger.error({ err }, 'uncaught error: shutting down');
-        await server.shutdown(signal ?? 'error');
+        await server.shutdown(signal ?? (err ? 'error' : 'SIGTERM'));
         await flushLogger(logger);
       },
     );
+    if (worker !== undefined) {
+      // The primary decides when workers stop. A terminal's Ctrl-C (or a kill of the whole process
+      // group) reaches every worker as well as the primary, which then sends each a SIGTERM: the
+      // worker's own copy must neither start a second drain nor count as the "second signal" that
+      // forces an exit. The first SIGTERM drains; the primary escalates to SIGKILL if need be.
+      let draining = false;
+      process.on('SIGINT', () => undefined);
+      process.on('SIGHUP', () => undefined);
+      process.on('SIGTERM', () => {
+        if (draining) return;
+        draining = true;
+        void grace.close();
+      });
+    }
     await new Promise<never>(() => undefined);
   });
 }

@@ -3,14 +3,15 @@
  *   embedded (default) / memory → one process, documents in <dataDir>/documents.json / in memory
  *   postgres://… / postgresql://… → shared by every replica
  *   redis://… / rediss://… → shared by every replica; no schema, nothing to migrate
+ * The PostgreSQL and Redis back ends (and their client libraries) are loaded only when named: a
+ * process on the embedded store, a cluster primary included, does not carry them in memory.
  */
 import { openEmbeddedStore } from './embedded.js';
 import { errorMessage, StoreUnavailableError } from './errors.js';
 import { type StoreLogger, silentLogger } from './logger.js';
 import { type Migration, migrate, pendingMigrations } from './migrations.js';
-import { createPool, DEFAULT_POOL_TUNING } from './pg-pool.js';
-import { openPostgresStore, type PostgresTuning } from './postgres.js';
-import { openRedisStore, type RedisTuning } from './redis.js';
+import type { PostgresTuning } from './postgres.js';
+import type { RedisTuning } from './redis.js';
 import type { Store } from './types.js';
 import { parseStoreUrl } from './url.js';
 
@@ -54,6 +55,7 @@ export async function openStore(url: string, opts: OpenStoreOptions): Promise<St
     });
   }
   if (target.kind === 'redis') {
+    const { openRedisStore } = await import('./redis.js');
     return openRedisStore({
       url: target.url,
       displayUrl: target.displayUrl,
@@ -61,6 +63,7 @@ export async function openStore(url: string, opts: OpenStoreOptions): Promise<St
       tuning: opts.redis,
     });
   }
+  const { openPostgresStore } = await import('./postgres.js');
   return openPostgresStore({
     url: target.url,
     displayUrl: target.displayUrl,
@@ -88,6 +91,7 @@ export async function migrateStore(
 ): Promise<MigrateReport> {
   const target = parseStoreUrl(url);
   if (target.kind !== 'postgres') return { displayUrl: target.displayUrl, applied: [], hasSchema: false };
+  const { createPool, DEFAULT_POOL_TUNING } = await import('./pg-pool.js');
   const pool = createPool(target.url, DEFAULT_POOL_TUNING, opts.logger ?? silentLogger);
   try {
     const applied = opts.dryRun ? await pendingMigrations(pool) : await migrate(pool);

@@ -325,7 +325,6 @@ export function runCliProcess(
   });
 }
 
-/** A fresh temporary directory, removed by the returned function. */
 /**
  * The arguments of `meli-proxy serve` as most process tests start it: in front of `upstream`, on
  * free ports, with the in-memory store and `dataDir`, then `extra`.
@@ -347,6 +346,7 @@ export function serveArgs(upstream: string, dataDir: string, ...extra: string[])
   ];
 }
 
+/** A fresh temporary directory, removed by the returned function. */
 export function tempDir(prefix = 'meli-proxy-test-'): { dir: string; remove: () => void } {
   const dir = mkdtempSync(path.join(tmpdir(), prefix));
   return { dir, remove: () => rmSync(dir, { recursive: true, force: true }) };
