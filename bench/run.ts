@@ -279,7 +279,9 @@ async function main(): Promise<number> {
             'info',
             '--access-log',
             'off',
-            ...(options.workers !== undefined ? ['--workers', String(options.workers)] : []),
+            // One process unless asked: serve's default (one per core) would not match nginx's row.
+            '--workers',
+            String(options.workers ?? 1),
             ...(options.store !== undefined ? ['--store', options.store] : []),
             ...(options.ips > 1 ? ['--trust-proxy', '127.0.0.1/32'] : []),
             ...(rulesFile ? ['--config', rulesFile] : []),

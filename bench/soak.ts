@@ -158,6 +158,9 @@ async function startProxy(options: Options, upstream: string, dataDir: string): 
     dataDir,
     '--access-log',
     'off',
+    // The RSS watched is this process's: one serving process unless the arguments ask for more.
+    '--workers',
+    '1',
     ...options.serveArgs,
   ];
   const runner = options.proxyBin.endsWith('.ts') ? ['--import', 'tsx'] : [];

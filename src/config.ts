@@ -533,9 +533,10 @@ export const SETTINGS = {
     env: 'MELI_PROXY_WORKERS',
     arg: '<n|auto>',
     description:
-      'Processes serving the proxy on the same ports (node:cluster). Above 1 a primary process supervises them, restarts one that dies and owns the embedded store; auto is one per available core (within a container CPU limit).',
+      'Processes serving the proxy on the same ports (node:cluster). Above 1 a primary process supervises them, restarts one that dies and owns the embedded store; auto is one per available core (the CPUs the process may run on, within a container CPU limit), so a pod limited to one CPU runs a single process.',
     allowed: 'an integer from 1 to 256, or auto',
-    defaultValue: () => 1,
+    defaultValue: () => availableCores(),
+    defaultText: 'auto',
     parse: workerCount,
   },
 } satisfies Record<string, SettingSpec<unknown>>;

@@ -115,7 +115,20 @@ describe('serve --inject-token', () => {
   it('refuses to start without the client secret (exit 2)', async () => {
     let stderr = '';
     const code = await runCli(
-      ['serve', '--inject-token', '--store', 'memory', '--data-dir', dir, '--port', '0', '--admin-port', '0'],
+      [
+        'serve',
+        '--inject-token',
+        '--store',
+        'memory',
+        '--data-dir',
+        dir,
+        '--port',
+        '0',
+        '--admin-port',
+        '0',
+        '--workers',
+        '1',
+      ],
       {
         stdout: { write: () => true },
         stderr: { write: (chunk: string) => (stderr += chunk) },

@@ -21,13 +21,14 @@ interface Captured {
   stderr: string;
 }
 
+/** The CLI in this process: one serving process, since a cluster primary would fork the test runner. */
 async function run(argv: string[], env: Record<string, string> = {}, cwd = process.cwd()): Promise<Captured> {
   let stdout = '';
   let stderr = '';
   const code = await runCli(argv, {
     stdout: { write: (chunk: string) => (stdout += chunk) },
     stderr: { write: (chunk: string) => (stderr += chunk) },
-    env,
+    env: { MELI_PROXY_WORKERS: '1', ...env },
     cwd,
   });
   return { code, stdout, stderr };

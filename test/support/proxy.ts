@@ -108,9 +108,13 @@ export async function startTestProxy(
   };
 }
 
-/** The environment a child gets: this one without any MELI_* or NODE_OPTIONS, plus `env`. */
+/**
+ * The environment a child gets: this one without any MELI_* or NODE_OPTIONS, plus `env`. One
+ * serving process unless a test asks for more (`--workers`, or MELI_PROXY_WORKERS in `env`): the
+ * default, one worker per core, would make every suite a cluster sized by the machine it runs on.
+ */
 export function childEnv(env: Record<string, string> = {}): NodeJS.ProcessEnv {
-  const clean: NodeJS.ProcessEnv = {};
+  const clean: NodeJS.ProcessEnv = { MELI_PROXY_WORKERS: '1' };
   for (const [name, value] of Object.entries(process.env)) {
     if (name.startsWith('MELI_') || name === 'NODE_OPTIONS' || name.startsWith('VITEST')) continue;
     clean[name] = value;

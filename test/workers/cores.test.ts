@@ -1,7 +1,7 @@
 /** `--workers auto`: one worker per core the process may use, within a container's CPU limit. */
 import { availableParallelism } from 'node:os';
 import { describe, expect, it } from 'vitest';
-import { loadConfig } from '../../src/config.js';
+import { loadConfig, SETTINGS } from '../../src/config.js';
 import { availableCores, cgroupCpuLimit } from '../../src/server/cluster-cores.js';
 
 function files(contents: Record<string, string>): (path: string) => string {
@@ -27,13 +27,15 @@ describe('available cores', () => {
     expect(cgroupCpuLimit(files({}))).toBeUndefined();
   });
 
-  it('gives `--workers auto` at least one and at most the CPUs this process may run on', () => {
+  it('gives `--workers auto` (the default) at least one and at most the CPUs this process may run on', () => {
     const cores = availableCores();
     expect(cores).toBeGreaterThanOrEqual(1);
     expect(cores).toBeLessThanOrEqual(availableParallelism());
     expect(loadConfig({ env: {}, flags: { workers: 'auto' } }).workers).toBe(cores);
     expect(loadConfig({ env: { MELI_PROXY_WORKERS: '3' }, flags: {} }).workers).toBe(3);
-    expect(loadConfig({ env: {}, flags: {} }).workers).toBe(1);
+    // The default is auto: one serving process per usable core, as nginx's `worker_processes auto`.
+    expect(loadConfig({ env: {}, flags: {} }).workers).toBe(cores);
+    expect(SETTINGS.workers.defaultText).toBe('auto');
     expect(() => loadConfig({ env: {}, flags: { workers: '0' } })).toThrow(
       /Invalid --workers "0" \(from flag --workers\): expected an integer from 1 to 256, or auto/,
     );
