@@ -6,7 +6,7 @@
  * is new, so its previous window is empty and the sliding estimate is the plain count). Each burst
  * starts with enough of its aligned window left (roomInWindow) and checks it ended in that window.
  */
-import { writeFileSync } from 'node:fs';
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { Pool } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -20,6 +20,8 @@ const RULES = `limits:
   - { id: per-ip, match: { path: /sites/* }, by: [ip], limit: 40/m }
   - { id: orders, match: { path: /orders/* }, limit: 10/m }
   - { id: orders-client, match: { path: /orders/* }, by: [header:x-client-id], limit: 2/m }
+  - { id: restart, match: { path: /restart/* }, limit: 100/m }
+  - { id: stall, match: { path: /stall/* }, limit: 5/m }
 `;
 
 let origin: Origin;
@@ -56,14 +58,30 @@ async function burst(
   target: string,
   count: number,
   headers: (i: number) => Record<string, string> = () => ({}),
+  through: Pool = pool,
 ) {
   return Promise.all(
     Array.from({ length: count }, async (_, i) => {
-      const response = await pool.request({ path: target, method: 'GET', headers: headers(i) });
+      const response = await through.request({ path: target, method: 'GET', headers: headers(i) });
       await response.body.dump();
       return response.statusCode;
     }),
   );
+}
+
+/** Pids of the live processes whose parent is `pid` (the cluster's workers). */
+function childPids(pid: number): number[] {
+  const pids: number[] = [];
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+      if (Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]) === pid) pids.push(Number(entry));
+    } catch {
+      // exited meanwhile
+    }
+  }
+  return pids;
 }
 
 const admitted = (statuses: readonly number[]) => statuses.filter((status) => status !== 429).length;
@@ -151,5 +169,66 @@ describe('serve --workers 2 with the embedded store: limits exact across workers
       // 30 of 80 are used: exactly 50 more, however many are offered.
       expect(admitted(await burst('/categories/MLA97994', 200))).toBe(50);
     });
+  });
+
+  it('stays within the limit when a worker dies mid-window: its unused permits are never reused', async () => {
+    await inOneWindow(60_000, 25_000, async () => {
+      expect(admitted(await burst('/restart/1', 60))).toBe(60);
+      const listening = cli.logRecords().filter((r) => r.msg === 'proxy listening').length;
+      const [victim] = childPids(cli.pid);
+      process.kill(victim!, 'SIGKILL');
+      await waitFor(
+        () => cli.logRecords().filter((r) => r.msg === 'proxy listening').length > listening,
+        15_000,
+        'the replacement worker',
+      );
+      // Fresh connections: the old pool may still hold some to the dead worker.
+      const fresh = new Pool(cli.url, { connections: 32 });
+      try {
+        const after = admitted(await burst('/restart/1', 200, () => ({}), fresh));
+        // 40 are left at most; the dead worker's unused permits (one lease) stay counted.
+        expect(after).toBeLessThanOrEqual(40);
+        expect(after).toBeGreaterThan(10);
+      } finally {
+        await fresh.close();
+      }
+    });
+  });
+
+  it('falls back to --on-store-error (open) while the primary does not answer, says so once, and recovers', async () => {
+    // Both workers hold keep-alive connections from the pool; the primary only hands out new ones.
+    await burst('/currencies/ARS', 64);
+    const warned = () =>
+      cli
+        .logRecords()
+        .filter((r) => String(r.msg).startsWith('cannot get rate-limit leases from the primary'));
+    const recovered = () =>
+      cli.logRecords().filter((r) => r.msg === 'rate-limit leases from the primary process work again');
+    process.kill(cli.pid, 'SIGSTOP');
+    const statuses: number[] = [];
+    try {
+      // "stall" allows 5/m, but nobody can grant a permit: after the 1 s lease timeout, open admits.
+      const started = Date.now();
+      for (let round = 0; round < 3; round++) statuses.push(...(await burst('/stall/1', 8)));
+      expect(Date.now() - started).toBeGreaterThanOrEqual(1000);
+    } finally {
+      process.kill(cli.pid, 'SIGCONT');
+    }
+    expect(admitted(statuses)).toBe(24);
+    const workers = warned().map((r) => r.worker);
+    expect(workers.length).toBeGreaterThan(0);
+    // Logged once per worker, however many requests went through meanwhile.
+    expect(new Set(workers).size).toBe(workers.length);
+    expect(warned()[0]).toMatchObject({ level: 'warn', onStoreError: 'open' });
+    // The primary answers again: the next asks succeed, and the limit applies again.
+    await waitFor(
+      async () => {
+        await burst('/stall/1', 8);
+        return recovered().length >= workers.length;
+      },
+      10_000,
+      'the workers to get leases again',
+    );
+    expect(admitted(await burst('/stall/1', 20))).toBe(0);
   });
 });
