@@ -31,6 +31,10 @@
  * A worker that dies keeps its unused permits: they are not given back (the primary cannot know how
  * many it used before dying, and forgetting used ones would over-admit), so they expire with their
  * window, counted as admitted: under-admission of at most one lease per key, for one window.
+ *
+ * Memory: one Map entry per counter key in use, about 190 bytes (measured: 1,000,000 per-IP keys
+ * took 193 MB of heap in the primary), on top of each worker's own table. Keys whose last window is
+ * older than the previous one weigh in no estimate and go at the next sweep.
  */
 import { msUntilAvailable, slidingEstimate } from './sliding.js';
 
