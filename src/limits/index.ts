@@ -12,7 +12,19 @@ export {
 } from './headers.js';
 export { canonicalIp, type IpRange, parseIpInto, parseIpRange } from './ip.js';
 export {
+  LeaseArbiter,
+  type LeaseArbiterOptions,
+  type LeaseAsk,
+  type LeaseGrant,
+  type LeaseReturn,
+  type LeaseTransport,
+} from './lease-arbiter.js';
+export { LeaseClient, type LeaseClientOptions } from './lease-client.js';
+export {
   type Decision,
+  LEASE_PENDING,
+  type LeaseOptions,
+  type LeaseRequest,
   Limiter,
   type LimiterOptions,
   type LimiterStats,

@@ -66,6 +66,25 @@ export class KeyTable {
   dirtyList = new Int32Array(64);
   dirtyCount = 0;
 
+  /**
+   * Lease mode (limiter.ts, lease-client.ts) only; empty otherwise, so other modes pay nothing.
+   * `global` then holds the primary's estimate at the last grant, and the dirty list the slots
+   * holding permits.
+   */
+  private leasing = false;
+  /** Permits held for the slot's window; negative = admitted without one (shadow rule, outage). */
+  permits = new Float64Array(0);
+  /** When the last grant arrived (epoch ms), and how many permits it brought: recent demand. */
+  leaseAt = new Float64Array(0);
+  leaseSize = new Float64Array(0);
+  /** Known refusal: deny locally until `deniedUntil`; Retry-After counts to `retryAt`. */
+  deniedUntil = new Float64Array(0);
+  retryAt = new Float64Array(0);
+  /** Requests waiting for this slot's next ask (sizes the ask). */
+  waiting = new Int32Array(0);
+  /** 0 no ask, 1 an ask queued for the next batch, 2 an ask in flight. */
+  asking = new Uint8Array(0);
+
   constructor(maxKeys: number) {
     if (!Number.isInteger(maxKeys) || maxKeys < 1 || maxKeys > 2 ** 30) {
       throw new RangeError(`maxKeys must be a whole number from 1 to ${2 ** 30}, got ${maxKeys}`);
@@ -79,6 +98,13 @@ export class KeyTable {
 
   get size(): number {
     return this.count;
+  }
+
+  /** Allocates the lease-mode arrays (see `permits`). */
+  enableLeases(): void {
+    if (this.leasing) return;
+    this.leasing = true;
+    this.growLeases(this.capacity);
   }
 
   get allocated(): number {
@@ -169,6 +195,15 @@ export class KeyTable {
     this.generation[slot] = (this.generation[slot]! + 1) >>> 0;
     this.listOf[slot] = list;
     this.linkHead(slot, list);
+    if (this.leasing) {
+      this.permits[slot] = 0;
+      this.leaseAt[slot] = 0;
+      this.leaseSize[slot] = 0;
+      this.deniedUntil[slot] = 0;
+      this.retryAt[slot] = 0;
+      this.waiting[slot] = 0;
+      this.asking[slot] = 0;
+    }
   }
 
   /** The partitions and slots of one rule (for carrying counters over to a new rule set). */
@@ -321,6 +356,17 @@ export class KeyTable {
     this.listOf = resize(this.listOf, capacity);
     this.ip4 = resize(this.ip4, capacity);
     this.capacity = capacity;
+    if (this.leasing) this.growLeases(capacity);
+  }
+
+  private growLeases(capacity: number): void {
+    this.permits = resize(this.permits, capacity);
+    this.leaseAt = resize(this.leaseAt, capacity);
+    this.leaseSize = resize(this.leaseSize, capacity);
+    this.deniedUntil = resize(this.deniedUntil, capacity);
+    this.retryAt = resize(this.retryAt, capacity);
+    this.waiting = resize(this.waiting, capacity);
+    this.asking = resize(this.asking, capacity);
   }
 }
 

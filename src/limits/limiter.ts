@@ -1,5 +1,6 @@
 /**
- * The rate limiter: synchronous decisions in process memory, optionally shared across replicas.
+ * The rate limiter: synchronous decisions in process memory, optionally shared across replicas
+ * (approximately, below) or across the workers of one host (exactly, with leases: see the end).
  *
  * Algorithm: sliding window counter. Each counter key keeps the count of its current aligned fixed
  * window and the total of the previous one; the load of the last `window` is estimated as
@@ -19,7 +20,8 @@
  * (shadow rules measure traffic that actually goes through). Shadow rules over their limit are
  * reported in `shadowExceeded` either way.
  *
- * Shared counters (see counter-sync.ts). A replica decides with what it knows: the last total the
+ * Shared counters (see counter-sync.ts), for replicas on PostgreSQL or Redis — whether separate
+ * hosts or the workers of `serve --workers N` on such a store. A replica decides with what it knows: the last total the
  * store returned for the key's window plus its own admissions not yet acknowledged. To bound the
  * admissions nobody else can see yet, each replica may hold at most
  *   allowance = max(1, floor((c × (cap − K(ack)) + (K(ack) − K(now))) / R))
@@ -66,6 +68,23 @@
  * refilling: each replica spends at most its current share of every shared key and then rejects
  * until the store answers again, so the cluster stays within the bound above.
  *
+ * Leases: exact limits across the workers of one host (`serve --workers N`, embedded store). There
+ * the shared-counter bound above (limit + burst + about 2 × workers) is not good enough, and a round
+ * trip per request is not needed either: the primary, which owns the store, keeps the one set of
+ * counts and grants permits out of it (lease-arbiter.ts explains why that is exact), and each
+ * worker's limiter runs in lease mode (enableLeases; driven by lease-client.ts). Per counter the
+ * worker holds permits for the current window, or a known refusal (until when, and the Retry-After
+ * the primary computed), or neither. The decision keeps the decide-all-then-commit shape: a counter
+ * with a permit is within, one with a known refusal is over, and one with neither makes the whole
+ * decision LEASE_PENDING (nothing counted, an ask queued) unless another enforced rule already
+ * refuses the request synchronously. Committing spends one permit per counter. Shadow rules never
+ * hold a request up: without a permit they count it anyway (a debt the next grant pays) and ask in
+ * the background. Permits of a window that has ended are void and go back to the primary, so they
+ * do not inflate its "previous" count. While the primary does not answer, onStoreError decides for
+ * counters without permits ('open': admit and owe, 'deny': refuse). In lease mode `current` and
+ * `previous` are this worker's own counts (statistics only) and `global` is the primary's estimate
+ * at the last grant, from which the headers' `remaining` is derived.
+ *
  * Memory: counters live in a KeyTable (typed arrays, a few numbers per key, allocated for `maxKeys`
  * up front and resident only as slots are used). About 85 bytes per key with 1,000,000 per-IP keys
  * (RSS +106 MB): 68 in the typed arrays, ~8 of IPv4 hash, 8 of pointer — since `by: [ip]`
@@ -78,6 +97,7 @@
 import type { CounterDelta, CounterSyncResult } from '../store/types.js';
 import { parseIpInto } from './ip.js';
 import { KeyTable } from './key-table.js';
+import type { LeaseAsk, LeaseGrant, LeaseReturn } from './lease-arbiter.js';
 import {
   type CompiledRule,
   compileRules,
@@ -172,6 +192,25 @@ export interface PendingDelta {
   readonly partition: string;
 }
 
+/** Lease mode: how a worker holds and sizes its permits (see lease-client.ts). */
+export interface LeaseOptions {
+  /** A lease should last about this long at the key's recent rate (two sync intervals). */
+  readonly targetMs: number;
+  /** Permits held longer than this since their grant go back to the primary (demand fell). */
+  readonly holdMs: number;
+  /** While the primary does not answer: refuse (true) or admit uncounted (false). */
+  readonly failClosed: boolean;
+  /** Called when the first ask of a batch is queued, so the caller can schedule the batch. */
+  readonly onAsk: () => void;
+}
+
+/** One queued ask, with what it takes to find its slot again when the grant comes back. */
+export interface LeaseRequest {
+  readonly ask: LeaseAsk;
+  readonly ruleId: string;
+  readonly partition: string;
+}
+
 interface RetiredWindow {
   readonly key: string;
   readonly rule: number;
@@ -184,6 +223,21 @@ interface RetiredWindow {
 }
 
 const NO_SHADOW: readonly string[] = Object.freeze([]);
+
+/**
+ * Lease mode: the answer when a matching counter holds no permit and no known refusal. Nothing
+ * was counted; ask for the queued leases (collectAsks) and decide again once they are in.
+ */
+export const LEASE_PENDING: Decision = Object.freeze({
+  allowed: false,
+  rule: undefined,
+  limit: 0,
+  remaining: 0,
+  resetSeconds: 0,
+  retryAfterSeconds: 0,
+  rejectedBy: undefined,
+  shadowExceeded: NO_SHADOW,
+});
 const IP_WORDS = new Uint32Array(4);
 
 /** The partition text of an IPv4 `by: [ip]` counter as a number, -1 for anything else (IPv6). */
@@ -222,6 +276,14 @@ export class Limiter {
   private replicas = 1;
   private readonly retired = new Map<string, RetiredWindow>();
 
+  private leasing = false;
+  private leaseHealthy = true;
+  private lease: LeaseOptions | undefined;
+  private readonly ruleIndex = new Map<string, number>();
+  private askSlots: number[] = [];
+  private askGenerations: number[] = [];
+  private readonly returns = new Map<string, LeaseReturn>();
+
   constructor(rules: readonly Rule[], options: LimiterOptions = {}) {
     if (rules.length > MAX_RULES) throw new RangeError(`at most ${MAX_RULES} rules, got ${rules.length}`);
     this.compiled = compileRules(rules);
@@ -242,6 +304,7 @@ export class Limiter {
     this.ipRule = Uint8Array.from(this.compiled, (rule) =>
       rule.rule.by.length === 1 && rule.rule.by[0] === 'ip' ? 1 : 0,
     );
+    for (const rule of this.compiled) this.ruleIndex.set(rule.info.id, rule.index);
   }
 
   get rules(): readonly RuleInfo[] {
@@ -255,6 +318,7 @@ export class Limiter {
     const table = this.table;
     let matched = 0;
     let rejected = false;
+    let pending = 0;
 
     for (let r = 0; r < rules.length; r++) {
       const rule = rules[r]!;
@@ -308,6 +372,12 @@ export class Limiter {
         rejected = true;
         continue;
       }
+      if (this.leasing) {
+        const state = this.leaseState(i, slot, rule, now);
+        if (state === 1 && !rule.shadow) rejected = true;
+        else if (state === 2) pending++;
+        continue;
+      }
       const previous = table.previous[slot]!;
       const local = table.current[slot]!;
       const current = this.shared ? Math.max(local, table.global[slot]! + local - table.acked[slot]!) : local;
@@ -331,12 +401,27 @@ export class Limiter {
       if (isOver && !rule.shadow) rejected = true;
     }
 
+    if (pending > 0 && !rejected) {
+      // Wait for permits: count nothing, and let the decision made once they are in be the one.
+      for (let i = 0; i < matched; i++) {
+        this.statMatched[this.matchedRule[i]!]!--;
+        if (this.over[i] === 2) this.ask(this.matchedSlot[i]!, 1);
+      }
+      scratch.reset(undefined);
+      return LEASE_PENDING;
+    }
     if (!rejected) {
       for (let i = 0; i < matched; i++) {
         const slot = this.matchedSlot[i]!;
         if (slot < 0) continue;
         table.current[slot]!++;
         if (this.shared) table.markDirty(slot);
+        // A known refusal of a shadow rule is not counted against the primary's budget.
+        else if (this.leasing && this.over[i] !== 1) {
+          const left = --table.permits[slot]!;
+          // Half the lease is used: ask for the next one now, so steady traffic never waits.
+          if (left > 0 && 2 * left <= table.leaseSize[slot]! && table.asking[slot] === 0) this.ask(slot, 0);
+        }
       }
     }
     scratch.reset(undefined);
@@ -393,6 +478,49 @@ export class Limiter {
   }
 
   /**
+   * Lease mode: the state of one matched counter — 0 within (a permit in hand, or admitted without
+   * one: a shadow rule, or the primary unreachable with onStoreError 'open'), 1 over (a known
+   * refusal, or the primary unreachable with 'deny'), 2 pending (ask the primary first).
+   */
+  private leaseState(i: number, slot: number, rule: CompiledRule, now: number): number {
+    const table = this.table;
+    const permits = table.permits[slot]!;
+    let state = 0;
+    let retry = 0;
+    if (permits > 0) state = 0;
+    else if (table.deniedUntil[slot]! > now) {
+      state = 1;
+      retry = Math.max(0, table.retryAt[slot]! - now);
+    } else if (!this.leaseHealthy) {
+      // Keep one ask going per key: its answer is how we learn the primary is back.
+      this.ask(slot, 0);
+      if (this.lease!.failClosed && !rule.shadow) {
+        state = 1;
+        retry = 1000;
+      }
+    } else if (rule.shadow) {
+      // Shadow rules never hold a request up: count it now, settle with the next grant.
+      this.ask(slot, 0);
+    } else state = 2;
+    this.over[i] = state;
+    this.retryMs[i] = retry;
+    const used = Math.max(0, table.global[slot]! - Math.max(0, permits));
+    this.remaining[i] = state === 1 ? 0 : Math.max(0, rule.limit - used - 1);
+    return state;
+  }
+
+  /** Queues an ask for a slot's counter (once per batch); `waiting` requests will wait for it. */
+  private ask(slot: number, waiting: number): void {
+    const table = this.table;
+    table.waiting[slot]! += waiting;
+    if (table.asking[slot] !== 0) return;
+    table.asking[slot] = 1;
+    this.askSlots.push(slot);
+    this.askGenerations.push(table.generation[slot]!);
+    if (this.askSlots.length === 1) this.lease?.onAsk();
+  }
+
+  /**
    * Whether this replica has used up its share of a shared key: the allowance derived at the top of
    * this file, i.e. a fraction c/R of what was left at the last acknowledged push, plus 1/R of what
    * the previous window's decay has freed since (room that is certain, not a guess).
@@ -415,6 +543,12 @@ export class Limiter {
     const oldStart = table.windowStart[slot]!;
     const local = table.current[slot]!;
     let total = local;
+    if (this.leasing) {
+      // Permits of the old window are void now: hand them back so they stop counting as admitted.
+      const held = table.permits[slot]!;
+      if (held > 0) this.giveBack(counterKey(rule, table.partition(slot)), oldStart, rule.windowMs, held);
+      table.permits[slot] = 0;
+    }
     if (this.shared) {
       const unacked = local - table.acked[slot]!;
       total = Math.max(local, table.global[slot]! + unacked);
@@ -486,14 +620,40 @@ export class Limiter {
         to.acked[slot] = from.acked[oldSlot]!;
         to.ackedAt[slot] = from.ackedAt[oldSlot]!;
         if (this.shared && to.current[slot]! > to.acked[slot]!) to.markDirty(slot);
+        if (this.leasing && previous.leasing) this.adoptLease(slot, previous, oldSlot, rule.cap >= old.cap);
         carried++;
       }
     }
+    for (const [id, back] of previous.returns) this.returns.set(id, back);
+    previous.returns.clear();
     for (const [totalKey, retired] of previous.retired) {
       const rule = remap.get(retired.rule);
       if (rule !== undefined && !retired.pushed) this.retired.set(totalKey, { ...retired, rule });
     }
     return carried;
+  }
+
+  /**
+   * Moves one counter's lease state over from the limiter this one replaces. Permits move only when
+   * the rule's cap did not shrink (granted under a larger cap, they could exceed the new one); a
+   * known refusal only when the cap is unchanged or smaller. Permits left behind go back through
+   * `previous.releaseAll()`.
+   */
+  private adoptLease(slot: number, previous: Limiter, oldSlot: number, capKept: boolean): void {
+    const from = previous.table;
+    const to = this.table;
+    to.leaseAt[slot] = from.leaseAt[oldSlot]!;
+    to.leaseSize[slot] = from.leaseSize[oldSlot]!;
+    const capSame =
+      capKept && this.compiled[to.rule[slot]!]!.cap === previous.compiled[from.rule[oldSlot]!]!.cap;
+    if (capSame || !capKept) {
+      to.deniedUntil[slot] = from.deniedUntil[oldSlot]!;
+      to.retryAt[slot] = from.retryAt[oldSlot]!;
+    }
+    if (!capKept) return;
+    to.permits[slot] = from.permits[oldSlot]!;
+    from.permits[oldSlot] = 0;
+    if (to.permits[slot]! > 0) to.markDirty(slot);
   }
 
   /**
@@ -517,7 +677,12 @@ export class Limiter {
         const current = this.shared
           ? Math.max(local, this.table.global[slot]! + local - this.table.acked[slot]!)
           : local;
-        if (slotStart === windowStart)
+        if (this.leasing)
+          used =
+            slotStart === windowStart
+              ? Math.max(0, this.table.global[slot]! - Math.max(0, this.table.permits[slot]!))
+              : 0;
+        else if (slotStart === windowStart)
           used = slidingEstimate(this.table.previous[slot]!, current, rule.windowMs, elapsed);
         else if (slotStart === windowStart - rule.windowMs)
           used = slidingEstimate(current, 0, rule.windowMs, elapsed);
@@ -554,7 +719,7 @@ export class Limiter {
       maxKeys: this.table.maxKeys,
       allocatedSlots: this.table.allocated,
       untracked: this.untracked,
-      pendingSync: this.table.dirtyCount + this.retired.size,
+      pendingSync: this.leasing ? this.returns.size : this.table.dirtyCount + this.retired.size,
     };
   }
 
@@ -566,6 +731,167 @@ export class Limiter {
       rejected: this.statRejected[r]!,
       shadowExceeded: this.statShadow[r]!,
     }));
+  }
+
+  // ---- Lease mode (worker side of exact limits across the workers of one host; see
+  // lease-arbiter.ts and lease-client.ts); driven by LeaseClient, not meant for request handlers ----
+
+  /** Switches on lease mode: decisions spend permits granted by the primary. */
+  enableLeases(options: LeaseOptions): void {
+    if (this.shared) throw new Error('a limiter cannot both share counters and hold leases');
+    this.leasing = true;
+    this.lease = options;
+    this.table.enableLeases();
+  }
+
+  /** Whether the primary answers; while it does not, `failClosed` decides for counters without permits. */
+  setLeaseHealthy(healthy: boolean): void {
+    this.leaseHealthy = healthy;
+  }
+
+  /**
+   * The asks queued since the last call, sized from demand: the requests waiting for the key, or
+   * what the key used of its last lease scaled to `targetMs` (growing at most twofold per lease),
+   * plus any debt (admitted without a permit), at most the rule's cap. Marks them in flight. A key
+   * asks when it runs out with requests waiting, and in the background once half its lease is
+   * used, so that a key with steady traffic gets its next lease before it runs out.
+   */
+  collectAsks(now: number = this.clock()): LeaseRequest[] {
+    const table = this.table;
+    const target = this.lease?.targetMs ?? 200;
+    const requests: LeaseRequest[] = [];
+    for (let k = 0; k < this.askSlots.length; k++) {
+      const slot = this.askSlots[k]!;
+      if (table.generation[slot] !== this.askGenerations[k] || table.asking[slot] !== 1) continue;
+      table.asking[slot] = 2;
+      const rule = this.compiled[table.rule[slot]!]!;
+      const partition = table.partition(slot);
+      const waiting = table.waiting[slot]!;
+      table.waiting[slot] = 0;
+      const permits = table.permits[slot]!;
+      let want = Math.max(1, waiting) + Math.max(0, -permits);
+      // What the key used of its last lease, and how fast, projected over `target`.
+      const last = table.leaseSize[slot]!;
+      const used = last - Math.max(0, permits);
+      if (last > 0 && used > 0) {
+        const projected = Math.ceil((used * target) / Math.max(1, now - table.leaseAt[slot]!));
+        want = Math.max(want, Math.min(projected, 2 * last + waiting));
+      }
+      requests.push({
+        ask: {
+          key: counterKey(rule, partition),
+          windowMs: rule.windowMs,
+          cap: rule.cap,
+          want: Math.min(want, rule.cap),
+        },
+        ruleId: rule.info.id,
+        partition,
+      });
+    }
+    this.askSlots = [];
+    this.askGenerations = [];
+    return requests;
+  }
+
+  /**
+   * Applies the primary's answers to asks (possibly made by the limiter this one replaced): permits
+   * for the key's current window, or a known refusal. Permits nobody here can use go back.
+   */
+  applyGrants(
+    requests: readonly LeaseRequest[],
+    grants: readonly LeaseGrant[],
+    now: number = this.clock(),
+  ): void {
+    const table = this.table;
+    for (let k = 0; k < requests.length; k++) {
+      const { ask } = requests[k]!;
+      const grant = grants[k];
+      const slot = this.leaseSlot(requests[k]!);
+      if (slot >= 0) table.asking[slot] = 0;
+      if (!grant) continue;
+      const start = slot >= 0 ? table.windowStart[slot]! : Number.POSITIVE_INFINITY;
+      if (start > grant.windowStart) {
+        // No counter to hold them, or the counter moved on to a later window already.
+        if (grant.granted > 0) this.giveBack(ask.key, grant.windowStart, ask.windowMs, grant.granted);
+        continue;
+      }
+      if (start < grant.windowStart) this.roll(slot, this.compiled[table.rule[slot]!]!, grant.windowStart);
+      table.global[slot] = grant.estimate;
+      if (grant.granted === 0) {
+        table.deniedUntil[slot] = now + grant.recheckMs;
+        table.retryAt[slot] = now + grant.retryMs;
+        continue;
+      }
+      table.permits[slot]! += grant.granted;
+      table.leaseAt[slot] = now;
+      table.leaseSize[slot] = grant.granted;
+      table.deniedUntil[slot] = 0;
+      if (table.permits[slot]! > 0) table.markDirty(slot);
+    }
+  }
+
+  /** Asks that got no answer: their counters may ask again. */
+  dropAsks(requests: readonly LeaseRequest[]): void {
+    for (const request of requests) {
+      const slot = this.leaseSlot(request);
+      if (slot >= 0) this.table.asking[slot] = 0;
+    }
+  }
+
+  /**
+   * Hands back permits that can no longer be used (their window ended) or were held longer than
+   * `holdMs` (the key's demand fell): held, they would only keep other workers waiting.
+   */
+  scanLeases(now: number = this.clock()): void {
+    const table = this.table;
+    const holdMs = this.lease?.holdMs ?? 400;
+    table.compactDirty((slot) => {
+      const held = table.permits[slot]!;
+      if (held <= 0) return false;
+      const rule = this.compiled[table.rule[slot]!]!;
+      const start = table.windowStart[slot]!;
+      if (start >= now - (now % rule.windowMs) && now - table.leaseAt[slot]! <= holdMs) return true;
+      this.giveBack(counterKey(rule, table.partition(slot)), start, rule.windowMs, held);
+      table.permits[slot] = 0;
+      return false;
+    });
+  }
+
+  /** Hands back every permit held (shutdown, or the limiter is being replaced). */
+  releaseAll(): void {
+    const table = this.table;
+    table.compactDirty((slot) => {
+      const held = table.permits[slot]!;
+      if (held > 0) {
+        const rule = this.compiled[table.rule[slot]!]!;
+        this.giveBack(counterKey(rule, table.partition(slot)), table.windowStart[slot]!, rule.windowMs, held);
+        table.permits[slot] = 0;
+      }
+      return false;
+    });
+  }
+
+  /** The permits to hand back since the last call. */
+  takeReturns(): LeaseReturn[] {
+    const returns = [...this.returns.values()];
+    this.returns.clear();
+    return returns;
+  }
+
+  private giveBack(key: string, windowStart: number, windowMs: number, count: number): void {
+    const id = `${key}@${windowStart}`;
+    const known = this.returns.get(id);
+    this.returns.set(id, { key, windowStart, windowMs, count: count + (known?.count ?? 0) });
+  }
+
+  /** The slot an ask was for, in this limiter: same rule id, window and counter key; else -1. */
+  private leaseSlot(request: LeaseRequest): number {
+    const index = this.ruleIndex.get(request.ruleId);
+    if (index === undefined) return -1;
+    const rule = this.compiled[index]!;
+    if (rule.windowMs !== request.ask.windowMs || counterKey(rule, request.partition) !== request.ask.key)
+      return -1;
+    return this.slotOf(index, request.partition);
   }
 
   // ---- Replica side of shared counters; driven by CounterSync, not meant for request handlers ----

@@ -4,7 +4,8 @@
  * and `/admin/stats` answer for the whole server rather than for one worker.
  */
 import cluster from 'node:cluster';
-import { connectIpcStore } from '../store/ipc-client.js';
+import type { LeaseTransport } from '../limits/lease-arbiter.js';
+import { connectIpcLeases, connectIpcStore } from '../store/ipc-client.js';
 import { IpcPeer } from '../store/ipc-peer.js';
 import type { Store } from '../store/types.js';
 import { CLUSTER_OPS, WORKER_ENV } from './cluster.js';
@@ -30,6 +31,14 @@ function primary(): IpcPeer {
 /** The embedded store as served by the primary. */
 export function primaryStore(): Promise<Store> {
   return connectIpcStore(primary());
+}
+
+/**
+ * The primary's rate-limit lease arbiter, when this process is a worker whose primary owns the
+ * embedded store (exact limits across workers); undefined otherwise.
+ */
+export function primaryLeases(env: NodeJS.ProcessEnv = process.env): LeaseTransport | undefined {
+  return clusterWorkerIndex(env) === undefined ? undefined : connectIpcLeases(primary());
 }
 
 /** Wires a started server into the cluster and tells the primary it is ready. */

@@ -4,8 +4,11 @@
  * - Forks N workers that each run the whole server (startServer) on the same proxy and admin
  *   ports: the cluster module shares the listening sockets and hands connections out round-robin.
  * - With the embedded store (`embedded` or `memory`) the primary owns the host's one store and the
- *   workers reach it over IPC (store/ipc-client.ts, store/ipc-server.ts): they then behave like
- *   replicas sharing a store. With PostgreSQL or Redis the workers connect themselves.
+ *   workers reach it over IPC (store/ipc-client.ts, store/ipc-server.ts). The primary also keeps
+ *   the host's rate-limit counts and grants the workers permits out of them (limits/lease-arbiter.ts),
+ *   so limits are exact across workers: together they admit what one process would. With
+ *   PostgreSQL or Redis the workers connect themselves and share counters like replicas (within
+ *   the bound derived in limits/limiter.ts).
  * - Aggregates what a single scrape or view must show for the whole server: `/metrics` on any worker
  *   returns every worker's metrics summed (prom-client's AggregatorRegistry), `/admin/stats/live`
  *   every worker's last 60 s, and `/admin/stats` first makes every worker flush its counts.
@@ -18,6 +21,7 @@
 import cluster, { type Worker } from 'node:cluster';
 import { type Aggregator, AggregatorRegistry, collectDefaultMetrics, Registry } from 'prom-client';
 import type { Config } from '../config.js';
+import { LeaseArbiter } from '../limits/lease-arbiter.js';
 import { flushLogger, type Logger } from '../logger.js';
 import { openStore, parseStoreUrl, type Store } from '../store/index.js';
 import { IpcPeer } from '../store/ipc-peer.js';
@@ -90,6 +94,17 @@ export async function runClusterPrimary(options: ClusterPrimaryOptions): Promise
   collectDefaultMetrics({ register: registry, prefix: 'meli_proxy_' });
 
   const members = new Map<number, Member>();
+  // A dead worker's unused permits are not forgotten (it may have used them): they expire with
+  // their window. Counts of keys nobody asked about for a window are dropped every few seconds.
+  const leases = store
+    ? new LeaseArbiter({
+        workers: () => Math.max(1, members.size),
+        recheckMs: config.syncInterval,
+        holdMs: 6 * config.syncInterval,
+      })
+    : undefined;
+  const leaseSweep = leases ? setInterval(() => leases.sweep(Date.now()), 5000) : undefined;
+  leaseSweep?.unref();
   const restarts: number[] = [];
   let stopping = false;
   let exitCode = 0;
@@ -130,7 +145,7 @@ export async function runClusterPrimary(options: ClusterPrimaryOptions): Promise
     const peer = new IpcPeer(worker, `worker ${index}`);
     const member: Member = { index, worker, peer, ready: false };
     members.set(index, member);
-    if (store) serveStore(peer, store, { replicas: () => Math.max(1, members.size) });
+    if (store) serveStore(peer, store, { replicas: () => Math.max(1, members.size), leases });
     peer
       .handle(CLUSTER_OPS.ready, () => {
         member.ready = true;
@@ -228,6 +243,7 @@ export async function runClusterPrimary(options: ClusterPrimaryOptions): Promise
 
   await done;
   clearTimeout(forceTimer);
+  clearInterval(leaseSweep);
   process.off('SIGTERM', onSignal);
   process.off('SIGINT', onSignal);
   process.off('uncaughtException', onFatal);

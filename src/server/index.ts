@@ -14,6 +14,7 @@ import { dashboardRoutes } from './admin-dashboard.js';
 import { limitsRoutes } from './admin-limits.js';
 import { statsRoutes } from './admin-stats.js';
 import { statusRoutes } from './admin-status.js';
+import { primaryLeases } from './cluster-worker.js';
 import { ProxyMetrics } from './metrics.js';
 import { buildProxyApp } from './proxy-app.js';
 import { RateLimiter } from './rate-limit.js';
@@ -84,6 +85,9 @@ export async function startServer(config: Config, deps: ServerDeps): Promise<Run
     syncIntervalMs: config.syncInterval,
     onStoreError: config.onStoreError,
     workers: config.workers,
+    // A worker of `serve --workers N` whose primary owns the embedded store: exact limits, with
+    // permits granted by the primary. With PostgreSQL or Redis, workers share counters as replicas.
+    leases: config.workers > 1 && store.kind === 'embedded' ? primaryLeases() : undefined,
     onStoreHealth: (healthy) => {
       metrics.setStoreHealthy(healthy);
       if (!healthy) metrics.storeError();

@@ -245,6 +245,22 @@ export async function buildProxyApp(options: ProxyAppOptions): Promise<FastifyIn
     let limitHeaders: string[] | undefined;
     if (rateLimit) {
       const decision = rateLimit.decide(req, clientIp, method, normalized);
+      if (decision instanceof Promise) {
+        // Rare (workers of `serve --workers N` holding rate-limit leases): a counter of this request
+        // has no permit yet. Once the primary has answered (or --on-store-error has decided), the
+        // request is handled again from the top and decide() returns the decision made for it.
+        // Anything thrown on that second pass still ends in the error handler, never in a crash.
+        decision
+          .then(() => handleForward(request, reply))
+          .catch((error: unknown) => {
+            if (!reply.sent) reply.send(error instanceof Error ? error : new Error(String(error)));
+            else {
+              logger.error({ reqId: request.id, err: error }, 'request failed inside the proxy');
+              req.socket.destroy();
+            }
+          });
+        return;
+      }
       if (decision) {
         limitHeaders = rateLimit.headers(decision);
         for (const rule of decision.shadowExceeded) {

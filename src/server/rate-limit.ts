@@ -1,6 +1,12 @@
 /**
  * The rate-limit step of the proxy route: one synchronous decision per request from the limiter in
  * memory, while rules are reloaded and shared counters synchronised in the background.
+ *
+ * Workers of `serve --workers N` on the embedded store hold leases instead (limits/lease-client.ts):
+ * the decision is still synchronous while every matching counter has a permit or a known refusal;
+ * otherwise `decide` returns a promise of the decision, settled after one batched round trip to
+ * the primary (or by --on-store-error when the primary does not answer in time). The caller then
+ * handles the request again and `decide` hands back that settled decision for it, once.
  */
 import { randomBytes } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
@@ -9,6 +15,9 @@ import {
   bearerTokenHash,
   CounterSync,
   type Decision,
+  LEASE_PENDING,
+  LeaseClient,
+  type LeaseTransport,
   Limiter,
   type LimitRequest,
   normalizePath,
@@ -26,13 +35,17 @@ import type { Store } from '../store/types.js';
 
 /** What the proxy route needs: a decision now, and the headers that describe it. */
 export interface RateLimitGate {
-  /** The decision for a request, or undefined when no rule applies. Never waits on the store. */
+  /**
+   * The decision for a request, or undefined when no rule applies. Never waits on the store; in
+   * lease mode, when a counter has no permit yet, a promise that settles once the decision is made
+   * (it does not reject): handle the request again then, and this returns that decision.
+   */
   decide(
     req: IncomingMessage,
     clientIp: string,
     method: string,
     normalizedPath: string,
-  ): Decision | undefined;
+  ): Decision | undefined | Promise<unknown>;
   /** Response headers (flat name/value list) describing a decision. */
   headers(decision: Decision): string[];
 }
@@ -68,15 +81,29 @@ export interface RateLimiterOptions {
   reloadIntervalMs?: number;
   onStoreHealth?: (healthy: boolean) => void;
   /**
-   * Cluster workers on an embedded store (served by the primary): counters are shared like
-   * replicas' on PostgreSQL or Redis; the number of workers until the first sync says otherwise.
+   * Workers of `serve --workers N`. With `leases` (embedded store, owned by the primary) limits are
+   * exact and no counters are synchronised; without (the workers of a PostgreSQL or Redis store, or
+   * an embedded store served some other way) counters are shared like replicas', and this is the
+   * replica count assumed until the first sync says otherwise.
    */
   workers?: number;
+  /**
+   * Exact limits across the workers of one host: permits granted by the primary, which owns the
+   * embedded store (counters are then not synchronised through the store).
+   */
+  leases?: LeaseTransport | undefined;
 }
+
+/** What a parked request's decision is stored as when no rule applied to it. */
+const NO_DECISION = Symbol('no rate-limit decision');
 
 export class RateLimiter implements RateLimitGate {
   private limiter: Limiter;
   private sync: CounterSync | undefined;
+  private leaseClient: LeaseClient | undefined;
+  /** Decisions made for parked requests, handed out when their request is handled again. */
+  private readonly settled = new WeakMap<IncomingMessage, Decision | typeof NO_DECISION>();
+  private settledCount = 0;
   private readonly view = new RequestView();
   private readonly staticRules: Rule[];
   private fingerprint = '';
@@ -98,7 +125,24 @@ export class RateLimiter implements RateLimitGate {
     this.envIds = new Set(envRules.map((rule) => rule.id));
     this.staticRules = [...parseRules(options.fileRules, `${options.fileName} limits`), ...envRules];
     this.limiter = new Limiter([]);
-    this.shared = options.store.kind !== 'embedded' || (options.workers ?? 1) > 1;
+    this.shared = !options.leases && (options.store.kind !== 'embedded' || (options.workers ?? 1) > 1);
+    if (options.leases) {
+      this.leaseClient = new LeaseClient(this.limiter, {
+        transport: options.leases,
+        syncIntervalMs: options.syncIntervalMs,
+        onStoreError: options.onStoreError,
+        onStateChange: (healthy, error) => {
+          if (healthy) this.options.logger.info('rate-limit leases from the primary process work again');
+          else
+            this.options.logger.warn(
+              { err: error, onStoreError: this.options.onStoreError },
+              `cannot get rate-limit leases from the primary process: ${this.options.onStoreError === 'open' ? 'admitting requests whose counters hold no permit (fail-open)' : 'refusing requests whose counters hold no permit (fail-closed)'}`,
+            );
+          this.options.onStoreHealth?.(healthy);
+        },
+      });
+      this.leaseClient.start();
+    }
   }
 
   static async start(options: RateLimiterOptions): Promise<RateLimiter> {
@@ -116,6 +160,33 @@ export class RateLimiter implements RateLimitGate {
     clientIp: string,
     method: string,
     normalizedPath: string,
+  ): Decision | undefined | Promise<unknown> {
+    if (this.settledCount > 0) {
+      const settled = this.settled.get(req);
+      if (settled !== undefined) {
+        this.settled.delete(req);
+        this.settledCount--;
+        return settled === NO_DECISION ? undefined : settled;
+      }
+    }
+    const decision = this.decideNow(req, clientIp, method, normalizedPath);
+    if (decision !== LEASE_PENDING) return decision;
+    // Rare: a counter holds no permit yet. Park the request until the primary has answered.
+    return this.leaseClient!.wait(() => {
+      const later = this.decideNow(req, clientIp, method, normalizedPath);
+      if (later !== LEASE_PENDING) {
+        this.settled.set(req, later ?? NO_DECISION);
+        this.settledCount++;
+      }
+      return later;
+    });
+  }
+
+  private decideNow(
+    req: IncomingMessage,
+    clientIp: string,
+    method: string,
+    normalizedPath: string,
   ): Decision | undefined {
     const view = this.view;
     view.req = req;
@@ -124,6 +195,7 @@ export class RateLimiter implements RateLimitGate {
     view.path = normalizedPath;
     const decision = this.limiter.decide(view);
     view.req = undefined;
+    if (decision === LEASE_PENDING) return decision;
     return decision.rule === undefined && decision.allowed && decision.shadowExceeded.length === 0
       ? undefined
       : decision;
@@ -139,7 +211,7 @@ export class RateLimiter implements RateLimitGate {
   }
 
   get storeHealthy(): boolean {
-    return this.sync?.healthy ?? true;
+    return this.sync?.healthy ?? this.leaseClient?.healthy ?? true;
   }
 
   ruleStats(): RuleStats[] {
@@ -175,6 +247,7 @@ export class RateLimiter implements RateLimitGate {
     clearInterval(this.sweepTimer);
     await this.reloading;
     await this.sync?.stop();
+    await this.leaseClient?.stop();
   }
 
   private currentRules: Rule[] = [];
@@ -220,7 +293,11 @@ export class RateLimiter implements RateLimitGate {
     // The old limiter's last deltas reach the store before its counts move over, so nothing is
     // pushed twice or lost; requests keep using the old limiter until the swap below.
     await this.sync?.stop();
+    // Leases: permits move with their counters (or go back to the primary), and answers to asks
+    // still in flight land in the new limiter.
+    this.leaseClient?.prepare(next);
     const carried = next.adoptCounts(this.limiter);
+    this.leaseClient?.replace(this.limiter, next);
     if (this.shared) {
       this.sync = new CounterSync(next, {
         backend: this.options.store.counters,

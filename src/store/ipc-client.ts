@@ -2,9 +2,11 @@
  * The Store of a cluster worker when the store is embedded: every operation is a call to the
  * primary process, which owns the one embedded store of the host (ipc-server.ts). Workers thus act
  * like replicas sharing a store: rules and documents are the same for all, per-minute statistics
- * add up in one place, and rate-limit counters are synchronised through the primary (CounterSync),
- * with the over-admission bound derived in limits/limiter.ts for R replicas.
+ * add up in one place. Rate-limit counters do not go through the store here: the primary grants
+ * permits out of the one set of counts it keeps (connectIpcLeases, limits/lease-arbiter.ts), which
+ * makes limits exact across the workers. (`store.counters.sync` is still served, for completeness.)
  */
+import type { LeaseAsk, LeaseGrant, LeaseReturn, LeaseTransport } from '../limits/lease-arbiter.js';
 import type { IpcPeer } from './ipc-peer.js';
 import type {
   CounterBackend,
@@ -37,6 +39,26 @@ export const STORE_OPS = {
   query: 'store.stats.query',
   prune: 'store.stats.prune',
 } as const;
+
+/** Rate-limit lease calls (worker → primary), shared with ipc-server.ts. */
+export const LEASE_OPS = {
+  lease: 'limits.lease',
+  release: 'limits.release',
+} as const;
+
+/**
+ * How long a worker waits for a lease answer before deciding by --on-store-error: requests wait on
+ * it, so it is much shorter than the store calls' 5 s.
+ */
+export const LEASE_TIMEOUT_MS = 1000;
+
+/** The primary's lease arbiter as seen from a worker. */
+export function connectIpcLeases(peer: IpcPeer, timeoutMs = LEASE_TIMEOUT_MS): LeaseTransport {
+  return {
+    lease: (asks: readonly LeaseAsk[]) => peer.call<LeaseGrant[]>(LEASE_OPS.lease, [asks], timeoutMs),
+    release: (returns: readonly LeaseReturn[]) => peer.call<void>(LEASE_OPS.release, [returns], timeoutMs),
+  };
+}
 
 /** Asks the primary what it serves and returns a Store backed by it. */
 export async function connectIpcStore(peer: IpcPeer): Promise<Store> {

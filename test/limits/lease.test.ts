@@ -1,0 +1,344 @@
+/**
+ * Exact limits across workers: the primary's LeaseArbiter on its own, and workers (Limiter in lease
+ * mode + LeaseClient) against one real arbiter. The transport between them is an async hop with a
+ * structured clone each way, like the cluster's IPC channel; the clock is simulated, so every
+ * admission can be checked against what one process would have computed at that instant.
+ */
+import { describe, expect, it } from 'vitest';
+import {
+  LEASE_PENDING,
+  LeaseArbiter,
+  LeaseClient,
+  type LeaseTransport,
+  Limiter,
+  parseRules,
+} from '../../src/limits/index.js';
+import type { LimitRequest } from '../../src/limits/matcher.js';
+import { slidingEstimate } from '../../src/limits/sliding.js';
+import { request, T0 } from './helpers.js';
+
+const hop = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+
+/** The arbiter behind an asynchronous, cloning hop (what IPC does); `down` makes calls fail. */
+function transport(arbiter: LeaseArbiter, clock: () => number, state = { down: false }): LeaseTransport {
+  return {
+    async lease(asks) {
+      await hop();
+      if (state.down) throw new Error('the primary process did not answer limits.lease');
+      const grants = arbiter.grant(structuredClone(asks), clock());
+      await hop();
+      return structuredClone(grants);
+    },
+    async release(returns) {
+      await hop();
+      if (state.down) throw new Error('the primary process did not answer limits.release');
+      arbiter.release(structuredClone(returns), clock());
+    },
+  };
+}
+
+interface Worker {
+  readonly limiter: Limiter;
+  readonly client: LeaseClient;
+  /** What RateLimiter does: decide now, or park until the primary has answered. */
+  decide(init?: Parameters<typeof request>[0]): Promise<boolean>;
+}
+
+function worker(
+  rules: unknown[],
+  lease: LeaseTransport,
+  clock: () => number,
+  onStoreError: 'open' | 'deny' = 'open',
+  changes: boolean[] = [],
+): Worker {
+  const limiter = new Limiter(parseRules(rules, 'test'), { clock });
+  const client = new LeaseClient(limiter, {
+    transport: lease,
+    clock,
+    onStoreError,
+    onStateChange: (healthy) => changes.push(healthy),
+  });
+  return {
+    limiter,
+    client,
+    async decide(init) {
+      const req: LimitRequest = request(init);
+      const now = limiter.decide(req, clock());
+      if (now !== LEASE_PENDING) return now.allowed;
+      const later = await client.wait(() => limiter.decide(req, clock()));
+      return later.allowed;
+    },
+  };
+}
+
+async function settle(workers: readonly Worker[]): Promise<void> {
+  for (const w of workers) {
+    w.limiter.releaseAll();
+    await w.client.stop();
+  }
+}
+
+describe('LeaseArbiter', () => {
+  it('grants at most room / (2 × workers), at least 1 while there is room, and never beyond cap', () => {
+    const arbiter = new LeaseArbiter({ workers: () => 2 });
+    const ask = { key: 'k', windowMs: 60_000, cap: 100, want: 1000 };
+    const sizes: number[] = [];
+    for (;;) {
+      const [grant] = arbiter.grant([ask], T0 + sizes.length);
+      if (grant!.granted === 0) {
+        // Nothing left in a window whose predecessor was empty: free again when it ends.
+        expect(grant!.retryMs).toBe(60_000 - sizes.length);
+        expect(grant!.estimate).toBe(100);
+        break;
+      }
+      sizes.push(grant!.granted);
+    }
+    expect(sizes.reduce((a, b) => a + b, 0)).toBe(100);
+    expect(sizes[0]).toBe(25);
+    // Leases shrink as the budget runs out: the last ones are single permits.
+    expect(sizes.slice(-3)).toEqual([1, 1, 1]);
+    for (let i = 1; i < sizes.length; i++) expect(sizes[i]!).toBeLessThanOrEqual(sizes[i - 1]!);
+  });
+
+  it('grants no more than wanted, and takes unused permits back into the right window', () => {
+    const arbiter = new LeaseArbiter({ workers: () => 1 });
+    const [first] = arbiter.grant([{ key: 'k', windowMs: 10_000, cap: 10, want: 3 }], T0);
+    expect(first).toMatchObject({ windowStart: T0, granted: 3, estimate: 3 });
+    arbiter.grant([{ key: 'k', windowMs: 10_000, cap: 10, want: 100 }], T0 + 1);
+    expect(arbiter.counts('k', T0 + 1)).toEqual({ current: 6, previous: 0 });
+    arbiter.release([{ key: 'k', windowStart: T0, windowMs: 10_000, count: 2 }], T0 + 2);
+    expect(arbiter.counts('k', T0 + 2)).toEqual({ current: 4, previous: 0 });
+    // In the next window the old one is "previous"; a late return still lowers it.
+    const [next] = arbiter.grant([{ key: 'k', windowMs: 10_000, cap: 10, want: 1 }], T0 + 10_000);
+    expect(next).toMatchObject({ windowStart: T0 + 10_000, granted: 1, estimate: 5 });
+    arbiter.release([{ key: 'k', windowStart: T0, windowMs: 10_000, count: 1 }], T0 + 10_001);
+    expect(arbiter.counts('k', T0 + 10_001)).toEqual({ current: 1, previous: 3 });
+    // A window nobody reads any more is forgotten.
+    expect(arbiter.sweep(T0 + 30_000)).toBe(1);
+    expect(arbiter.size).toBe(0);
+  });
+
+  it('weighs the previous window like one process does, and says when one permit frees', () => {
+    const arbiter = new LeaseArbiter({ workers: () => 1, holdMs: 0 });
+    const ask = { key: 'k', windowMs: 10_000, cap: 10, want: 10 };
+    let total = 0;
+    while (total < 10) total += arbiter.grant([ask], T0)[0]!.granted;
+    // Halfway through the next window, 5 of the previous 10 still count: room for exactly 5.
+    let granted = 0;
+    for (;;) {
+      const [grant] = arbiter.grant([ask], T0 + 15_000);
+      if (grant!.granted === 0) {
+        // floor(10 × left / 10 s) + 5 ≤ 9 as soon as less than 5 s are left: 1 ms later.
+        expect(grant!.retryMs).toBe(1);
+        expect(grant!.recheckMs).toBe(1);
+        break;
+      }
+      granted += grant!.granted;
+    }
+    expect(granted).toBe(5);
+  });
+
+  it('tells a refused worker to ask again soon while permits granted to others may come back', () => {
+    const arbiter = new LeaseArbiter({ workers: () => 2, recheckMs: 100, holdMs: 600 });
+    const ask = { key: 'k', windowMs: 60_000, cap: 4, want: 4 };
+    while (arbiter.grant([ask], T0)[0]!.granted > 0);
+    expect(arbiter.grant([ask], T0 + 10)[0]).toMatchObject({ granted: 0, recheckMs: 100 });
+    expect(arbiter.grant([ask], T0 + 1000)[0]).toMatchObject({ granted: 0, recheckMs: 59_000 });
+  });
+});
+
+describe('workers holding leases', () => {
+  it('admit exactly the limit of a burst between them, and a rejected request consumes nothing', async () => {
+    let now = T0 + 5_000;
+    const clock = () => now;
+    const arbiter = new LeaseArbiter({ workers: () => 3 });
+    const lease = transport(arbiter, clock);
+    const rules = [
+      { id: 'orders', match: { path: '/orders/*' }, limit: '100/m' },
+      { id: 'per-client', match: { path: '/orders/*' }, by: ['header:x-client'], limit: '20/m' },
+    ];
+    const workers = [0, 1, 2].map(() => worker(rules, lease, clock));
+    // 600 requests at once from 20 clients, spread over the three workers.
+    const results = await Promise.all(
+      Array.from({ length: 600 }, (_, i) =>
+        workers[i % 3]!.decide({ path: '/orders/1', headers: { 'x-client': `c${i % 20}` } }),
+      ),
+    );
+    expect(results.filter(Boolean)).toHaveLength(100);
+    // Every worker got some of them.
+    for (let w = 0; w < 3; w++)
+      expect(results.filter((ok, i) => ok && i % 3 === w).length).toBeGreaterThan(0);
+    // Unused permits go back: what the primary counts is what was admitted.
+    await settle(workers);
+    expect(arbiter.counts('orders', now)).toEqual({ current: 100, previous: 0 });
+
+    // Two windows later (nothing left to weigh), one client is refused by its own rule …
+    now = T0 + 125_000;
+    const fresh = [0, 1, 2].map(() => worker(rules, lease, clock));
+    const greedy = await Promise.all(
+      Array.from({ length: 60 }, (_, i) =>
+        fresh[i % 3]!.decide({ path: '/orders/1', headers: { 'x-client': 'greedy' } }),
+      ),
+    );
+    expect(greedy.filter(Boolean)).toHaveLength(20);
+    // … and its 40 refusals consumed nothing of "orders": exactly 80 are left for everyone else.
+    const others = await Promise.all(
+      Array.from({ length: 9 * 20 }, (_, i) =>
+        fresh[i % 3]!.decide({ path: '/orders/1', headers: { 'x-client': `o${i % 9}` } }),
+      ),
+    );
+    expect(others.filter(Boolean)).toHaveLength(80);
+    expect(await fresh[0]!.decide({ path: '/orders/1', headers: { 'x-client': 'late' } })).toBe(false);
+    await settle(fresh);
+    expect(arbiter.counts('orders', now)).toEqual({ current: 100, previous: 0 });
+    expect(arbiter.counts('per-client|greedy', now)?.current).toBe(20);
+  });
+
+  it('never admit a request one process would refuse, over many windows of random traffic', async () => {
+    let now = T0;
+    const clock = () => now;
+    const arbiter = new LeaseArbiter({ workers: () => 4 });
+    const lease = transport(arbiter, clock);
+    const windowMs = 10_000;
+    const cap = 30 + 5;
+    const rules = [{ id: 'k', limit: '30/10s', burst: 5 }];
+    const workers = [0, 1, 2, 3].map(() => worker(rules, lease, clock));
+    const admittedAt: number[] = [];
+    let seed = 7;
+    const random = () => {
+      seed = (seed * 1_103_515_245 + 12_345) % 2 ** 31;
+      return seed / 2 ** 31;
+    };
+    for (let step = 0; step < 1200; step++) {
+      now = T0 + step * 37;
+      const burst = Math.floor(random() * 4);
+      const decisions = Array.from({ length: burst }, () =>
+        workers[Math.floor(random() * 4)]!.decide().then((ok) => {
+          if (ok) admittedAt.push(now);
+        }),
+      );
+      await Promise.all(decisions);
+      if (step % 10 === 0) for (const w of workers) w.limiter.scanLeases(now);
+    }
+    // Replay every admission against the single-process estimate at that instant.
+    let violations = 0;
+    for (let i = 0; i < admittedAt.length; i++) {
+      const t = admittedAt[i]!;
+      const start = t - (t % windowMs);
+      let current = 0;
+      let previous = 0;
+      for (let j = 0; j < i; j++) {
+        const u = admittedAt[j]!;
+        if (u >= start) current++;
+        else if (u >= start - windowMs) previous++;
+      }
+      if (slidingEstimate(previous, current, windowMs, t - start) + 1 > cap) violations++;
+    }
+    expect(violations).toBe(0);
+    // ~44 s of saturating demand: the windows are used, not starved (about 35 per 10 s).
+    expect(admittedAt.length).toBeGreaterThan(4 * 30);
+    await settle(workers);
+  });
+
+  it('decides synchronously while permits last, and a shadow rule never holds a request up', async () => {
+    const now = T0;
+    const clock = () => now;
+    const arbiter = new LeaseArbiter({ workers: () => 1 });
+    const w = worker(
+      [
+        { id: 'k', limit: '1000/m' },
+        { id: 'watch', limit: '1/m', mode: 'shadow' },
+      ],
+      transport(arbiter, clock),
+      clock,
+    );
+    // The first request waits for a lease; leases grow with demand, so a busy key rarely asks.
+    expect(w.limiter.decide(request(), now)).toBe(LEASE_PENDING);
+    let waited = 0;
+    for (let i = 0; i < 200; i++) {
+      const req = request();
+      let d = w.limiter.decide(req, now);
+      if (d === LEASE_PENDING) {
+        waited++;
+        d = await w.client.wait(() => w.limiter.decide(req, now));
+      }
+      expect(d.allowed).toBe(true);
+    }
+    expect(waited).toBeLessThanOrEqual(8);
+    // The shadow rule had one permit: it is exceeded, reported, and never blocked or held anyone up.
+    const shadowed = w.limiter.decide(request(), now);
+    expect(shadowed).toMatchObject({ allowed: true, shadowExceeded: ['watch'] });
+    expect(w.limiter.ruleStats().find((r) => r.id === 'watch')?.shadowExceeded).toBeGreaterThan(190);
+    await settle([w]);
+  });
+
+  it('use a permit only in the window it was counted in, and give the rest back when it ends', async () => {
+    let now = T0 + 59_000;
+    const clock = () => now;
+    const arbiter = new LeaseArbiter({ workers: () => 1 });
+    const w = worker([{ id: 'k', limit: '100/m' }], transport(arbiter, clock), clock);
+    for (let i = 0; i < 5; i++) expect(await w.decide()).toBe(true);
+    const held = arbiter.counts('k', now)!.current - 5;
+    expect(held).toBeGreaterThan(0);
+    now = T0 + 60_000;
+    // New window: the permits left over are void, so this request has to ask.
+    expect(w.limiter.decide(request(), now)).toBe(LEASE_PENDING);
+    w.limiter.scanLeases(now);
+    await settle([w]);
+    // The old window ends up counting exactly its 5 admissions as "previous".
+    expect(arbiter.counts('k', now)?.previous).toBe(5);
+  });
+
+  it('fall back by onStoreError when the primary does not answer, say so once, and recover', async () => {
+    const now = T0;
+    const clock = () => now;
+    const arbiter = new LeaseArbiter({ workers: () => 1 });
+    const state = { down: true };
+    const rules = [{ id: 'k', limit: '5/m' }];
+    const openChanges: boolean[] = [];
+    const open = worker(rules, transport(arbiter, clock, state), clock, 'open', openChanges);
+    const denyChanges: boolean[] = [];
+    const deny = worker(rules, transport(arbiter, clock, state), clock, 'deny', denyChanges);
+    expect(await Promise.all([open.decide(), open.decide(), open.decide()])).toEqual([true, true, true]);
+    expect(await Promise.all([deny.decide(), deny.decide()])).toEqual([false, false]);
+    expect(openChanges).toEqual([false]);
+    expect(denyChanges).toEqual([false]);
+    state.down = false;
+    // Requests keep asking in the background; the first answer makes the primary reachable again.
+    open.limiter.decide(request(), now);
+    deny.limiter.decide(request(), now);
+    for (let i = 0; i < 10; i++) await hop();
+    expect(openChanges).toEqual([false, true]);
+    expect(denyChanges).toEqual([false, true]);
+    expect(await deny.decide()).toBe(true);
+    await settle([open, deny]);
+  });
+
+  it('carry permits and counts over a rule reload, and give back those of a removed rule', async () => {
+    const now = T0;
+    const clock = () => now;
+    const arbiter = new LeaseArbiter({ workers: () => 1 });
+    const lease = transport(arbiter, clock);
+    const w = worker(
+      [
+        { id: 'k', limit: '100/m' },
+        { id: 'gone', limit: '100/m' },
+      ],
+      lease,
+      clock,
+    );
+    for (let i = 0; i < 10; i++) expect(await w.decide()).toBe(true);
+    const next = new Limiter(parseRules([{ id: 'k', limit: '120/m' }], 'test'), { clock });
+    w.client.prepare(next);
+    expect(next.adoptCounts(w.limiter)).toBe(1);
+    w.client.replace(w.limiter, next);
+    for (let i = 0; i < 5; i++) await hop();
+    // "gone"'s unused permits went back: only its 10 admissions still count.
+    expect(arbiter.counts('gone', now)?.current).toBe(10);
+    // "k" kept its lease: the next request is decided at once, without asking.
+    expect(next.decide(request(), now).allowed).toBe(true);
+    next.releaseAll();
+    await w.client.stop();
+    expect(arbiter.counts('k', now)?.current).toBe(11);
+  });
+});
