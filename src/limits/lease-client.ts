@@ -51,6 +51,7 @@ export class LeaseClient {
   private isHealthy = true;
   private error: Error | undefined;
   private releasing: Promise<void> = Promise.resolve();
+  private stopped = false;
 
   constructor(limiter: Limiter, options: LeaseClientOptions) {
     this.transport = options.transport;
@@ -87,6 +88,7 @@ export class LeaseClient {
   async stop(): Promise<void> {
     clearInterval(this.timer);
     this.timer = undefined;
+    this.stopped = true;
     this.limiter.releaseAll();
     this.sendReturns(this.limiter);
     await this.releasing;
@@ -154,6 +156,8 @@ export class LeaseClient {
         if (this.limiter !== limiter) limiter.dropAsks(requests);
         this.transition(true, undefined);
         this.redoWaiters();
+        // Permits that arrive after stop() would never be used or handed back by the timer.
+        if (this.stopped) this.limiter.releaseAll();
         this.sendReturns(this.limiter);
       },
       (error: unknown) => {

@@ -900,6 +900,7 @@ export class Limiter {
   enableSharing(options: SharingOptions = {}): void {
     const factor = options.shareFactor ?? 0.25;
     if (!(factor > 0 && factor <= 1)) throw new RangeError(`shareFactor must be in (0, 1], got ${factor}`);
+    if (this.leasing) throw new Error('a limiter cannot both hold leases and share counters');
     this.shared = true;
     this.shareFactor = factor;
     this.failClosed = options.failClosed ?? false;

@@ -4,8 +4,10 @@
  * structured clone each way, like the cluster's IPC channel; the clock is simulated, so every
  * admission can be checked against what one process would have computed at that instant.
  */
+import type { IncomingMessage } from 'node:http';
 import { describe, expect, it } from 'vitest';
 import {
+  type Decision,
   LEASE_PENDING,
   LeaseArbiter,
   LeaseClient,
@@ -15,6 +17,10 @@ import {
 } from '../../src/limits/index.js';
 import type { LimitRequest } from '../../src/limits/matcher.js';
 import { slidingEstimate } from '../../src/limits/sliding.js';
+import { createLogger } from '../../src/logger.js';
+import { RateLimiter } from '../../src/server/rate-limit.js';
+import { openStore } from '../../src/store/index.js';
+import { LogCapture } from '../support/proxy.js';
 import { request, T0 } from './helpers.js';
 
 const hop = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
@@ -342,3 +348,80 @@ describe('workers holding leases', () => {
     expect(arbiter.counts('k', now)?.current).toBe(11);
   });
 });
+
+describe('RateLimiter with leases (the gate the proxy route calls)', () => {
+  it('answers a pending request with a promise, then hands its decision back once; logs an outage once', async () => {
+    // Memory: nothing is written to the data dir.
+    const store = await openStore('memory', { dataDir: '/nonexistent' });
+    const logs = new LogCapture();
+    const arbiter = new LeaseArbiter({ workers: () => 2 });
+    const state = { down: false };
+    const gate = await RateLimiter.start({
+      store,
+      logger: createLogger('info', logs),
+      fileRules: [
+        { id: 'two', match: { path: '/two' }, limit: '2/m' },
+        { id: 'per-ip', match: { path: '/ip' }, by: ['ip'], limit: '100/m' },
+      ],
+      fileName: 'test',
+      env: {},
+      legacyHeaders: false,
+      syncIntervalMs: 100,
+      onStoreError: 'deny',
+      workers: 2,
+      leases: transport(arbiter, Date.now, state),
+    });
+    /** What the proxy route does: decide, or wait and handle the request again. */
+    const decide = async (ip: string, path: string) => {
+      const req = { headers: {} } as IncomingMessage;
+      const first = gate.decide(req, ip, 'GET', path);
+      if (!(first instanceof Promise)) return first;
+      await first;
+      const settled = gate.decide(req, ip, 'GET', path);
+      expect(settled).not.toBeInstanceOf(Promise);
+      return settled as Decision | undefined;
+    };
+    const warned = () => logs.records.filter((r) => String(r.msg).startsWith('cannot get rate-limit leases'));
+    try {
+      const req = { headers: {} } as IncomingMessage;
+      const pending = gate.decide(req, '10.0.0.1', 'GET', '/two');
+      expect(pending).toBeInstanceOf(Promise);
+      await pending;
+      // Handled again: the decision made for it, once; after that, a new decision.
+      expect(gate.decide(req, '10.0.0.1', 'GET', '/two')).toMatchObject({ allowed: true, limit: 2 });
+      expect((await decide('10.0.0.1', '/two'))?.allowed).toBe(true);
+      const third = await decide('10.0.0.1', '/two');
+      expect(third).toMatchObject({ allowed: false, rejectedBy: 'two' });
+      expect(third!.retryAfterSeconds).toBeGreaterThan(0);
+      expect(arbiter.counts('two', Date.now())?.current).toBe(2);
+      expect(await decide('10.0.0.1', '/nothing')).toBeUndefined();
+
+      // The primary stops answering: with 'deny', a counter without permits refuses; logged once.
+      state.down = true;
+      expect(await decide('10.0.0.2', '/ip')).toMatchObject({ allowed: false, rejectedBy: 'per-ip' });
+      expect(await decide('10.0.0.3', '/ip')).toMatchObject({ allowed: false, rejectedBy: 'per-ip' });
+      expect(gate.storeHealthy).toBe(false);
+      expect(warned()).toHaveLength(1);
+      expect(warned()[0]).toMatchObject({ level: 'warn', onStoreError: 'deny' });
+      state.down = false;
+      await waitFor(async () => {
+        await decide('10.0.0.4', '/ip');
+        return gate.storeHealthy;
+      });
+      expect(logs.withMessage('rate-limit leases from the primary process work again')).toHaveLength(1);
+      expect(await decide('10.0.0.5', '/ip')).toMatchObject({ allowed: true });
+      expect(warned()).toHaveLength(1);
+    } finally {
+      await gate.stop();
+      await store.close();
+    }
+  });
+});
+
+async function waitFor(check: () => Promise<boolean>): Promise<void> {
+  const deadline = Date.now() + 5000;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error('timed out');
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
