@@ -10,7 +10,8 @@
  *   PostgreSQL or Redis the workers connect themselves and share counters like replicas (within
  *   the bound derived in limits/limiter.ts).
  * - Aggregates what a single scrape or view must show for the whole server: `/metrics` on any worker
- *   returns every worker's metrics summed (prom-client's AggregatorRegistry), `/admin/stats/live`
+ *   returns every worker's metrics summed (prom-client's AggregatorRegistry; counters never go down
+ *   when a worker dies or misses a scrape: cluster-metrics.ts), `/admin/stats/live`
  *   every worker's last 60 s, and `/admin/stats` first makes every worker flush its counts.
  * - Restarts a worker that dies unexpectedly (giving up after too many deaths in a short time), and
  *   on SIGTERM/SIGINT passes the signal on for a graceful drain of every worker, closes the store
@@ -19,13 +20,14 @@
  *   primary stops the others and exits with that worker's exit code.
  */
 import cluster, { type Worker } from 'node:cluster';
-import { type Aggregator, AggregatorRegistry, collectDefaultMetrics, Registry } from 'prom-client';
+import { type Aggregator, collectDefaultMetrics, Registry } from 'prom-client';
 import type { Config } from '../config.js';
 import { LeaseArbiter } from '../limits/lease-arbiter.js';
 import { flushLogger, type Logger } from '../logger.js';
 import { openStore, parseStoreUrl, type Store } from '../store/index.js';
 import { IpcPeer } from '../store/ipc-peer.js';
 import { serveStore } from '../store/ipc-server.js';
+import { ClusterMetrics, type MetricsJson } from './cluster-metrics.js';
 import type { LiveExport } from './stats/live-window.js';
 
 /** The environment variable that tells a forked process it is worker number N (1-based). */
@@ -61,8 +63,6 @@ const AGGREGATOR_OVERRIDES: Record<string, Aggregator> = {
   meli_proxy_store_healthy: 'min',
   meli_proxy_token_expires_in_seconds: 'min',
 };
-
-type MetricsJson = Awaited<ReturnType<Registry['getMetricsAsJSON']>>;
 
 /** How long the primary waits for one worker's part of an aggregate. */
 const GATHER_TIMEOUT_MS = 3000;
@@ -115,29 +115,35 @@ export async function runClusterPrimary(options: ClusterPrimaryOptions): Promise
   });
 
   const live = (): Member[] => [...members.values()];
+  const clusterMetrics = new ClusterMetrics(AGGREGATOR_OVERRIDES);
 
   async function gather<T>(op: string): Promise<T[]> {
+    const asked = live();
     const parts = await Promise.allSettled(
-      live().map((member) => member.peer.call<T>(op, [], GATHER_TIMEOUT_MS)),
+      asked.map((member) => member.peer.call<T>(op, [], GATHER_TIMEOUT_MS)),
     );
     const values: T[] = [];
     parts.forEach((part, i) => {
       if (part.status === 'fulfilled') values.push(part.value);
-      else logger.warn({ worker: live()[i]?.index, err: part.reason }, `worker did not answer ${op}`);
+      else logger.warn({ worker: asked[i]!.index, err: part.reason }, `worker did not answer ${op}`);
     });
     return values;
   }
 
   async function aggregateMetrics(): Promise<string> {
-    const parts = await gather<MetricsJson>(CLUSTER_OPS.workerMetrics);
-    parts.push(await registry.getMetricsAsJSON());
-    for (const part of parts) {
-      for (const family of part) {
-        const override = AGGREGATOR_OVERRIDES[family.name];
-        if (override) family.aggregator = override;
+    const asked = live();
+    const answers = await Promise.allSettled(
+      asked.map((member) => member.peer.call<MetricsJson>(CLUSTER_OPS.workerMetrics, [], GATHER_TIMEOUT_MS)),
+    );
+    const byWorker = new Map<number, MetricsJson | undefined>();
+    answers.forEach((answer, i) => {
+      const worker = asked[i]!.index;
+      if (answer.status === 'rejected') {
+        logger.warn({ worker, err: answer.reason }, `worker did not answer ${CLUSTER_OPS.workerMetrics}`);
       }
-    }
-    return AggregatorRegistry.aggregate(parts).metrics();
+      byWorker.set(worker, answer.status === 'fulfilled' ? answer.value : undefined);
+    });
+    return clusterMetrics.render(byWorker, await registry.getMetricsAsJSON());
   }
 
   function fork(index: number): void {
@@ -167,6 +173,8 @@ export async function runClusterPrimary(options: ClusterPrimaryOptions): Promise
 
   function onExit(member: Member, code: number | null, signal: NodeJS.Signals | null): void {
     member.peer.close(`worker ${member.index} exited`);
+    // Its replacement reuses the index; keeps the sum in /metrics from going down meanwhile.
+    void clusterMetrics.retire(member.index);
     if (members.get(member.index) === member) members.delete(member.index);
     const detail = { worker: member.index, pid: member.worker.process.pid, code, signal };
     if (stopping) {

@@ -195,8 +195,13 @@ export async function buildProxyApp(options: ProxyAppOptions): Promise<FastifyIn
    */
   const closing = new WeakSet<Socket>();
 
-  const handleForward = (request: FastifyRequest, reply: FastifyReply): void => {
-    const startedAt = performance.now();
+  // `startedAt` is given when a request is handled again after waiting for a rate-limit lease: its
+  // duration (metrics, access log) counts from its arrival, the wait included.
+  const handleForward = (
+    request: FastifyRequest,
+    reply: FastifyReply,
+    startedAt = performance.now(),
+  ): void => {
     const req = request.raw;
     if (closing.has(req.socket)) {
       // Never answered: Node closes the connection once the refusal is written.
@@ -251,7 +256,7 @@ export async function buildProxyApp(options: ProxyAppOptions): Promise<FastifyIn
         // request is handled again from the top and decide() returns the decision made for it.
         // Anything thrown on that second pass still ends in the error handler, never in a crash.
         decision
-          .then(() => handleForward(request, reply))
+          .then(() => handleForward(request, reply, startedAt))
           .catch((error: unknown) => {
             if (!reply.sent) reply.send(error instanceof Error ? error : new Error(String(error)));
             else {

@@ -184,10 +184,21 @@ describe('serve --workers 2', () => {
     expect(records.at(-1)!.worker).toBeUndefined();
   });
 
-  it('replaces a worker that is killed, and keeps serving', async () => {
+  it('replaces a worker that is killed, keeps serving, and its counts stay in /metrics', async () => {
     const cli = await serve(['--store', 'memory', '--access-log', 'off']);
     const before = childPids(cli.pid);
     expect(before).toHaveLength(WORKERS);
+    // Traffic on both workers, then one scrape: what Prometheus has seen so far.
+    expect((await spread(cli.url, '/categories/MLA97994', 40)).every((status) => status === 200)).toBe(true);
+    const scraped = async () => {
+      const text = (await httpRequest(cli.url, '/metrics')).body.toString();
+      return {
+        requests: metricSum(text, 'meli_proxy_requests_total'),
+        durations: metricSum(text, 'meli_proxy_request_duration_seconds_count'),
+      };
+    };
+    const seen = await scraped();
+    expect(seen.requests).toBe(40);
     // A worker killed this early may not have flushed its own "proxy listening" line: count from here.
     const listening = () => cli.logRecords().filter((r) => r.msg === 'proxy listening').length;
     const listened = listening();
@@ -205,6 +216,9 @@ describe('serve --workers 2', () => {
     await waitFor(() => (listening() > listened ? true : undefined), 'the new worker to listen');
     const statuses = await spread(cli.url, '/categories/MLA97994', 20);
     expect(statuses.every((status) => status === 200)).toBe(true);
+    // The dead worker's counts are still in the sum (a drop would read as a counter reset), and the
+    // 20 new requests are added once: nothing lost that was reported, nothing counted twice.
+    expect(await scraped()).toEqual({ requests: 60, durations: 60 });
     expect(await cli.stop('SIGTERM')).toBe(0);
   });
 });
