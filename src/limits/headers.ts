@@ -57,7 +57,7 @@ export function rateLimitHeaderList(decision: Decision, options: HeaderOptions =
     'ratelimit-policy',
     rule.policy,
     'ratelimit',
-    formatRateLimitItem(rule.id, decision.remaining, decision.resetSeconds),
+    `${rule.quotedId};r=${sfInteger(decision.remaining)};t=${sfInteger(decision.resetSeconds)}`,
   ];
   if (options.legacy !== false) {
     list.push(

@@ -5,7 +5,7 @@
  * needs them.
  */
 import { RuleError } from './errors.js';
-import { formatPolicyItem } from './headers.js';
+import { formatPolicyItem, sfString } from './headers.js';
 import {
   canonicalIp,
   compileRanges,
@@ -42,6 +42,8 @@ export interface RuleInfo {
   readonly mode: RuleMode;
   /** This rule's RateLimit-Policy item, e.g. `"ip-152";q=1000;w=60`, computed once. */
   readonly policy: string;
+  /** The id as a Structured Field String (`"ip-152"`), for the RateLimit item of every response. */
+  readonly quotedId: string;
 }
 
 const BY_IP = 0;
@@ -121,6 +123,7 @@ function compileRule(rule: Rule, index: number): CompiledRule {
       burst: rule.burst,
       mode: rule.mode,
       policy: formatPolicyItem(rule.id, rule.limit.count, windowSeconds),
+      quotedId: sfString(rule.id),
     },
     shadow: rule.mode === 'shadow',
     limit: rule.limit.count,
