@@ -100,6 +100,7 @@ interface Entry {
 
 export class LeaseArbiter {
   private readonly entries = new Map<string, Entry>();
+  private sweepCursor: MapIterator<[string, Entry]> | undefined;
   private readonly workers: () => number;
   private readonly recheckMs: number;
   private readonly holdMs: number;
@@ -171,10 +172,22 @@ export class LeaseArbiter {
     return { current: 0, previous: 0 };
   }
 
-  /** Forgets keys whose counts no estimate reads any more (last window older than the previous). */
-  sweep(now: number): number {
+  /**
+   * Forgets keys whose counts no estimate reads any more (last window older than the previous),
+   * looking at up to `budget` keys; returns how many went.
+   */
+  sweep(now: number, budget = Number.POSITIVE_INFINITY): number {
+    // Resumes where the last call stopped, so a million keys are swept a slice at a time and the
+    // primary never stops answering leases for a whole pass (Map iterators survive deletions).
     let removed = 0;
-    for (const [key, entry] of this.entries) {
+    this.sweepCursor ??= this.entries.entries();
+    for (let visited = 0; visited < budget; visited++) {
+      const next = this.sweepCursor.next();
+      if (next.done) {
+        this.sweepCursor = undefined;
+        break;
+      }
+      const [key, entry] = next.value;
       if (entry.windowStart < now - (now % entry.windowMs) - entry.windowMs) {
         this.entries.delete(key);
         removed++;

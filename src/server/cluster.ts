@@ -64,6 +64,8 @@ const AGGREGATOR_OVERRIDES: Record<string, Aggregator> = {
   meli_proxy_token_expires_in_seconds: 'min',
 };
 
+/** Lease keys looked at per sweep of the primary (a few ms of its time). */
+const LEASE_SWEEP_BUDGET = 20_000;
 /** How long the primary waits for one worker's part of an aggregate. */
 const GATHER_TIMEOUT_MS = 3000;
 /** More unexpected worker deaths than this within RESTART_WINDOW_MS: the primary gives up. */
@@ -103,7 +105,11 @@ export async function runClusterPrimary(options: ClusterPrimaryOptions): Promise
         holdMs: 6 * config.syncInterval,
       })
     : undefined;
-  const leaseSweep = leases ? setInterval(() => leases.sweep(Date.now()), 5000) : undefined;
+  // A slice of the keys twice a second: a pass over a million keys takes under a minute, and no
+  // single slice holds up the leases the workers are waiting for.
+  const leaseSweep = leases
+    ? setInterval(() => leases.sweep(Date.now(), LEASE_SWEEP_BUDGET), 500)
+    : undefined;
   leaseSweep?.unref();
   const restarts: number[] = [];
   let stopping = false;

@@ -124,6 +124,21 @@ describe('LeaseArbiter', () => {
     expect(arbiter.size).toBe(0);
   });
 
+  it('sweeps a slice of the keys at a time, resuming where the last slice stopped', () => {
+    const arbiter = new LeaseArbiter({ workers: () => 1 });
+    for (let i = 0; i < 25; i++) arbiter.grant([{ key: `old-${i}`, windowMs: 10_000, cap: 10, want: 1 }], T0);
+    const later = T0 + 30_000;
+    arbiter.grant([{ key: 'live', windowMs: 10_000, cap: 10, want: 1 }], later);
+    const removed = [arbiter.sweep(later, 10), arbiter.sweep(later, 10)];
+    expect(removed).toEqual([10, 10]);
+    expect(arbiter.size).toBe(6);
+    // The third slice reaches the end of the keys (the live one stays); the next pass starts over.
+    expect(arbiter.sweep(later, 10)).toBe(5);
+    expect(arbiter.sweep(later, 10)).toBe(0);
+    expect(arbiter.size).toBe(1);
+    expect(arbiter.counts('live', later)).toEqual({ current: 1, previous: 0 });
+  });
+
   it('weighs the previous window like one process does, and says when one permit frees', () => {
     const arbiter = new LeaseArbiter({ workers: () => 1, holdMs: 0 });
     const ask = { key: 'k', windowMs: 10_000, cap: 10, want: 10 };
