@@ -1,3 +1,4 @@
+import cluster from 'node:cluster';
 import { processIO } from './io.js';
 import { runCli } from './program.js';
 
@@ -11,3 +12,6 @@ for (const stream of [process.stdout, process.stderr]) {
 
 const code = await runCli(process.argv.slice(2), processIO());
 process.exitCode = code;
+// A cluster worker's channel to its primary would keep it running: `serve` returns only when it
+// could not start (port in use, bad setting), and the primary is waiting for that exit code.
+if (cluster.isWorker) process.exit(code);

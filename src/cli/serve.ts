@@ -5,6 +5,7 @@ import type { Command } from 'commander';
 import type { ProxyTokenAuth } from '../auth/proxy-auth.js';
 import { loadConfig, SETTING_KEYS, SETTINGS, type SettingKey } from '../config.js';
 import { createLogger, flushLogger } from '../logger.js';
+import { assertAdminExposureAllowed } from '../server/admin-auth.js';
 import { clusterWorkerIndex } from '../server/cluster-worker.js';
 import type { startServer } from '../server/index.js';
 import { openStore } from '../store/index.js';
@@ -45,6 +46,8 @@ export function registerServe(program: Command, io: CliIO): void {
     // Each role loads only what it runs: a cluster primary serves no request, so the server, its
     // framework and the OAuth client stay out of its memory.
     if (config.workers > 1 && cluster.isPrimary) {
+      // What every worker would refuse is refused once, here, before anything is forked.
+      assertAdminExposureAllowed(config.adminHost, config.adminToken);
       const { runClusterPrimary } = await import('../server/cluster.js');
       process.exit(await runClusterPrimary({ config, logger }));
     }

@@ -1,5 +1,6 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { isIP } from 'node:net';
+import { UsageError } from '../errors.js';
 
 function digest(value: string): Buffer {
   return createHash('sha256').update(value).digest();
@@ -18,6 +19,19 @@ export function bearerMatches(authorization: string | undefined, expected: Buffe
 
 export function adminTokenDigest(token: string): Buffer {
   return digest(token);
+}
+
+/**
+ * Refuses an admin API that anyone on the network could reach without a token. Checked before a
+ * cluster primary forks its workers (one clear message, not one per worker) and again by every
+ * server that starts.
+ */
+export function assertAdminExposureAllowed(adminHost: string, adminToken: string | undefined): void {
+  if (!adminToken && !isLoopback(adminHost)) {
+    throw new UsageError(
+      `Refusing to serve the admin API on ${adminHost} without an admin token: set MELI_PROXY_ADMIN_TOKEN (or --admin-token), or keep --admin-host on a loopback address.`,
+    );
+  }
 }
 
 export function isLoopback(host: string): boolean {

@@ -9,7 +9,7 @@ import { UsageError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import type { Store } from '../store/types.js';
 import { buildAdminApp } from './admin-app.js';
-import { isLoopback } from './admin-auth.js';
+import { assertAdminExposureAllowed } from './admin-auth.js';
 import { dashboardRoutes } from './admin-dashboard.js';
 import { limitsRoutes } from './admin-limits.js';
 import { statsRoutes } from './admin-stats.js';
@@ -58,11 +58,7 @@ function urlOf(app: FastifyInstance): string {
 
 export async function startServer(config: Config, deps: ServerDeps): Promise<RunningServer> {
   const { logger, store } = deps;
-  if (!config.adminToken && !isLoopback(config.adminHost)) {
-    throw new UsageError(
-      `Refusing to serve the admin API on ${config.adminHost} without an admin token: set MELI_PROXY_ADMIN_TOKEN (or --admin-token), or keep --admin-host on a loopback address.`,
-    );
-  }
+  assertAdminExposureAllowed(config.adminHost, config.adminToken);
 
   const routes = new RouteTable({ extra: config.routes, maxRoutes: config.maxRoutes });
   const routeLabel = (id: number) => routes.label(id);
