@@ -32,16 +32,25 @@ export interface ProxyAuthDeps {
   >;
 }
 
-export async function startProxyTokenAuth(deps: ProxyAuthDeps): Promise<ProxyTokenAuth> {
-  const { config, store, logger } = deps;
+/**
+ * The settings `--inject-token` cannot do without, checked before anything starts (and by a cluster
+ * primary before it forks): the application secret, and a usable --token-url (https, or http on
+ * loopback) rather than a failure at the first refresh. Returns the secret.
+ */
+export function checkTokenInjection(config: Pick<ProxyAuthSettings, 'clientSecret' | 'tokenUrl'>): string {
   const clientSecret = config.clientSecret;
   if (!clientSecret) {
     throw new UsageError(
       '--inject-token keeps the token fresh, which needs the application secret: set MELI_CLIENT_SECRET (or --client-secret).',
     );
   }
-  // Validates --token-url now (https, or http on loopback) rather than at the first refresh.
   resolveEndpoints({ site: DEFAULT_SITE, tokenUrl: config.tokenUrl });
+  return clientSecret;
+}
+
+export async function startProxyTokenAuth(deps: ProxyAuthDeps): Promise<ProxyTokenAuth> {
+  const { config, store, logger } = deps;
+  const clientSecret = checkTokenInjection(config);
   const tokens = tokenStoreBeside(store, config, deps.env);
   const lock = await refreshLockFor(config.store, store.kind, logger);
   const manager = new TokenManager({

@@ -1,6 +1,7 @@
 /**
  * `serve --workers 2` that cannot start exits with the usage code, promptly: a setting every worker
- * would refuse is refused by the primary before it forks anything (one message), and a worker that
+ * would refuse (an unprotected network admin API, --inject-token without its secret) is refused by
+ * the primary before it forks anything (one message), and a worker that
  * cannot listen exits (its channel to the primary must not keep it alive), so the primary stops.
  */
 import { createServer, type Server } from 'node:net';
@@ -22,6 +23,17 @@ describe('serve --workers 2 that cannot start', () => {
     );
     expect(result.code).toBe(2);
     expect(result.stderr.match(/Refusing to serve the admin API on 0\.0\.0\.0/g)).toHaveLength(1);
+    expect(result.stdout).not.toContain('starting workers');
+  });
+
+  it('refuses --inject-token without the application secret once, before forking: exit 2', async () => {
+    const result = await runCliProcess(
+      serveArgs('http://127.0.0.1:9', data.dir, '--workers', '2', '--inject-token'),
+      {},
+      { timeoutMs: 10_000 },
+    );
+    expect(result.code).toBe(2);
+    expect(result.stderr.match(/MELI_CLIENT_SECRET/g)).toHaveLength(1);
     expect(result.stdout).not.toContain('starting workers');
   });
 
