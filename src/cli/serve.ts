@@ -80,6 +80,7 @@ export function registerServe(program: Command, io: CliIO): void {
         upstreamAuth: tokenAuth?.manager,
         // Stops refreshing (and frees the refresh lock) before the store closes.
         flushers: tokenAuth ? [tokenAuth.stop] : [],
+        warnAboutSetup: worker === undefined || worker === 1,
       });
     } catch (error) {
       await tokenAuth?.stop().catch(() => undefined);

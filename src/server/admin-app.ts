@@ -24,7 +24,11 @@ export interface AdminAppOptions {
 export async function buildAdminApp(options: AdminAppOptions): Promise<FastifyInstance> {
   const { config, logger } = options;
   const app = Fastify({
-    loggerInstance: logger.child({ component: 'admin' }) as FastifyBaseLogger,
+    // Fastify's own info lines ("Server listening at …") repeat what startServer logs: warnings up.
+    loggerInstance: logger.child(
+      { component: 'admin' },
+      { level: logger.levelVal >= 40 ? logger.level : 'warn' },
+    ) as FastifyBaseLogger,
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: 1024 * 1024,
     // The same slow-client limits as the proxy port.

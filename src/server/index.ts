@@ -36,6 +36,11 @@ export interface ServerDeps {
   upstreamAuth?: UpstreamAuth;
   /** Environment for default rules (MELI_PROXY_LIMIT_PER_IP, MELI_PROXY_LIMIT_GLOBAL). */
   env?: NodeJS.ProcessEnv;
+  /**
+   * Log warnings about the setup itself (an admin API without a token). Default true; the workers
+   * of `serve --workers` leave them to the first worker, so they read once, not once per core.
+   */
+  warnAboutSetup?: boolean;
 }
 
 export interface RunningServer {
@@ -142,7 +147,7 @@ export async function startServer(config: Config, deps: ServerDeps): Promise<Run
     'proxy listening',
   );
   logger.info({ url: adminUrl, authenticated: Boolean(config.adminToken) }, 'admin listening');
-  if (!config.adminToken) {
+  if (!config.adminToken && deps.warnAboutSetup !== false) {
     logger.warn('no admin token set: the admin API is open to anyone on this machine (loopback only)');
   }
 

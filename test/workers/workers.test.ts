@@ -128,6 +128,12 @@ describe('serve --workers 2', () => {
     expect(statuses.filter((status) => status === 200)).toHaveLength(sent);
     // The access log names the worker of each request: both took some.
     expect(workersThatLogged(cli.logRecords(), 'request')).toEqual(new Set([1, 2]));
+    // Each worker says where it listens; a warning about the setup is said once, not per worker, and
+    // Fastify does not repeat the listening lines.
+    expect(workersThatLogged(cli.logRecords(), 'proxy listening')).toEqual(new Set([1, 2]));
+    const messages = cli.logRecords().map((r) => String(r.msg));
+    expect(messages.filter((msg) => msg.startsWith('no admin token set'))).toHaveLength(1);
+    expect(messages.filter((msg) => msg.startsWith('Server listening'))).toEqual([]);
 
     // Whichever worker answers the scrape (fresh connections land on both), it reports the total.
     for (let scrape = 0; scrape < 4; scrape++) {
