@@ -10,6 +10,8 @@
  *   new logins (or a logout) early.
  * - An upstream 401 to a request sent with the injected token asks for one refresh, through the
  *   same lock, unless a newer token is already at hand.
+ * - Past the token's usable time with a refresh in flight, `authorizationSoon()` lets a request
+ *   wait for it (bounded) instead of going out without a token.
  */
 import { hostname } from 'node:os';
 import { Counter, Gauge, type Registry } from 'prom-client';
@@ -52,6 +54,9 @@ const COUNTED_RESULTS: readonly RefreshResult[] = [
 ];
 
 export const REFRESH_LOCK = 'token-refresh';
+
+/** Longest a request waits for a refresh in flight when no usable token is held. */
+export const TOKEN_WAIT_MS = 2000;
 
 export interface TokenManagerOptions {
   tokens: TokenSource;
@@ -142,6 +147,25 @@ export class TokenManager implements UpstreamAuth {
     // Never send a token past (or about to pass) its expiry: the request goes without one instead.
     if (this.authorization === undefined || this.now() >= this.usableUntil) return undefined;
     return this.authorization;
+  }
+
+  /**
+   * A request about to go without a token because the held one is past its usable time, while a
+   * refresh (or a re-read of the stored token) is under way, waits for that instead, up to
+   * `maxWaitMs`: a moment's delay rather than a call the upstream answers as anonymous.
+   */
+  authorizationSoon(maxWaitMs = TOKEN_WAIT_MS): Promise<string | undefined> | undefined {
+    if (this.currentAuthorization() !== undefined) return undefined;
+    const pending = this.rotating ?? this.pollRun;
+    if (!pending) return undefined;
+    return new Promise((resolve) => {
+      const done = (): void => {
+        clearTimeout(timer);
+        resolve(this.currentAuthorization());
+      };
+      const timer = setTimeout(done, maxWaitMs);
+      pending.then(done, done);
+    });
   }
 
   async refreshAfterUnauthorized(used: string): Promise<string | undefined> {

@@ -290,6 +290,39 @@ export async function buildProxyApp(options: ProxyAppOptions): Promise<FastifyIn
       }
     }
     reply.hijack();
+    if (
+      upstreamAuth?.authorizationSoon &&
+      (req.headers.authorization === undefined || upstreamAuth.overrideClientToken) &&
+      upstreamAuth.currentAuthorization() === undefined
+    ) {
+      // Rare: the token is past its usable time and its refresh is under way. A moment's wait
+      // (bounded by the token manager) beats a call the upstream would take as anonymous.
+      const soon = upstreamAuth.authorizationSoon();
+      if (soon) {
+        soon
+          .then(() => sendUpstream(request, res, method, path, clientIp, route, limitHeaders, startedAt))
+          .catch((error: unknown) => {
+            logger.error({ reqId: request.id, err: error }, 'request failed inside the proxy');
+            res.destroy();
+          });
+        return;
+      }
+    }
+    sendUpstream(request, res, method, path, clientIp, route, limitHeaders, startedAt);
+  };
+
+  /** Builds the upstream request (forwarding headers, injected token) and forwards it. */
+  const sendUpstream = (
+    request: FastifyRequest,
+    res: ServerResponse,
+    method: string,
+    path: string,
+    clientIp: string,
+    route: number,
+    limitHeaders: string[] | undefined,
+    startedAt: number,
+  ): void => {
+    const req = request.raw;
     const peerIp = req.socket.remoteAddress ?? '';
     const requestId = String(request.id);
     const headers = upstreamRequestHeaders(req.rawHeaders, {

@@ -8,6 +8,11 @@ export interface UpstreamAuth {
   /** The `Bearer …` value to send now, or undefined when no valid token is held. Must not block. */
   currentAuthorization(): string | undefined;
   /**
+   * When no usable token is held but one may arrive shortly (a refresh in flight), a promise that
+   * settles when it does or after a short bound; undefined when there is nothing to wait for.
+   */
+  authorizationSoon?(): Promise<unknown> | undefined;
+  /**
    * Called after the upstream answered 401 to a request sent with `used`: refreshes the token (once
    * across the fleet) or reloads one another replica refreshed, and resolves with the value to retry
    * with, or undefined when there is none.

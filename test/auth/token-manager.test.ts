@@ -127,6 +127,52 @@ describe('TokenManager', () => {
     expect(meli.stats.refreshCalls).toBe(1);
   });
 
+  it('past the usable time with a refresh in flight, a request waits for the new token (bounded)', async () => {
+    const tokens = new MemoryTokens();
+    const first = login(2);
+    tokens.token = first;
+    // The refresh starts at ~80 % (1.6 s) and takes 1 s: from 1.9 s (the last 5 % is not used) to
+    // ~2.6 s no token is usable while the refresh is in flight.
+    meli.setRefreshDelay(1000);
+    try {
+      const subject = manager(tokens, new InProcessLock(), { random: () => 0.5 });
+      await subject.start();
+      expect(subject.authorizationSoon()).toBeUndefined();
+      await until(() => subject.currentAuthorization() === undefined);
+      expect(meli.stats.refreshCalls).toBe(1);
+      const asked = Date.now();
+      const soon = subject.authorizationSoon();
+      expect(soon).toBeDefined();
+      const fresh = await soon;
+      expect(fresh).toBeDefined();
+      expect(fresh).not.toBe(bearer(first));
+      expect(fresh).toBe(bearer(tokens.token!));
+      expect(Date.now() - asked).toBeLessThan(1500);
+      // With a usable token there is nothing to wait for.
+      expect(subject.authorizationSoon()).toBeUndefined();
+    } finally {
+      meli.setRefreshDelay(0);
+    }
+  });
+
+  it('gives up waiting after the bound when the refresh does not come back in time', async () => {
+    const tokens = new MemoryTokens();
+    tokens.token = login(2);
+    meli.setRefreshDelay(3000);
+    try {
+      const subject = manager(tokens, new InProcessLock(), { random: () => 0.5 });
+      await subject.start();
+      await until(() => subject.currentAuthorization() === undefined);
+      const asked = Date.now();
+      expect(await subject.authorizationSoon(300)).toBeUndefined();
+      const waited = Date.now() - asked;
+      expect(waited).toBeGreaterThanOrEqual(290);
+      expect(waited).toBeLessThan(1500);
+    } finally {
+      meli.setRefreshDelay(0);
+    }
+  });
+
   it('lets exactly one of several replicas refresh each rotation; the others adopt', async () => {
     const tokens = new MemoryTokens();
     tokens.token = login(1);

@@ -70,6 +70,8 @@ export interface FakeMeli {
   stats: FakeMeliStats;
   /** Lifetime of tokens issued from now on. */
   setExpiresIn(seconds: number): void;
+  /** How long the token endpoint takes to answer a refresh from now on (default 0). */
+  setRefreshDelay(ms: number): void;
   /** Issues a token pair without the browser, as a completed login would. */
   issueTokens(clientId?: string): TokenResponse;
   /** Expires every access token issued so far. */
@@ -177,6 +179,7 @@ export async function startFakeMeli(options: FakeMeliOptions = {}): Promise<Fake
   const user = options.user ?? DEFAULT_USER;
   const scope = options.scope ?? 'offline_access read write';
   let expiresIn = options.expiresIn ?? 21_600;
+  let refreshDelayMs = 0;
   let stats = emptyStats();
   const pending = new Map<string, PendingAuthorization>();
   const codes = new Map<string, IssuedCode>();
@@ -333,6 +336,7 @@ export async function startFakeMeli(options: FakeMeliOptions = {}): Promise<Fake
     }
     if (grantType === 'refresh_token') {
       stats.refreshCalls++;
+      if (refreshDelayMs > 0) await new Promise((resolve) => setTimeout(resolve, refreshDelayMs));
       const presented = form.get('refresh_token') ?? '';
       stats.refreshCallsByToken.set(presented, (stats.refreshCallsByToken.get(presented) ?? 0) + 1);
       const entry = refreshTokens.get(presented);
@@ -399,6 +403,9 @@ export async function startFakeMeli(options: FakeMeliOptions = {}): Promise<Fake
     },
     setExpiresIn(seconds: number) {
       expiresIn = seconds;
+    },
+    setRefreshDelay(ms: number) {
+      refreshDelayMs = ms;
     },
     issueTokens: (clientId = client.id) => issueTokens(clientId),
     expireAccessTokens() {

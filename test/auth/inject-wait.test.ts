@@ -1,0 +1,92 @@
+/**
+ * `serve --inject-token` when the held token is past its usable time and its refresh is still at the
+ * token endpoint: the request waits (briefly) and goes with the new token, rather than going out
+ * anonymous. Short-lived tokens and a slow token endpoint make that moment reachable in a test.
+ */
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type ProxyTokenAuth, startProxyTokenAuth } from '../../src/auth/proxy-auth.js';
+import { TokenFileDocuments } from '../../src/auth/token-file.js';
+import { TokenStore, tokenFromLogin } from '../../src/auth/token-store.js';
+import { loadConfig } from '../../src/config.js';
+import { createLogger } from '../../src/logger.js';
+import { type RunningServer, startServer } from '../../src/server/index.js';
+import { openStore } from '../../src/store/index.js';
+import { type FakeMeli, startFakeMeli } from '../peers/oauth-server.js';
+import { LogCapture } from '../support/proxy.js';
+
+describe('serve --inject-token while a refresh is in flight past the usable time', () => {
+  let meli: FakeMeli;
+  let dir: string;
+  let server: RunningServer;
+  let auth: ProxyTokenAuth;
+
+  beforeAll(async () => {
+    // Tokens live 2 s: refreshed at 1.6 s, unusable from 1.9 s; the token endpoint takes 1 s.
+    meli = await startFakeMeli({ expiresIn: 2 });
+    meli.setRefreshDelay(1000);
+    dir = await mkdtemp(path.join(tmpdir(), 'meli-inject-wait-'));
+    const issued = meli.issueTokens();
+    await new TokenStore(new TokenFileDocuments(dir), 'file').save(
+      tokenFromLogin({
+        grant: {
+          accessToken: issued.access_token,
+          refreshToken: issued.refresh_token,
+          scope: issued.scope,
+          expiresIn: issued.expires_in,
+          userId: String(issued.user_id),
+        },
+        sentAt: Date.now(),
+        clientId: meli.client.id,
+        user: { id: String(meli.user.id), nickname: meli.user.nickname, siteId: 'MLA' },
+      }),
+    );
+    const config = loadConfig({
+      env: {},
+      flags: {
+        port: 0,
+        adminPort: 0,
+        store: 'memory',
+        dataDir: dir,
+        upstream: meli.url,
+        injectToken: true,
+        clientSecret: meli.client.secret,
+        tokenUrl: meli.tokenUrl,
+        logLevel: 'info',
+        workers: 1,
+      },
+    });
+    const logger = createLogger(config.logLevel, new LogCapture());
+    const store = await openStore('memory', { dataDir: dir, logger });
+    auth = await startProxyTokenAuth({ config, store, logger, env: {}, tuning: { jitter: 0 } });
+    server = await startServer(config, {
+      logger,
+      store,
+      version: 'test',
+      upstreamAuth: auth.manager,
+      flushers: [auth.stop],
+    });
+  });
+
+  afterAll(async () => {
+    await server?.shutdown('test over');
+    await meli?.close();
+    if (dir) await rm(dir, { recursive: true, force: true });
+  });
+
+  it('sends the request with the refreshed token once it arrives, not without one', async () => {
+    const deadline = Date.now() + 5000;
+    while (auth.manager.currentAuthorization() !== undefined) {
+      if (Date.now() > deadline) throw new Error('the token never went past its usable time');
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+    expect(meli.stats.refreshCalls).toBe(1);
+    const response = await fetch(`${server.proxyUrl}/items/MLA1`);
+    expect(response.status).toBe(200);
+    expect(await response.json()).toMatchObject({ authenticated: true });
+    expect(meli.stats.anonymousRequests).toBe(0);
+    expect(meli.stats.validTokenRequests).toBe(1);
+  });
+});
