@@ -8,12 +8,13 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { TokenStore, tokenFromLogin } from '../../src/auth/token-store.js';
+import { TokenStore } from '../../src/auth/token-store.js';
 import { openStore } from '../../src/store/index.js';
 import { type FakeMeli, startFakeMeli } from '../peers/oauth-server.js';
 import { type TestDatabase, testDatabase } from '../support/postgres.js';
 import { type CliProcess, killChildren, spawnCli } from '../support/proxy.js';
 import { ensureBuilt } from './helpers/build.js';
+import { loggedInToken } from './helpers/tokens.js';
 
 const REPLICAS = 4;
 // Tokens live 5 s: replicas refresh at ~4 s and stop sending a token at 4.75 s, which leaves a
@@ -37,22 +38,7 @@ describe('a fleet of proxies sharing one PostgreSQL store', () => {
     // The operator's `auth login` (done without a browser here): one token in the shared store.
     const store = await openStore(db.url, { dataDir, migrate: true });
     try {
-      const sentAt = Date.now();
-      const issued = meli.issueTokens();
-      await new TokenStore(store.documents, store.displayUrl).save(
-        tokenFromLogin({
-          grant: {
-            accessToken: issued.access_token,
-            refreshToken: issued.refresh_token,
-            scope: issued.scope,
-            expiresIn: issued.expires_in,
-            userId: String(issued.user_id),
-          },
-          sentAt,
-          clientId: meli.client.id,
-          user: { id: String(meli.user.id), nickname: meli.user.nickname, siteId: 'MLA' },
-        }),
-      );
+      await new TokenStore(store.documents, store.displayUrl).save(loggedInToken(meli));
     } finally {
       await store.close();
     }

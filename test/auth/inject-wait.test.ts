@@ -9,13 +9,14 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type ProxyTokenAuth, startProxyTokenAuth } from '../../src/auth/proxy-auth.js';
 import { TokenFileDocuments } from '../../src/auth/token-file.js';
-import { TokenStore, tokenFromLogin } from '../../src/auth/token-store.js';
+import { TokenStore } from '../../src/auth/token-store.js';
 import { loadConfig } from '../../src/config.js';
 import { createLogger } from '../../src/logger.js';
 import { type RunningServer, startServer } from '../../src/server/index.js';
 import { openStore } from '../../src/store/index.js';
 import { type FakeMeli, startFakeMeli } from '../peers/oauth-server.js';
 import { LogCapture } from '../support/proxy.js';
+import { loggedInToken } from './helpers/tokens.js';
 
 describe('serve --inject-token while a refresh is in flight past the usable time', () => {
   let meli: FakeMeli;
@@ -28,21 +29,7 @@ describe('serve --inject-token while a refresh is in flight past the usable time
     meli = await startFakeMeli({ expiresIn: 2 });
     meli.setRefreshDelay(1000);
     dir = await mkdtemp(path.join(tmpdir(), 'meli-inject-wait-'));
-    const issued = meli.issueTokens();
-    await new TokenStore(new TokenFileDocuments(dir), 'file').save(
-      tokenFromLogin({
-        grant: {
-          accessToken: issued.access_token,
-          refreshToken: issued.refresh_token,
-          scope: issued.scope,
-          expiresIn: issued.expires_in,
-          userId: String(issued.user_id),
-        },
-        sentAt: Date.now(),
-        clientId: meli.client.id,
-        user: { id: String(meli.user.id), nickname: meli.user.nickname, siteId: 'MLA' },
-      }),
-    );
+    await new TokenStore(new TokenFileDocuments(dir), 'file').save(loggedInToken(meli));
     const config = loadConfig({
       env: {},
       flags: {

@@ -8,7 +8,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type ProxyTokenAuth, startProxyTokenAuth } from '../../src/auth/proxy-auth.js';
 import { TokenFileDocuments } from '../../src/auth/token-file.js';
-import { TokenStore, tokenFromLogin } from '../../src/auth/token-store.js';
+import { TokenStore } from '../../src/auth/token-store.js';
 import { runCli } from '../../src/cli/program.js';
 import { loadConfig } from '../../src/config.js';
 import { createLogger } from '../../src/logger.js';
@@ -16,6 +16,7 @@ import { type RunningServer, startServer } from '../../src/server/index.js';
 import { openStore } from '../../src/store/index.js';
 import { type FakeMeli, startFakeMeli } from '../peers/oauth-server.js';
 import { LogCapture } from '../support/proxy.js';
+import { loggedInToken } from './helpers/tokens.js';
 
 describe('serve --inject-token', () => {
   let meli: FakeMeli;
@@ -27,21 +28,9 @@ describe('serve --inject-token', () => {
   beforeAll(async () => {
     meli = await startFakeMeli();
     dir = await mkdtemp(path.join(tmpdir(), 'meli-inject-'));
-    const issued = meli.issueTokens();
     // Logged in two hours ago: old enough for a 401 to justify a refresh.
     await new TokenStore(new TokenFileDocuments(dir), 'file').save(
-      tokenFromLogin({
-        grant: {
-          accessToken: issued.access_token,
-          refreshToken: issued.refresh_token,
-          scope: issued.scope,
-          expiresIn: issued.expires_in,
-          userId: String(issued.user_id),
-        },
-        sentAt: Date.now() - 2 * 3600_000,
-        clientId: meli.client.id,
-        user: { id: String(meli.user.id), nickname: meli.user.nickname, siteId: 'MLA' },
-      }),
+      loggedInToken(meli, Date.now() - 2 * 3600_000),
     );
     const config = loadConfig({
       env: {},

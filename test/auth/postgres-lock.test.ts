@@ -7,11 +7,12 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { advisoryKey, PostgresLock } from '../../src/auth/lock-postgres.js';
 import { tokenRefresher } from '../../src/auth/proxy-auth.js';
 import { TokenManager } from '../../src/auth/token-manager.js';
-import { TokenStore, tokenFromLogin } from '../../src/auth/token-store.js';
+import { TokenStore } from '../../src/auth/token-store.js';
 import { openStore } from '../../src/store/index.js';
 import type { Store } from '../../src/store/types.js';
 import { type FakeMeli, startFakeMeli } from '../peers/oauth-server.js';
 import { type TestDatabase, testDatabase } from '../support/postgres.js';
+import { loggedInToken } from './helpers/tokens.js';
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 const silent = { info: () => undefined, warn: () => undefined, error: () => undefined };
@@ -97,18 +98,7 @@ describe('PostgresLock', () => {
       for (let i = 0; i < 3; i++) {
         stores.push(await openStore(db.url, { dataDir: '/nonexistent', migrate: i === 0 }));
       }
-      const issued = meli.issueTokens();
-      const first = tokenFromLogin({
-        grant: {
-          accessToken: issued.access_token,
-          refreshToken: issued.refresh_token,
-          scope: issued.scope,
-          expiresIn: issued.expires_in,
-          userId: String(issued.user_id),
-        },
-        sentAt: Date.now(),
-        clientId: meli.client.id,
-      });
+      const first = loggedInToken(meli);
       await new TokenStore(stores[0]!.documents, 'db').save(first);
       const refresher = tokenRefresher({
         tokenUrl: new URL(meli.tokenUrl),

@@ -9,8 +9,9 @@ import {
   TokenManager,
   type TokenManagerOptions,
 } from '../../src/auth/token-manager.js';
-import { type StoredToken, tokenFromLogin, tokenFromRefresh } from '../../src/auth/token-store.js';
+import { type StoredToken, tokenFromRefresh } from '../../src/auth/token-store.js';
 import { type FakeMeli, startFakeMeli } from '../peers/oauth-server.js';
+import { loggedInToken } from './helpers/tokens.js';
 
 /** The token document, in memory, shared by the managers of one test (as a database would be). */
 class MemoryTokens {
@@ -64,20 +65,7 @@ describe('TokenManager', () => {
 
   function login(lifetimeSeconds = 1): StoredToken {
     meli.setExpiresIn(lifetimeSeconds);
-    const sentAt = Date.now();
-    const response = meli.issueTokens();
-    return tokenFromLogin({
-      grant: {
-        accessToken: response.access_token,
-        refreshToken: response.refresh_token,
-        scope: response.scope,
-        expiresIn: response.expires_in,
-        userId: String(response.user_id),
-      },
-      sentAt,
-      clientId: meli.client.id,
-      user: { id: String(meli.user.id), nickname: meli.user.nickname, siteId: 'MLA' },
-    });
+    return loggedInToken(meli);
   }
 
   function manager(

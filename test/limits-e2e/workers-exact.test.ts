@@ -6,12 +6,12 @@
  * is new, so its previous window is empty and the sliding estimate is the plain count). Each burst
  * starts with enough of its aligned window left (roomInWindow) and checks it ended in that window.
  */
-import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { Pool } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Origin, startOrigin } from '../peers/origin.js';
-import { type CliProcess, killChildren, serveArgs, spawnCli, tempDir } from '../support/proxy.js';
+import { type CliProcess, childPids, killChildren, serveArgs, spawnCli, tempDir } from '../support/proxy.js';
 import { roomInWindow, sleep, waitFor } from './helpers.js';
 
 const RULES = `limits:
@@ -67,21 +67,6 @@ async function burst(
       return response.statusCode;
     }),
   );
-}
-
-/** Pids of the live processes whose parent is `pid` (the cluster's workers). */
-function childPids(pid: number): number[] {
-  const pids: number[] = [];
-  for (const entry of readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    try {
-      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
-      if (Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]) === pid) pids.push(Number(entry));
-    } catch {
-      // exited meanwhile
-    }
-  }
-  return pids;
 }
 
 const admitted = (statuses: readonly number[]) => statuses.filter((status) => status !== 429).length;

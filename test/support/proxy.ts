@@ -10,7 +10,7 @@
  * run's captured logs, which the final secret scan reads (see secrets.ts).
  */
 import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -151,6 +151,21 @@ function recordOutput(child: ChildProcess, label: string): void {
   child.stdout!.on('data', (chunk: Buffer | string) => sink.write(String(chunk)));
   child.stderr!.on('data', (chunk: Buffer | string) => sink.write(String(chunk)));
   child.once('exit', () => sink.flush());
+}
+
+/** Pids of the live processes whose parent is `pid` (e.g. the workers of `serve --workers`), from /proc. */
+export function childPids(pid: number): number[] {
+  const pids: number[] = [];
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+      if (Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]) === pid) pids.push(Number(entry));
+    } catch {
+      // exited meanwhile
+    }
+  }
+  return pids;
 }
 
 /** SIGKILLs every child this module started that is still running (for afterAll hooks). */

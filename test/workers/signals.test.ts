@@ -4,26 +4,10 @@
  * workers' own copies must neither force an exit nor start a second drain: one Ctrl-C is a graceful
  * stop with exit code 0, and an in-flight request still completes.
  */
-import { readdirSync, readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Origin, startOrigin } from '../peers/origin.js';
 import { httpRequest } from '../support/net.js';
-import { type CliProcess, killChildren, serveArgs, spawnCli, tempDir } from '../support/proxy.js';
-
-/** Pids of the live processes whose parent is `pid`. */
-function childPids(pid: number): number[] {
-  const pids: number[] = [];
-  for (const entry of readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    try {
-      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
-      if (Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]) === pid) pids.push(Number(entry));
-    } catch {
-      // exited meanwhile
-    }
-  }
-  return pids;
-}
+import { type CliProcess, childPids, killChildren, serveArgs, spawnCli, tempDir } from '../support/proxy.js';
 
 /** What a terminal does on Ctrl-C: the same signal to every process of the foreground group. */
 function signalGroup(cli: CliProcess, signal: NodeJS.Signals): void {

@@ -5,29 +5,21 @@
  * across the workers (permits leased from the primary, test/limits-e2e/workers-exact.test.ts); SIGTERM drains every worker and exits 0; a killed worker is
  * replaced.
  */
-import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it, onTestFinished } from 'vitest';
 import { type Origin, startOrigin } from '../peers/origin.js';
 import { httpRequest } from '../support/net.js';
-import { type CliProcess, killChildren, type LogRecord, spawnCli, tempDir } from '../support/proxy.js';
+import {
+  type CliProcess,
+  childPids,
+  killChildren,
+  type LogRecord,
+  spawnCli,
+  tempDir,
+} from '../support/proxy.js';
 
 const WORKERS = 2;
-
-/** Pids of the live processes whose parent is `pid` (the cluster's workers). */
-function childPids(pid: number): number[] {
-  const pids: number[] = [];
-  for (const entry of readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    try {
-      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
-      if (Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]) === pid) pids.push(Number(entry));
-    } catch {
-      // exited meanwhile
-    }
-  }
-  return pids;
-}
 
 async function waitFor<T>(check: () => Promise<T | undefined> | T | undefined, what: string): Promise<T> {
   const deadline = Date.now() + 20_000;
