@@ -30,9 +30,14 @@ export function formatRateLimitItem(
   resetSeconds: number,
   partitionKey?: string,
 ): string {
-  let item = `${sfString(id)};r=${sfInteger(remaining)};t=${sfInteger(resetSeconds)}`;
+  let item = rateLimitItem(sfString(id), remaining, resetSeconds);
   if (partitionKey !== undefined) item += `;pk=${sfBytes(partitionKey)}`;
   return item;
+}
+
+/** A RateLimit item from an id already quoted as an sf-string (rules quote theirs once). */
+function rateLimitItem(quotedId: string, remaining: number, resetSeconds: number): string {
+  return `${quotedId};r=${sfInteger(remaining)};t=${sfInteger(resetSeconds)}`;
 }
 
 /** A whole List field value from items, e.g. for advertising every rule in RateLimit-Policy. */
@@ -57,7 +62,7 @@ export function rateLimitHeaderList(decision: Decision, options: HeaderOptions =
     'ratelimit-policy',
     rule.policy,
     'ratelimit',
-    `${rule.quotedId};r=${sfInteger(decision.remaining)};t=${sfInteger(decision.resetSeconds)}`,
+    rateLimitItem(rule.quotedId, decision.remaining, decision.resetSeconds),
   ];
   if (options.legacy !== false) {
     list.push(
