@@ -123,32 +123,34 @@ export async function runClusterPrimary(options: ClusterPrimaryOptions): Promise
   const live = (): Member[] => [...members.values()];
   const clusterMetrics = new ClusterMetrics(AGGREGATOR_OVERRIDES);
 
-  async function gather<T>(op: string): Promise<T[]> {
+  /** Asks every live worker; each worker's answer by its index, undefined where none came in time. */
+  async function gatherEach<T>(op: string): Promise<Map<number, { value: T } | undefined>> {
     const asked = live();
     const parts = await Promise.allSettled(
       asked.map((member) => member.peer.call<T>(op, [], GATHER_TIMEOUT_MS)),
     );
-    const values: T[] = [];
+    const byWorker = new Map<number, { value: T } | undefined>();
     parts.forEach((part, i) => {
-      if (part.status === 'fulfilled') values.push(part.value);
-      else logger.warn({ worker: asked[i]!.index, err: part.reason }, `worker did not answer ${op}`);
+      const worker = asked[i]!.index;
+      if (part.status === 'rejected')
+        logger.warn({ worker, err: part.reason }, `worker did not answer ${op}`);
+      byWorker.set(worker, part.status === 'fulfilled' ? { value: part.value } : undefined);
     });
+    return byWorker;
+  }
+
+  /** The answers of the workers that answered in time. */
+  async function gather<T>(op: string): Promise<T[]> {
+    const values: T[] = [];
+    for (const answer of (await gatherEach<T>(op)).values()) if (answer) values.push(answer.value);
     return values;
   }
 
   async function aggregateMetrics(): Promise<string> {
-    const asked = live();
-    const answers = await Promise.allSettled(
-      asked.map((member) => member.peer.call<MetricsJson>(CLUSTER_OPS.workerMetrics, [], GATHER_TIMEOUT_MS)),
-    );
     const byWorker = new Map<number, MetricsJson | undefined>();
-    answers.forEach((answer, i) => {
-      const worker = asked[i]!.index;
-      if (answer.status === 'rejected') {
-        logger.warn({ worker, err: answer.reason }, `worker did not answer ${CLUSTER_OPS.workerMetrics}`);
-      }
-      byWorker.set(worker, answer.status === 'fulfilled' ? answer.value : undefined);
-    });
+    for (const [worker, answer] of await gatherEach<MetricsJson>(CLUSTER_OPS.workerMetrics)) {
+      byWorker.set(worker, answer?.value);
+    }
     return clusterMetrics.render(byWorker, await registry.getMetricsAsJSON());
   }
 
