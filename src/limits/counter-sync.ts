@@ -22,6 +22,7 @@
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import type { CounterBackend } from '../store/types.js';
+import { LinkHealth } from './health.js';
 import type { Limiter, PendingDelta } from './limiter.js';
 
 export interface CounterSyncOptions {
@@ -50,11 +51,9 @@ export class CounterSync {
   private readonly intervalMs: number;
   private readonly timeoutMs: number;
   private readonly clock: () => number;
-  private readonly onStateChange: ((healthy: boolean, error: Error | undefined) => void) | undefined;
   private timer: NodeJS.Timeout | undefined;
   private inFlight: Promise<void> | undefined;
-  private isHealthy = true;
-  private error: Error | undefined;
+  private readonly health: LinkHealth;
   private lastOk: number | undefined;
   private replicaCount: number;
 
@@ -65,7 +64,7 @@ export class CounterSync {
     this.intervalMs = options.syncIntervalMs ?? 100;
     this.timeoutMs = options.timeoutMs ?? 2000;
     this.clock = options.clock ?? Date.now;
-    this.onStateChange = options.onStateChange;
+    this.health = new LinkHealth((healthy) => limiter.setStoreHealthy(healthy), options.onStateChange);
     this.replicaCount = Math.max(1, options.initialReplicas ?? 1);
     if (!(this.intervalMs > 0))
       throw new RangeError(`syncIntervalMs must be positive, got ${this.intervalMs}`);
@@ -98,11 +97,11 @@ export class CounterSync {
   }
 
   get healthy(): boolean {
-    return this.isHealthy;
+    return this.health.healthy;
   }
 
   get lastError(): Error | undefined {
-    return this.error;
+    return this.health.lastError;
   }
 
   /** When the last acknowledged push completed (epoch ms). */
@@ -123,7 +122,7 @@ export class CounterSync {
     const pending: PendingDelta[] = this.limiter.collectDeltas(this.clock());
     const deltas = pending.map((p) => p.delta);
     const watchdog = setTimeout(() => {
-      this.transition(false, new Error(`shared counter store did not answer within ${this.timeoutMs} ms`));
+      this.health.report(false, new Error(`shared counter store did not answer within ${this.timeoutMs} ms`));
     }, this.timeoutMs);
     watchdog.unref();
     const run = (async () => {
@@ -132,9 +131,9 @@ export class CounterSync {
         this.limiter.settleDeltas(pending, result, this.clock());
         this.replicaCount = Math.max(1, result.replicas);
         this.lastOk = this.clock();
-        this.transition(true, undefined);
+        this.health.report(true, undefined);
       } catch (error) {
-        this.transition(false, error instanceof Error ? error : new Error(String(error)));
+        this.health.report(false, error instanceof Error ? error : new Error(String(error)));
       } finally {
         clearTimeout(watchdog);
         this.inFlight = undefined;
@@ -142,17 +141,5 @@ export class CounterSync {
     })();
     this.inFlight = run;
     return run;
-  }
-
-  private transition(healthy: boolean, error: Error | undefined): void {
-    if (!healthy) this.error = error;
-    if (healthy === this.isHealthy) return;
-    this.isHealthy = healthy;
-    this.limiter.setStoreHealthy(healthy);
-    try {
-      this.onStateChange?.(healthy, error);
-    } catch {
-      // A logging callback must not break the sync loop.
-    }
   }
 }

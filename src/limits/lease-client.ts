@@ -18,6 +18,7 @@
  *   locally, owed to the primary when it is back), 'deny' refuses counters without permits. Asks
  *   keep going out for the counters in use, and the first answer marks the primary reachable again.
  */
+import { LinkHealth } from './health.js';
 import type { LeaseTransport } from './lease-arbiter.js';
 import { LEASE_PENDING, type LeaseRequest, type Limiter } from './limiter.js';
 
@@ -43,13 +44,11 @@ export class LeaseClient {
   private readonly intervalMs: number;
   private readonly failClosed: boolean;
   private readonly clock: () => number;
-  private readonly onStateChange: ((healthy: boolean, error: Error | undefined) => void) | undefined;
   private waiters: Waiter[] = [];
   private scheduled = false;
   private inFlight = 0;
   private timer: NodeJS.Timeout | undefined;
-  private isHealthy = true;
-  private error: Error | undefined;
+  private readonly health: LinkHealth;
   private releasing: Promise<void> = Promise.resolve();
   private stopped = false;
 
@@ -60,17 +59,18 @@ export class LeaseClient {
       throw new RangeError(`syncIntervalMs must be positive, got ${this.intervalMs}`);
     this.failClosed = options.onStoreError === 'deny';
     this.clock = options.clock ?? Date.now;
-    this.onStateChange = options.onStateChange;
     this.limiter = limiter;
+    // Applied to the limiter in use when the state changes (rule reloads replace it).
+    this.health = new LinkHealth((healthy) => this.limiter.setLeaseHealthy(healthy), options.onStateChange);
     this.prepare(limiter);
   }
 
   get healthy(): boolean {
-    return this.isHealthy;
+    return this.health.healthy;
   }
 
   get lastError(): Error | undefined {
-    return this.error;
+    return this.health.lastError;
   }
 
   /** Requests waiting for permits right now. */
@@ -102,7 +102,7 @@ export class LeaseClient {
       failClosed: this.failClosed,
       onAsk: () => this.schedule(),
     });
-    limiter.setLeaseHealthy(this.isHealthy);
+    limiter.setLeaseHealthy(this.health.healthy);
   }
 
   /** Makes `next` (prepared, counts adopted) the limiter in use; `previous`'s permits go back. */
@@ -154,7 +154,7 @@ export class LeaseClient {
         // Grants go to the limiter in use now (which may have replaced the one that asked).
         this.limiter.applyGrants(requests, grants, this.clock());
         if (this.limiter !== limiter) limiter.dropAsks(requests);
-        this.transition(true, undefined);
+        this.health.report(true, undefined);
         this.redoWaiters();
         // Permits that arrive after stop() would never be used or handed back by the timer.
         if (this.stopped) this.limiter.releaseAll();
@@ -164,7 +164,7 @@ export class LeaseClient {
         this.inFlight--;
         this.limiter.dropAsks(requests);
         if (this.limiter !== limiter) limiter.dropAsks(requests);
-        this.transition(false, error instanceof Error ? error : new Error(String(error)));
+        this.health.report(false, error instanceof Error ? error : new Error(String(error)));
         this.redoWaiters();
       },
     );
@@ -201,17 +201,5 @@ export class LeaseClient {
     this.releasing = this.transport.release(returns).catch(() => {
       // Lost: those permits stay counted as admitted until their window ends (under-admission).
     });
-  }
-
-  private transition(healthy: boolean, error: Error | undefined): void {
-    if (!healthy) this.error = error;
-    if (healthy === this.isHealthy) return;
-    this.isHealthy = healthy;
-    this.limiter.setLeaseHealthy(healthy);
-    try {
-      this.onStateChange?.(healthy, error);
-    } catch {
-      // A logging callback must not break the lease loop.
-    }
   }
 }
