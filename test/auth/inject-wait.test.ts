@@ -7,15 +7,13 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type ProxyTokenAuth, startProxyTokenAuth } from '../../src/auth/proxy-auth.js';
+import type { ProxyTokenAuth } from '../../src/auth/proxy-auth.js';
 import { TokenFileDocuments } from '../../src/auth/token-file.js';
 import { TokenStore } from '../../src/auth/token-store.js';
-import { loadConfig } from '../../src/config.js';
-import { createLogger } from '../../src/logger.js';
-import { type RunningServer, startServer } from '../../src/server/index.js';
-import { openStore } from '../../src/store/index.js';
+import type { RunningServer } from '../../src/server/index.js';
 import { type FakeMeli, startFakeMeli } from '../peers/oauth-server.js';
 import { LogCapture } from '../support/proxy.js';
+import { startInjectingProxy } from './helpers/inject.js';
 import { loggedInToken } from './helpers/tokens.js';
 
 describe('serve --inject-token while a refresh is in flight past the usable time', () => {
@@ -30,31 +28,7 @@ describe('serve --inject-token while a refresh is in flight past the usable time
     meli.setRefreshDelay(1000);
     dir = await mkdtemp(path.join(tmpdir(), 'meli-inject-wait-'));
     await new TokenStore(new TokenFileDocuments(dir), 'file').save(loggedInToken(meli));
-    const config = loadConfig({
-      env: {},
-      flags: {
-        port: 0,
-        adminPort: 0,
-        store: 'memory',
-        dataDir: dir,
-        upstream: meli.url,
-        injectToken: true,
-        clientSecret: meli.client.secret,
-        tokenUrl: meli.tokenUrl,
-        logLevel: 'info',
-        workers: 1,
-      },
-    });
-    const logger = createLogger(config.logLevel, new LogCapture());
-    const store = await openStore('memory', { dataDir: dir, logger });
-    auth = await startProxyTokenAuth({ config, store, logger, env: {}, tuning: { jitter: 0 } });
-    server = await startServer(config, {
-      logger,
-      store,
-      version: 'test',
-      upstreamAuth: auth.manager,
-      flushers: [auth.stop],
-    });
+    ({ server, auth } = await startInjectingProxy(meli, dir, new LogCapture(), { jitter: 0 }));
   });
 
   afterAll(async () => {

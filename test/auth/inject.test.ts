@@ -6,16 +6,14 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type ProxyTokenAuth, startProxyTokenAuth } from '../../src/auth/proxy-auth.js';
+import type { ProxyTokenAuth } from '../../src/auth/proxy-auth.js';
 import { TokenFileDocuments } from '../../src/auth/token-file.js';
 import { TokenStore } from '../../src/auth/token-store.js';
 import { runCli } from '../../src/cli/program.js';
-import { loadConfig } from '../../src/config.js';
-import { createLogger } from '../../src/logger.js';
-import { type RunningServer, startServer } from '../../src/server/index.js';
-import { openStore } from '../../src/store/index.js';
+import type { RunningServer } from '../../src/server/index.js';
 import { type FakeMeli, startFakeMeli } from '../peers/oauth-server.js';
 import { LogCapture } from '../support/proxy.js';
+import { startInjectingProxy } from './helpers/inject.js';
 import { loggedInToken } from './helpers/tokens.js';
 
 describe('serve --inject-token', () => {
@@ -32,31 +30,7 @@ describe('serve --inject-token', () => {
     await new TokenStore(new TokenFileDocuments(dir), 'file').save(
       loggedInToken(meli, Date.now() - 2 * 3600_000),
     );
-    const config = loadConfig({
-      env: {},
-      flags: {
-        port: 0,
-        adminPort: 0,
-        store: 'memory',
-        dataDir: dir,
-        upstream: meli.url,
-        injectToken: true,
-        clientSecret: meli.client.secret,
-        tokenUrl: meli.tokenUrl,
-        logLevel: 'info',
-      },
-    });
-    const logger = createLogger(config.logLevel, logs);
-    const store = await openStore('memory', { dataDir: dir, logger });
-    auth = await startProxyTokenAuth({ config, store, logger, env: {} });
-    server = await startServer(config, {
-      logger,
-      store,
-      version: 'test',
-      upstreamAuth: auth.manager,
-      flushers: [auth.stop],
-    });
-    auth.manager.registerMetrics(server.metrics.registry);
+    ({ server, auth } = await startInjectingProxy(meli, dir, logs));
   });
 
   afterAll(async () => {
