@@ -13,7 +13,7 @@ import Fastify, {
 } from 'fastify';
 import type { Dispatcher } from 'undici';
 import type { Config } from '../config.js';
-import { normalizePath } from '../limits/index.js';
+import { type Decision, normalizePath } from '../limits/index.js';
 import { type Logger, loggableUrl } from '../logger.js';
 import { sendApiError } from './api-error.js';
 import { createClientErrorHandler, serverOptions } from './client-guards.js';
@@ -195,20 +195,16 @@ export async function buildProxyApp(options: ProxyAppOptions): Promise<FastifyIn
    */
   const closing = new WeakSet<Socket>();
 
-  // `startedAt` is given when a request is handled again after waiting for a rate-limit lease: its
-  // duration (metrics, access log) counts from its arrival, the wait included.
-  const handleForward = (
-    request: FastifyRequest,
-    reply: FastifyReply,
-    startedAt = performance.now(),
-  ): void => {
+  const handleForward = (request: FastifyRequest, reply: FastifyReply): void => {
+    // A request's duration (metrics, access log) counts from its arrival, any wait for a
+    // rate-limit lease or a token refresh included.
+    const startedAt = performance.now();
     const req = request.raw;
     if (closing.has(req.socket)) {
       // Never answered: Node closes the connection once the refusal is written.
       reply.hijack();
       return;
     }
-    const res: ServerResponse = reply.raw;
     const method = req.method ?? 'GET';
     const path = upstreamPath(req.url ?? '');
     if (path === undefined) {
@@ -247,49 +243,69 @@ export async function buildProxyApp(options: ProxyAppOptions): Promise<FastifyIn
     // appended, garbage passed through) must not become a counter key of its own.
     const clientIp =
       config.trustProxy.length > 0 && isIP(request.ip) === 0 ? (req.socket.remoteAddress ?? '') : request.ip;
+    const decision = rateLimit?.decide(req, clientIp, method, normalized);
+    if (decision instanceof Promise) {
+      // Rare (workers of `serve --workers N` holding rate-limit leases): a counter of this request
+      // has no permit yet; the decision comes once the primary has answered (or --on-store-error
+      // has decided). Anything thrown after it still ends in the error handler, never in a crash.
+      decision
+        .then((later) => {
+          if (closing.has(req.socket)) {
+            // Another request on this connection was refused meanwhile: the connection is closing.
+            reply.hijack();
+            return;
+          }
+          admit(request, reply, method, path, clientIp, route, later, startedAt);
+        })
+        .catch((error: unknown) => {
+          if (!reply.sent) reply.send(error instanceof Error ? error : new Error(String(error)));
+          else {
+            logger.error({ reqId: request.id, err: error }, 'request failed inside the proxy');
+            req.socket.destroy();
+          }
+        });
+      return;
+    }
+    admit(request, reply, method, path, clientIp, route, decision, startedAt);
+  };
+
+  /** Applies the rate-limit decision (undefined: no rule applied) and forwards what it admits. */
+  const admit = (
+    request: FastifyRequest,
+    reply: FastifyReply,
+    method: string,
+    path: string,
+    clientIp: string,
+    route: number,
+    decision: Decision | undefined,
+    startedAt: number,
+  ): void => {
     let limitHeaders: string[] | undefined;
-    if (rateLimit) {
-      const decision = rateLimit.decide(req, clientIp, method, normalized);
-      if (decision instanceof Promise) {
-        // Rare (workers of `serve --workers N` holding rate-limit leases): a counter of this request
-        // has no permit yet. Once the primary has answered (or --on-store-error has decided), the
-        // request is handled again from the top and decide() returns the decision made for it.
-        // Anything thrown on that second pass still ends in the error handler, never in a crash.
-        decision
-          .then(() => handleForward(request, reply, startedAt))
-          .catch((error: unknown) => {
-            if (!reply.sent) reply.send(error instanceof Error ? error : new Error(String(error)));
-            else {
-              logger.error({ reqId: request.id, err: error }, 'request failed inside the proxy');
-              req.socket.destroy();
-            }
-          });
-        return;
+    if (decision && rateLimit) {
+      limitHeaders = rateLimit.headers(decision);
+      for (const rule of decision.shadowExceeded) {
+        metrics.shadowExceededBy(rule);
+        options.stats.recordRule(rule);
       }
-      if (decision) {
-        limitHeaders = rateLimit.headers(decision);
-        for (const rule of decision.shadowExceeded) {
-          metrics.shadowExceededBy(rule);
-          options.stats.recordRule(rule);
-        }
-        if (!decision.allowed) {
-          const rule = decision.rejectedBy ?? 'unknown';
-          metrics.rateLimitedBy(rule);
-          options.stats.recordRule(rule);
-          refuse(
-            options,
-            reply,
-            route,
-            429,
-            'too_many_requests',
-            `Rate limit "${rule}" exceeded: retry in ${decision.retryAfterSeconds} s.`,
-            limitHeaders,
-          );
-          return;
-        }
+      if (!decision.allowed) {
+        const rule = decision.rejectedBy ?? 'unknown';
+        metrics.rateLimitedBy(rule);
+        options.stats.recordRule(rule);
+        refuse(
+          options,
+          reply,
+          route,
+          429,
+          'too_many_requests',
+          `Rate limit "${rule}" exceeded: retry in ${decision.retryAfterSeconds} s.`,
+          limitHeaders,
+        );
+        return;
       }
     }
     reply.hijack();
+    const req = request.raw;
+    const res: ServerResponse = reply.raw;
     if (
       upstreamAuth?.authorizationSoon &&
       (req.headers.authorization === undefined || upstreamAuth.overrideClientToken) &&

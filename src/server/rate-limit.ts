@@ -37,15 +37,15 @@ import type { Store } from '../store/types.js';
 export interface RateLimitGate {
   /**
    * The decision for a request, or undefined when no rule applies. Never waits on the store; in
-   * lease mode, when a counter has no permit yet, a promise that settles once the decision is made
-   * (it does not reject): handle the request again then, and this returns that decision.
+   * lease mode, when a counter has no permit yet, a promise of the decision, made once the
+   * primary has answered (or --on-store-error has decided for it).
    */
   decide(
     req: IncomingMessage,
     clientIp: string,
     method: string,
     normalizedPath: string,
-  ): Decision | undefined | Promise<unknown>;
+  ): Decision | undefined | Promise<Decision | undefined>;
   /** Response headers (flat name/value list) describing a decision. */
   headers(decision: Decision): string[];
 }
@@ -94,16 +94,10 @@ export interface RateLimiterOptions {
   leases?: LeaseTransport | undefined;
 }
 
-/** What a parked request's decision is stored as when no rule applied to it. */
-const NO_DECISION = Symbol('no rate-limit decision');
-
 export class RateLimiter implements RateLimitGate {
   private limiter: Limiter;
   private sync: CounterSync | undefined;
   private leaseClient: LeaseClient | undefined;
-  /** Decisions made for parked requests, handed out when their request is handled again. */
-  private readonly settled = new WeakMap<IncomingMessage, Decision | typeof NO_DECISION>();
-  private settledCount = 0;
   private readonly view = new RequestView();
   private readonly staticRules: Rule[];
   private fingerprint = '';
@@ -160,26 +154,11 @@ export class RateLimiter implements RateLimitGate {
     clientIp: string,
     method: string,
     normalizedPath: string,
-  ): Decision | undefined | Promise<unknown> {
-    if (this.settledCount > 0) {
-      const settled = this.settled.get(req);
-      if (settled !== undefined) {
-        this.settled.delete(req);
-        this.settledCount--;
-        return settled === NO_DECISION ? undefined : settled;
-      }
-    }
+  ): Decision | undefined | Promise<Decision | undefined> {
     const decision = this.decideNow(req, clientIp, method, normalizedPath);
     if (decision !== LEASE_PENDING) return decision;
     // Rare: a counter holds no permit yet. Park the request until the primary has answered.
-    return this.leaseClient!.wait(() => {
-      const later = this.decideNow(req, clientIp, method, normalizedPath);
-      if (later !== LEASE_PENDING) {
-        this.settled.set(req, later ?? NO_DECISION);
-        this.settledCount++;
-      }
-      return later;
-    });
+    return this.leaseClient!.wait(() => this.decideNow(req, clientIp, method, normalizedPath));
   }
 
   private decideNow(
