@@ -156,7 +156,11 @@ export function parseIpRange(input: string): IpRange | string {
   return { family, words: network, mask, prefix, text: canonical };
 }
 
-function parseDottedQuad(text: string, start: number): number {
+/**
+ * The IPv4 address written from `start` to the end of `text` as a 32-bit number, or -1 unless it is
+ * a dotted quad in canonical form (no leading zeros), so that number and text map one to one.
+ */
+export function parseDottedQuad(text: string, start: number): number {
   let value = 0;
   let part = 0;
   let digits = 0;
@@ -227,7 +231,8 @@ function maskWords(family: IpFamily, prefix: number): Uint32Array {
   return mask;
 }
 
-function formatIpv4(word: number): string {
+/** Dotted-quad text of an IPv4 address held as a 32-bit number. */
+export function formatIpv4(word: number): string {
   return `${word >>> 24}.${(word >>> 16) & 255}.${(word >>> 8) & 255}.${word & 255}`;
 }
 

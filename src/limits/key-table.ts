@@ -17,6 +17,10 @@
  * total anyone reads), so dropping it resets nothing. An active key is never evicted; when the table
  * is full of active keys, `insert` returns -1 and the limiter applies its `onTableFull` policy.
  */
+
+import { formatIpv4 } from './ip.js';
+import { Ip4Index } from './ip4-index.js';
+import { resize } from './typed-arrays.js';
 import { WINDOW_MS, WINDOW_NAMES } from './window.js';
 
 const NONE = -1;
@@ -57,10 +61,8 @@ export class KeyTable {
 
   /** The IPv4 address of a slot keyed by address (see getIp4); its `keys` entry is then undefined. */
   ip4 = new Uint32Array(0);
-  /** Open-addressing hash of the IPv4-keyed slots: slot numbers, NONE when empty. */
-  private ip4Hash = new Int32Array(0);
-  private ip4Mask = 0;
-  private ip4Count = 0;
+  /** The IPv4-keyed slots, by (rule, address). */
+  private readonly ip4Index = new Ip4Index(this);
 
   /** Slots with unacknowledged deltas, each once; compacted by the sync pass. */
   dirtyList = new Int32Array(64);
@@ -117,14 +119,7 @@ export class KeyTable {
 
   /** The slot of `rule`'s counter for one IPv4 address (as a 32-bit number), or -1. */
   getIp4(rule: number, address: number): number {
-    const hash = this.ip4Hash;
-    const mask = this.ip4Mask;
-    if (mask === 0) return NONE;
-    for (let i = ip4Home(rule, address, mask); ; i = (i + 1) & mask) {
-      const slot = hash[i]!;
-      if (slot === NONE) return NONE;
-      if (this.ip4[slot] === address && this.rule[slot] === rule) return slot;
-    }
+    return this.ip4Index.get(rule, address);
   }
 
   /** The partition of a slot as text: what `insert` was given, or the IPv4 address it was keyed by. */
@@ -159,14 +154,7 @@ export class KeyTable {
     this.keys[slot] = undefined;
     this.ip4[slot] = address;
     this.rule[slot] = rule;
-    if ((this.ip4Count + 1) * 2 > this.ip4Hash.length)
-      this.rehashIp4(Math.max(2048, this.ip4Hash.length * 2));
-    const hash = this.ip4Hash;
-    const mask = this.ip4Mask;
-    let i = ip4Home(rule, address, mask);
-    while (hash[i] !== NONE) i = (i + 1) & mask;
-    hash[i] = slot;
-    this.ip4Count++;
+    this.ip4Index.add(slot);
     this.initialise(slot, rule, list, windowStart);
     return slot;
   }
@@ -209,8 +197,8 @@ export class KeyTable {
   /** The partitions and slots of one rule (for carrying counters over to a new rule set). */
   *entries(rule: number): IterableIterator<[string, number]> {
     yield* this.indexes[rule] ?? [];
-    for (const slot of this.ip4Hash) {
-      if (slot !== NONE && this.rule[slot] === rule) yield [formatIpv4(this.ip4[slot]!), slot];
+    for (const slot of this.ip4Index.entries()) {
+      if (this.rule[slot] === rule) yield [formatIpv4(this.ip4[slot]!), slot];
     }
   }
 
@@ -267,47 +255,13 @@ export class KeyTable {
   private remove(slot: number): void {
     this.unlink(slot, this.listOf[slot]!);
     const key = this.keys[slot];
-    if (key === undefined) this.removeIp4(slot);
+    if (key === undefined) this.ip4Index.delete(slot);
     else this.indexes[this.rule[slot]!]!.delete(key);
     this.count--;
     this.keys[slot] = undefined;
     if (this.dirty[slot] === 1) this.compactDirty((s) => s !== slot);
     this.next[slot] = this.freeHead;
     this.freeHead = slot;
-  }
-
-  /** Takes a slot out of the IPv4 hash, shifting later entries of its probe run back. */
-  private removeIp4(slot: number): void {
-    const hash = this.ip4Hash;
-    const mask = this.ip4Mask;
-    let hole = ip4Home(this.rule[slot]!, this.ip4[slot]!, mask);
-    while (hash[hole] !== slot) hole = (hole + 1) & mask;
-    for (let i = (hole + 1) & mask; hash[i] !== NONE; i = (i + 1) & mask) {
-      const other = hash[i]!;
-      const home = ip4Home(this.rule[other]!, this.ip4[other]!, mask);
-      // `other` may move into the hole when its home is not in (hole, i] (cyclically).
-      const between = hole <= i ? home > hole && home <= i : home > hole || home <= i;
-      if (!between) {
-        hash[hole] = other;
-        hole = i;
-      }
-    }
-    hash[hole] = NONE;
-    this.ip4Count--;
-  }
-
-  private rehashIp4(size: number): void {
-    const old = this.ip4Hash;
-    const hash = new Int32Array(size).fill(NONE);
-    const mask = size - 1;
-    for (const slot of old) {
-      if (slot === NONE) continue;
-      let i = ip4Home(this.rule[slot]!, this.ip4[slot]!, mask);
-      while (hash[i] !== NONE) i = (i + 1) & mask;
-      hash[i] = slot;
-    }
-    this.ip4Hash = hash;
-    this.ip4Mask = mask;
   }
 
   private allocate(): number {
@@ -370,30 +324,10 @@ export class KeyTable {
   }
 }
 
-/** Home position of (rule, address) in a hash of size mask + 1 (a murmur3-style mix of both). */
-function ip4Home(rule: number, address: number, mask: number): number {
-  let h = (address ^ Math.imul(rule + 1, 0x9e3779b1)) | 0;
-  h = Math.imul(h ^ (h >>> 16), 0x85ebca6b);
-  h = Math.imul(h ^ (h >>> 13), 0xc2b2ae35);
-  return (h ^ (h >>> 16)) & mask;
-}
-
-function formatIpv4(word: number): string {
-  return `${word >>> 24}.${(word >>> 16) & 255}.${(word >>> 8) & 255}.${word & 255}`;
-}
-
 /**
  * Partitions may be built by concatenation or slicing, which V8 represents as ropes or slices that
  * keep their parts (or the whole request line) alive. A JSON round trip yields one flat string.
  */
 function flatCopy(key: string): string {
   return JSON.parse(JSON.stringify(key)) as string;
-}
-
-type TypedArray = Float64Array | Int32Array | Uint32Array | Uint16Array | Uint8Array;
-
-function resize<T extends TypedArray>(array: T, length: number): T {
-  const bigger = new (array.constructor as new (length: number) => T)(length);
-  bigger.set(array);
-  return bigger;
 }

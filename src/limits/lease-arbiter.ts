@@ -32,11 +32,16 @@
  * many it used before dying, and forgetting used ones would over-admit), so they expire with their
  * window, counted as admitted: under-admission of at most one lease per key, for one window.
  *
- * Memory: one Map entry per counter key in use, about 190 bytes (measured: 1,000,000 per-IP keys
- * took 193 MB of heap in the primary), on top of each worker's own table. Keys whose last window is
- * older than the previous one weigh in no estimate and go at the next sweep.
+ * Memory: a few numbers per counter key in typed arrays, no object per key. Keys whose partition is
+ * one IPv4 address (a `by: [ip]` rule, the usual way to have a million keys) are found through an
+ * Ip4Index with no string kept; other keys through a Map. Keys whose last window is older than the
+ * previous one weigh in no estimate and go at the next sweep.
  */
+
+import { parseDottedQuad } from './ip.js';
+import { Ip4Index } from './ip4-index.js';
 import { msUntilAvailable, slidingEstimate } from './sliding.js';
+import { resize } from './typed-arrays.js';
 
 /** A worker's request for permits of one counter key. */
 export interface LeaseAsk {
@@ -87,20 +92,37 @@ export interface LeaseArbiterOptions {
   readonly holdMs?: number;
 }
 
-interface Entry {
-  windowStart: number;
-  windowMs: number;
-  /** Permits granted in the current window, minus those returned. */
-  current: number;
-  /** The same for the window before it (0 when that was not the previous window). */
-  previous: number;
-  /** Last grant or return (epoch ms): permits may still come back shortly after. */
-  lastMoveAt: number;
-}
+const NONE = -1;
+/** Rule ids get a 16-bit number each for the IPv4 index; beyond that, keys go to the Map. */
+const MAX_RULE_IDS = 65_535;
+const MIN_CAPACITY = 1024;
 
 export class LeaseArbiter {
-  private readonly entries = new Map<string, Entry>();
-  private sweepCursor: MapIterator<[string, Entry]> | undefined;
+  /** Start (epoch ms, aligned) of the window `current` counts. */
+  private windowStart = new Float64Array(0);
+  /** The key's window length; 0 marks a free slot. */
+  private windowMs = new Float64Array(0);
+  /** Permits granted in the current window, minus those returned. */
+  private current = new Float64Array(0);
+  /** The same for the window before it (0 when that was not the previous window). */
+  private previous = new Float64Array(0);
+  /** Last grant or return (epoch ms): permits may still come back shortly after. */
+  private lastMoveAt = new Float64Array(0);
+  /** For keys found by address: the number of their rule id, and the address (Ip4Slots). */
+  rule = new Uint16Array(0);
+  ip4 = new Uint32Array(0);
+  /** The key of a slot found through `byKey`; undefined (or past the end) for one found by address. */
+  private keys: (string | undefined)[] = [];
+  /** Free slots, linked through `nextFree`. */
+  private nextFree = new Int32Array(0);
+  private freeHead = NONE;
+  private used = 0;
+  private count = 0;
+  private readonly byKey = new Map<string, number>();
+  private readonly byAddress = new Ip4Index(this);
+  private readonly ruleNumbers = new Map<string, number>();
+  /** Where the next sweep slice starts. */
+  private sweepCursor = 0;
   private readonly workers: () => number;
   private readonly recheckMs: number;
   private readonly holdMs: number;
@@ -112,7 +134,7 @@ export class LeaseArbiter {
   }
 
   get size(): number {
-    return this.entries.size;
+    return this.count;
   }
 
   /** Answers a batch of asks in order; each grant is counted before the next ask is looked at. */
@@ -123,19 +145,21 @@ export class LeaseArbiter {
       const { windowMs, cap } = ask;
       const elapsed = now % windowMs;
       const windowStart = now - elapsed;
-      const entry = this.entry(ask.key, windowMs, windowStart);
-      const estimate = slidingEstimate(entry.previous, entry.current, windowMs, elapsed);
+      const slot = this.slotFor(ask.key, windowMs, windowStart);
+      const previous = this.previous[slot]!;
+      const current = this.current[slot]!;
+      const estimate = slidingEstimate(previous, current, windowMs, elapsed);
       const room = cap - estimate;
       if (room >= 1) {
         const share = Math.max(1, Math.floor(room / (2 * workers)));
         const granted = Math.min(Math.max(1, Math.floor(ask.want)), share);
-        entry.current += granted;
-        entry.lastMoveAt = now;
+        this.current[slot] = current + granted;
+        this.lastMoveAt[slot] = now;
         grants.push({ windowStart, granted, estimate: estimate + granted, retryMs: 0, recheckMs: 0 });
         continue;
       }
-      const retryMs = Math.max(1, msUntilAvailable(entry.previous, entry.current, windowMs, elapsed, cap));
-      const recent = now - entry.lastMoveAt < this.holdMs;
+      const retryMs = Math.max(1, msUntilAvailable(previous, current, windowMs, elapsed, cap));
+      const recent = now - this.lastMoveAt[slot]! < this.holdMs;
       grants.push({
         windowStart,
         granted: 0,
@@ -150,64 +174,152 @@ export class LeaseArbiter {
   /** Takes back unused permits; returns for windows that no estimate reads any more are ignored. */
   release(returns: readonly LeaseReturn[], now: number): void {
     for (const back of returns) {
-      const entry = this.entries.get(back.key);
-      if (!entry || !(back.count > 0)) continue;
-      if (entry.windowStart === back.windowStart) {
-        entry.current = Math.max(0, entry.current - back.count);
-        entry.lastMoveAt = now;
-      } else if (entry.windowStart === back.windowStart + back.windowMs) {
-        entry.previous = Math.max(0, entry.previous - back.count);
-        entry.lastMoveAt = now;
+      const slot = this.find(back.key);
+      if (slot === NONE || !(back.count > 0)) continue;
+      const windowStart = this.windowStart[slot]!;
+      if (windowStart === back.windowStart) {
+        this.current[slot] = Math.max(0, this.current[slot]! - back.count);
+        this.lastMoveAt[slot] = now;
+      } else if (windowStart === back.windowStart + back.windowMs) {
+        this.previous[slot] = Math.max(0, this.previous[slot]! - back.count);
+        this.lastMoveAt[slot] = now;
       }
     }
   }
 
   /** The counts of a key as of `now` (for tests and diagnostics). */
   counts(key: string, now: number): { current: number; previous: number } | undefined {
-    const entry = this.entries.get(key);
-    if (!entry) return undefined;
-    const windowStart = now - (now % entry.windowMs);
-    if (entry.windowStart === windowStart) return { current: entry.current, previous: entry.previous };
-    if (entry.windowStart === windowStart - entry.windowMs) return { current: 0, previous: entry.current };
+    const slot = this.find(key);
+    if (slot === NONE) return undefined;
+    const windowMs = this.windowMs[slot]!;
+    const windowStart = now - (now % windowMs);
+    const start = this.windowStart[slot]!;
+    if (start === windowStart) return { current: this.current[slot]!, previous: this.previous[slot]! };
+    if (start === windowStart - windowMs) return { current: 0, previous: this.current[slot]! };
     return { current: 0, previous: 0 };
   }
 
   /**
    * Forgets keys whose counts no estimate reads any more (last window older than the previous),
-   * looking at up to `budget` keys; returns how many went.
+   * looking at up to `budget` slots; returns how many went.
    */
   sweep(now: number, budget = Number.POSITIVE_INFINITY): number {
     // Resumes where the last call stopped, so a million keys are swept a slice at a time and the
-    // primary never stops answering leases for a whole pass (Map iterators survive deletions).
+    // primary never stops answering leases for a whole pass.
     let removed = 0;
-    this.sweepCursor ??= this.entries.entries();
     for (let visited = 0; visited < budget; visited++) {
-      const next = this.sweepCursor.next();
-      if (next.done) {
-        this.sweepCursor = undefined;
+      if (this.sweepCursor >= this.used) {
+        this.sweepCursor = 0;
         break;
       }
-      const [key, entry] = next.value;
-      if (entry.windowStart < now - (now % entry.windowMs) - entry.windowMs) {
-        this.entries.delete(key);
+      const slot = this.sweepCursor++;
+      const windowMs = this.windowMs[slot]!;
+      if (windowMs === 0) continue;
+      if (this.windowStart[slot]! < now - (now % windowMs) - windowMs) {
+        this.remove(slot);
         removed++;
       }
     }
     return removed;
   }
 
-  /** The key's entry moved to the window starting at `windowStart`. */
-  private entry(key: string, windowMs: number, windowStart: number): Entry {
-    let entry = this.entries.get(key);
-    if (!entry || entry.windowMs !== windowMs) {
+  /** The slot of a key, moved to the window starting at `windowStart` (created if new). */
+  private slotFor(key: string, windowMs: number, windowStart: number): number {
+    let slot = this.find(key);
+    if (slot !== NONE && this.windowMs[slot] !== windowMs) {
       // A rule whose window changed keeps its id but counts afresh, as adoptCounts does.
-      entry = { windowStart, windowMs, current: 0, previous: 0, lastMoveAt: 0 };
-      this.entries.set(key, entry);
-    } else if (entry.windowStart < windowStart) {
-      entry.previous = entry.windowStart === windowStart - windowMs ? entry.current : 0;
-      entry.current = 0;
-      entry.windowStart = windowStart;
+      this.remove(slot);
+      slot = NONE;
     }
-    return entry;
+    if (slot === NONE) return this.add(key, windowMs, windowStart);
+    const start = this.windowStart[slot]!;
+    if (start < windowStart) {
+      this.previous[slot] = start === windowStart - windowMs ? this.current[slot]! : 0;
+      this.current[slot] = 0;
+      this.windowStart[slot] = windowStart;
+    }
+    return slot;
+  }
+
+  private find(key: string): number {
+    const sep = key.lastIndexOf('|');
+    if (sep > 0) {
+      const address = parseDottedQuad(key, sep + 1);
+      if (address >= 0) {
+        const rule = this.ruleNumbers.get(key.slice(0, sep));
+        if (rule !== undefined) return this.byAddress.get(rule, address);
+      }
+    }
+    return this.byKey.get(key) ?? NONE;
+  }
+
+  private add(key: string, windowMs: number, windowStart: number): number {
+    const slot = this.allocate();
+    this.windowStart[slot] = windowStart;
+    this.windowMs[slot] = windowMs;
+    this.current[slot] = 0;
+    this.previous[slot] = 0;
+    this.lastMoveAt[slot] = 0;
+    this.count++;
+    const sep = key.lastIndexOf('|');
+    const address = sep > 0 ? parseDottedQuad(key, sep + 1) : NONE;
+    const rule = address >= 0 ? this.ruleNumber(key.slice(0, sep)) : NONE;
+    if (rule !== NONE) {
+      // `keys` stays as short as the slots keyed by text need (a freed slot's entry is cleared).
+      this.rule[slot] = rule;
+      this.ip4[slot] = address;
+      this.byAddress.add(slot);
+    } else {
+      // A JSON round trip flattens a key sliced out of an IPC message, which would keep it alive.
+      const stored = JSON.parse(JSON.stringify(key)) as string;
+      this.keys[slot] = stored;
+      this.byKey.set(stored, slot);
+    }
+    return slot;
+  }
+
+  /** The number of a rule id for the IPv4 index; -1 once there are too many ids to number. */
+  private ruleNumber(id: string): number {
+    let rule = this.ruleNumbers.get(id);
+    if (rule === undefined) {
+      if (this.ruleNumbers.size >= MAX_RULE_IDS) return NONE;
+      rule = this.ruleNumbers.size;
+      this.ruleNumbers.set(id, rule);
+    }
+    return rule;
+  }
+
+  private remove(slot: number): void {
+    const key = this.keys[slot];
+    if (key === undefined) this.byAddress.delete(slot);
+    else {
+      this.byKey.delete(key);
+      this.keys[slot] = undefined;
+    }
+    this.windowMs[slot] = 0;
+    this.count--;
+    this.nextFree[slot] = this.freeHead;
+    this.freeHead = slot;
+  }
+
+  private allocate(): number {
+    if (this.freeHead !== NONE) {
+      const slot = this.freeHead;
+      this.freeHead = this.nextFree[slot]!;
+      return slot;
+    }
+    if (this.used === this.windowStart.length) this.grow(Math.max(MIN_CAPACITY, this.used * 2));
+    return this.used++;
+  }
+
+  private grow(capacity: number): void {
+    this.windowStart = resize(this.windowStart, capacity);
+    this.windowMs = resize(this.windowMs, capacity);
+    this.current = resize(this.current, capacity);
+    this.previous = resize(this.previous, capacity);
+    this.lastMoveAt = resize(this.lastMoveAt, capacity);
+    this.rule = resize(this.rule, capacity);
+    this.ip4 = resize(this.ip4, capacity);
+    this.nextFree = resize(this.nextFree, capacity);
   }
 }

@@ -139,6 +139,41 @@ describe('LeaseArbiter', () => {
     expect(arbiter.counts('live', later)).toEqual({ current: 1, previous: 0 });
   });
 
+  it('keeps each key apart, by address or by text, through churn and sweeps', () => {
+    const arbiter = new LeaseArbiter({ workers: () => 1 });
+    const ask = (key: string, want: number, now = T0) =>
+      arbiter.grant([{ key, windowMs: 10_000, cap: 1000, want }], now)[0]!.granted;
+    // Two rules over the same addresses, and keys that look like addresses but are other text.
+    const addresses = Array.from({ length: 3000 }, (_, i) => `10.0.${i >>> 8}.${i & 255}`);
+    addresses.forEach((address, i) => {
+      ask(`per-ip|${address}`, 1 + (i % 7));
+      ask(`other|${address}`, 2);
+    });
+    expect(ask('per-ip|010.0.0.1', 5)).toBe(5);
+    expect(ask('by-header|a|b|10.0.0.1', 6)).toBe(6);
+    expect(ask('global', 9)).toBe(9);
+    expect(arbiter.size).toBe(6003);
+    // Half the addresses go quiet; the others are asked for again two windows later.
+    const later = T0 + 20_000;
+    addresses.forEach((address, i) => {
+      if (i % 2 === 0) ask(`per-ip|${address}`, 1, later);
+    });
+    expect(arbiter.sweep(later)).toBe(1500 + 3000 + 3);
+    addresses.forEach((address, i) => {
+      // Kept keys still find their own counts (the window before the last is no longer read).
+      expect(arbiter.counts(`per-ip|${address}`, later)).toEqual(
+        i % 2 === 0 ? { current: 1, previous: 0 } : undefined,
+      );
+      expect(arbiter.counts(`other|${address}`, later)).toBeUndefined();
+    });
+    // Freed slots are reused by new keys without mixing them up with old ones.
+    for (let i = 0; i < 2000; i++) ask(`per-ip|192.168.${i >>> 8}.${i & 255}`, 3, later);
+    expect(arbiter.size).toBe(1500 + 2000);
+    expect(arbiter.counts('per-ip|192.168.7.207', later)).toEqual({ current: 3, previous: 0 });
+    expect(arbiter.counts('per-ip|10.0.0.0', later)).toEqual({ current: 1, previous: 0 });
+    expect(arbiter.counts('per-ip|10.0.0.1', later)).toBeUndefined();
+  });
+
   it('weighs the previous window like one process does, and says when one permit frees', () => {
     const arbiter = new LeaseArbiter({ workers: () => 1, holdMs: 0 });
     const ask = { key: 'k', windowMs: 10_000, cap: 10, want: 10 };

@@ -1,6 +1,7 @@
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { describe, expect, it } from 'vitest';
+import { LeaseArbiter } from '../../src/limits/lease-arbiter.js';
 import { Limiter } from '../../src/limits/limiter.js';
 import { parseRules } from '../../src/limits/rule.js';
 import { T0 } from './helpers.js';
@@ -52,5 +53,28 @@ describe('Limiter memory', () => {
     // Two windows later everything is idle and expires.
     expect(limiter.sweep(T0 + 180_000, 2_000_000)).toBe(1_000_000);
     expect(limiter.stats().keys).toBe(0);
+  }, 20_000);
+});
+
+describe('LeaseArbiter memory (the cluster primary)', () => {
+  it('holds 1,000,000 per-IP counter keys within 72 MB (heap + typed arrays)', () => {
+    const arbiter = new LeaseArbiter({ workers: () => 2 });
+    const asks = Array.from({ length: 1000 }, () => ({ key: '', windowMs: 60_000, cap: 600, want: 8 }));
+    const before = settledMemory();
+    // Asks arrive in batches, as they do over IPC.
+    for (let batch = 0; batch < 1000; batch++) {
+      for (let j = 0; j < 1000; j++) {
+        const i = batch * 1000 + j;
+        asks[j]!.key = `default-per-ip|10.${(i >>> 16) & 255}.${(i >>> 8) & 255}.${i & 255}`;
+      }
+      arbiter.grant(asks, T0 + batch);
+    }
+    const used = settledMemory() - before;
+    console.log(`arbiter, 1e6 keys: memory +${(used / 2 ** 20).toFixed(1)} MiB (${Math.round(used / 1e6)} B/key)`);
+    expect(arbiter.size).toBe(1_000_000);
+    expect(arbiter.counts('default-per-ip|10.15.66.63', T0 + 1000)).toEqual({ current: 8, previous: 0 });
+    expect(used).toBeLessThan(72 * 2 ** 20);
+    expect(arbiter.sweep(T0 + 180_000)).toBe(1_000_000);
+    expect(arbiter.size).toBe(0);
   }, 20_000);
 });
