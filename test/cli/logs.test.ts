@@ -3,31 +3,19 @@
  * --access-log decides whether there is one line per request, and no line is lost or reordered
  * when the process stops — even when whoever reads stdout is slow (a log shipper under load).
  */
-import { afterAll, beforeAll, beforeEach, describe, expect, it, onTestFinished } from 'vitest';
-import { type Origin, startOrigin } from '../peers/origin.js';
+import { describe, expect, it, onTestFinished } from 'vitest';
 import { httpRequest, rawGet, rawRequest } from '../support/net.js';
-import { type CliProcess, killChildren, serveArgs, spawnCli, tempDir } from '../support/proxy.js';
+import { type CliProcess, serveArgs, spawnCli, useOriginAndDataDir } from '../support/proxy.js';
 import { TEST_SECRETS } from '../support/secrets.js';
 
 const { adminToken, wrongAdminToken, bearerToken, queryToken } = TEST_SECRETS;
 
 describe('the binary log', () => {
-  let origin: Origin;
-  const data = tempDir();
-
-  beforeAll(async () => {
-    origin = await startOrigin();
-  });
-  afterAll(async () => {
-    killChildren();
-    await origin?.close();
-    data.remove();
-  });
-  beforeEach(() => origin.reset());
+  const fixture = useOriginAndDataDir({ resetOrigin: true });
 
   async function serve(...extra: string[]): Promise<CliProcess> {
     const cli = await spawnCli(
-      serveArgs(origin.url, data.dir, ...extra),
+      serveArgs(fixture.origin.url, fixture.dir, ...extra),
       // A secret in the environment must not be echoed either.
       { MELI_PROXY_ADMIN_TOKEN: adminToken },
     );

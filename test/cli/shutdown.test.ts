@@ -3,27 +3,15 @@
  * (readiness fails, the listener closes, in-flight requests finish within --shutdown-grace and are
  * told to close their connection), cuts what is left when the grace period ends, and exits 0.
  */
-import { afterAll, beforeAll, beforeEach, describe, expect, it, onTestFinished } from 'vitest';
-import { type Origin, startOrigin } from '../peers/origin.js';
+import { describe, expect, it, onTestFinished } from 'vitest';
 import { httpRequest, RawConnection, rawGet } from '../support/net.js';
-import { type CliProcess, killChildren, serveArgs, spawnCli, tempDir } from '../support/proxy.js';
+import { type CliProcess, serveArgs, spawnCli, useOriginAndDataDir } from '../support/proxy.js';
 
 describe('serve as a process', () => {
-  let origin: Origin;
-  const data = tempDir();
-
-  beforeAll(async () => {
-    origin = await startOrigin();
-  });
-  afterAll(async () => {
-    killChildren();
-    await origin?.close();
-    data.remove();
-  });
-  beforeEach(() => origin.reset());
+  const fixture = useOriginAndDataDir({ resetOrigin: true });
 
   async function serve(...extra: string[]): Promise<CliProcess> {
-    const cli = await spawnCli(serveArgs(origin.url, data.dir, ...extra));
+    const cli = await spawnCli(serveArgs(fixture.origin.url, fixture.dir, ...extra));
     onTestFinished(() => {
       if (cli.child.exitCode === null) cli.child.kill('SIGKILL');
     });
@@ -43,7 +31,7 @@ describe('serve as a process', () => {
       expect(cli.adminUrl).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
       expect(cli.url).not.toBe(cli.adminUrl);
       const listening = cli.logRecords().find((line) => line.msg === 'proxy listening');
-      expect(listening).toMatchObject({ level: 'info', upstream: origin.url, url: cli.url });
+      expect(listening).toMatchObject({ level: 'info', upstream: fixture.origin.url, url: cli.url });
       expect((await httpRequest(cli.url, '/categories/MLA97994')).status).toBe(200);
       const started = performance.now();
       expect(await cli.stop(signal)).toBe(0);
@@ -67,7 +55,7 @@ describe('serve as a process', () => {
     const inFlight = await RawConnection.open(cli.url);
     onTestFinished(() => inFlight.close());
     await inFlight.send(rawGet('/slow?ms=1500', 'proxy.test'));
-    await origin.waitForRequests(1, (r) => r.url.startsWith('/slow'));
+    await fixture.origin.waitForRequests(1, (r) => r.url.startsWith('/slow'));
 
     const signalled = performance.now();
     cli.child.kill('SIGTERM');
@@ -97,8 +85,8 @@ describe('serve as a process', () => {
     expect(exit).toEqual({ code: 0, signal: null });
     expect(elapsed).toBeGreaterThan(1200);
     expect(elapsed).toBeLessThan(5000);
-    expect(origin.requests.map((r) => r.url)).toEqual(['/slow?ms=1500']);
-    expect(origin.requests[0]!.completed).toBe(true);
+    expect(fixture.origin.requests.map((r) => r.url)).toEqual(['/slow?ms=1500']);
+    expect(fixture.origin.requests[0]!.completed).toBe(true);
     const messages = cli.logRecords().map((line) => line.msg);
     expect(messages).not.toContain('grace period over: cutting the remaining requests');
     expect(messages).toContain('stopped');
@@ -114,7 +102,7 @@ describe('serve as a process', () => {
     });
     await waiting.send(rawGet('/slow?ms=5000', 'proxy.test'));
     await streaming.send(rawGet('/slow-body?ms=5000', 'proxy.test'));
-    await origin.waitForRequests(2);
+    await fixture.origin.waitForRequests(2);
 
     const signalled = performance.now();
     cli.child.kill('SIGTERM');
@@ -130,7 +118,7 @@ describe('serve as a process', () => {
     expect(exit).toEqual({ code: 0, signal: null });
     expect(performance.now() - signalled).toBeLessThan(4000);
     // The upstream requests were given up too.
-    await expect.poll(() => origin.requests.every((r) => r.aborted), { timeout: 2000 }).toBe(true);
+    await expect.poll(() => fixture.origin.requests.every((r) => r.aborted), { timeout: 2000 }).toBe(true);
     const messages = cli.logRecords().map((line) => line.msg);
     expect(messages).toContain('grace period over: cutting the remaining requests');
     expect(messages).toContain('stopped');
@@ -141,7 +129,7 @@ describe('serve as a process', () => {
     const inFlight = await RawConnection.open(cli.url);
     onTestFinished(() => inFlight.close());
     await inFlight.send(rawGet('/slow?ms=3000', 'proxy.test'));
-    await origin.waitForRequests(1);
+    await fixture.origin.waitForRequests(1);
     cli.child.kill('SIGTERM');
     await expect
       .poll(() => cli.logRecords().some((line) => line.msg === 'draining'), { timeout: 2000 })

@@ -9,12 +9,12 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Pool } from 'undici';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { openStore } from '../../src/store/index.js';
-import { type Origin, startOrigin } from '../peers/origin.js';
+import { startOrigin } from '../peers/origin.js';
 import { httpRequest, RawConnection, rawGet } from '../support/net.js';
 import { createDatabase, type PostgresServer, startPostgres } from '../support/postgres.js';
-import { type CliProcess, killChildren, spawnCli, startTestProxy, tempDir } from '../support/proxy.js';
+import { type CliProcess, spawnCli, startTestProxy, useOriginAndDataDir } from '../support/proxy.js';
 import { type RedisServer, skipWithoutRedis, startRedis } from '../support/redis.js';
 import { sleep } from './helpers.js';
 
@@ -159,24 +159,14 @@ describe('upstream faults under load', () => {
 });
 
 describe('store outages under load', () => {
-  let origin: Origin;
-  const data = tempDir();
-
-  beforeAll(async () => {
-    origin = await startOrigin();
-  });
-  afterAll(async () => {
-    killChildren();
-    await origin?.close();
-    data.remove();
-  });
+  const fixture = useOriginAndDataDir();
 
   async function serve(store: string): Promise<CliProcess> {
     return spawnCli(
       [
         'serve',
         '--upstream',
-        origin.url,
+        fixture.origin.url,
         '--port',
         '0',
         '--admin-port',
@@ -184,7 +174,7 @@ describe('store outages under load', () => {
         '--store',
         store,
         '--data-dir',
-        data.dir,
+        fixture.dir,
         '--access-log',
         'off',
         '--migrate',

@@ -4,26 +4,15 @@
  * child process because a failure here takes the whole process down (or keeps it from exiting).
  */
 import { connect } from 'node:net';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type Origin, startOrigin } from '../peers/origin.js';
+import { describe, expect, it } from 'vitest';
 import { httpRequest, RawConnection, rawGet } from '../support/net.js';
-import { type CliProcess, killChildren, serveArgs, spawnCli, tempDir } from '../support/proxy.js';
+import { type CliProcess, serveArgs, spawnCli, useOriginAndDataDir } from '../support/proxy.js';
 
 describe('CONNECT against the running binary', () => {
-  let origin: Origin;
-  const data = tempDir();
-
-  beforeAll(async () => {
-    origin = await startOrigin();
-  });
-  afterAll(async () => {
-    killChildren();
-    await origin?.close();
-    data.remove();
-  });
+  const fixture = useOriginAndDataDir();
 
   const serve = (extra: string[] = []): Promise<CliProcess> =>
-    spawnCli(serveArgs(origin.url, data.dir, '--access-log', 'off', ...extra));
+    spawnCli(serveArgs(fixture.origin.url, fixture.dir, '--access-log', 'off', ...extra));
 
   it('survives clients that send CONNECT and reset the connection at once', async () => {
     const cli = await serve();
@@ -34,10 +23,13 @@ describe('CONNECT against the running binary', () => {
         () =>
           new Promise<void>((resolve) => {
             const socket = connect(port, '127.0.0.1', () => {
-              socket.write(`CONNECT ${origin.host} HTTP/1.1\r\nHost: ${origin.host}\r\n\r\n`, () => {
-                socket.resetAndDestroy();
-                resolve();
-              });
+              socket.write(
+                `CONNECT ${fixture.origin.host} HTTP/1.1\r\nHost: ${fixture.origin.host}\r\n\r\n`,
+                () => {
+                  socket.resetAndDestroy();
+                  resolve();
+                },
+              );
             });
             socket.on('error', () => resolve());
           }),
@@ -53,10 +45,10 @@ describe('CONNECT against the running binary', () => {
   it('releases a refused CONNECT socket that kept sending, so SIGTERM still exits promptly with 0', async () => {
     const cli = await serve(['--shutdown-grace', '1000']);
     const connection = await RawConnection.open(cli.url);
-    await connection.send(`CONNECT ${origin.host} HTTP/1.1\r\nHost: ${origin.host}\r\n\r\n`);
+    await connection.send(`CONNECT ${fixture.origin.host} HTTP/1.1\r\nHost: ${fixture.origin.host}\r\n\r\n`);
     expect((await connection.readResponse()).status).toBe(405);
     // A client that does not wait for the answer before it talks on (a TLS hello, another request).
-    await connection.send(rawGet('/items/MLA1', origin.host)).catch(() => undefined);
+    await connection.send(rawGet('/items/MLA1', fixture.origin.host)).catch(() => undefined);
     await connection.waitForClose(1000);
     connection.close();
     await new Promise((resolve) => setTimeout(resolve, 100));
@@ -66,6 +58,6 @@ describe('CONNECT against the running binary', () => {
     const ms = performance.now() - started;
     expect(code, `exit code after ${Math.round(ms)} ms`).toBe(0);
     expect(ms).toBeLessThan(3000);
-    expect(origin.requests.filter((r) => r.method === 'CONNECT')).toEqual([]);
+    expect(fixture.origin.requests.filter((r) => r.method === 'CONNECT')).toEqual([]);
   });
 });

@@ -11,9 +11,9 @@
  */
 import { createHash } from 'node:crypto';
 import { get, type IncomingMessage, request } from 'node:http';
-import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
-import { bigBodyDigest, type Origin, startOrigin } from '../peers/origin.js';
-import { type CliProcess, killChildren, serveArgs, spawnCli, tempDir } from '../support/proxy.js';
+import { describe, expect, it, onTestFinished } from 'vitest';
+import { bigBodyDigest } from '../peers/origin.js';
+import { type CliProcess, serveArgs, spawnCli, useOriginAndDataDir } from '../support/proxy.js';
 
 const MB = 1024 * 1024;
 /** Growth allowed while moving a 50 MB body: a buffering proxy needs at least the body size. */
@@ -149,24 +149,14 @@ function startUpload(url: string, target: string, bytes: number, chunks: Generat
 }
 
 describe('streaming through the CLI proxy', () => {
-  let origin: Origin;
-  const data = tempDir();
-
-  beforeAll(async () => {
-    origin = await startOrigin();
-  });
-  afterAll(async () => {
-    killChildren();
-    await origin?.close();
-    data.remove();
-  });
+  const fixture = useOriginAndDataDir();
 
   /** A fresh proxy per test, warmed up, so each RSS baseline is its own. */
   async function freshProxy(): Promise<CliProcess> {
     const cli = await spawnCli(
       serveArgs(
-        origin.url,
-        data.dir,
+        fixture.origin.url,
+        fixture.dir,
         '--access-log',
         'off',
         // These tests move up to 200 MB; the body limit (default 64 MB) has its own suite.
@@ -232,7 +222,7 @@ describe('streaming through the CLI proxy', () => {
 
   it('stalls the origin while the client does not read, and stops it when the client leaves', async () => {
     const cli = await freshProxy();
-    origin.reset();
+    fixture.origin.reset();
     const bytes = 200 * MB;
     const rss = sampleRss(cli);
     const res = await new Promise<IncomingMessage>((resolve, reject) => {
@@ -243,7 +233,7 @@ describe('streaming through the CLI proxy', () => {
       res.destroy();
     });
     // Without backpressure the proxy would read all 200 MB (≈100 MB/s here) into its memory.
-    const stalled = await stalledAt(() => origin.bigBytesSent, 'the origin');
+    const stalled = await stalledAt(() => fixture.origin.bigBytesSent, 'the origin');
     const growthWhilePaused = rss.growth();
     expect(stalled, `origin sent ${(stalled / MB).toFixed(1)} MB`).toBeLessThan(100 * MB);
     expect(growthWhilePaused, `RSS grew by ${(growthWhilePaused / MB).toFixed(1)} MB`).toBeLessThan(
@@ -259,12 +249,12 @@ describe('streaming through the CLI proxy', () => {
     });
     res.resume();
     await expect.poll(() => received, { timeout: 20_000, interval: 20 }).toBeGreaterThan(stalled + 10 * MB);
-    expect(origin.bigBytesSent).toBeGreaterThan(stalled);
+    expect(fixture.origin.bigBytesSent).toBeGreaterThan(stalled);
 
     res.destroy();
-    await expect.poll(() => origin.requests[0]?.aborted, { timeout: 2000 }).toBe(true);
+    await expect.poll(() => fixture.origin.requests[0]?.aborted, { timeout: 2000 }).toBe(true);
     const growth = rss.stop();
-    expect(origin.bigBytesSent).toBeLessThan(bytes);
+    expect(fixture.origin.bigBytesSent).toBeLessThan(bytes);
     expect(growth, `RSS grew by ${(growth / MB).toFixed(1)} MB`).toBeLessThan(RSS_BUDGET);
     // The proxy is fine afterwards.
     expect((await fetch(`${cli.url}/items/MLA1`)).status).toBe(200);
@@ -286,7 +276,7 @@ describe('streaming through the CLI proxy', () => {
     expect(growthWhileStalled, `RSS grew by ${(growthWhileStalled / MB).toFixed(1)} MB`).toBeLessThan(
       RSS_BUDGET,
     );
-    origin.release('stalled-upload');
+    fixture.origin.release('stalled-upload');
 
     const response = await upload.response;
     const growth = rss.stop();

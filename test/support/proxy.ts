@@ -6,6 +6,7 @@
  *   spawnCli(args, env)  the real `bin/meli-proxy.js` as a child process (needs `npm run build`);
  *       resolves once it logged "proxy listening" and "admin listening".
  *   runCliProcess(args, env)  runs the binary to completion (for --help, bad configuration …).
+ *   useOriginAndDataDir()  the hooks a suite of such children needs: a test origin, a data dir, cleanup.
  * Everything either way logs (LogCapture, the children's stdout and stderr) is also appended to the
  * run's captured logs, which the final secret scan reads (see secrets.ts).
  */
@@ -14,11 +15,13 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { afterAll, beforeAll, beforeEach } from 'vitest';
 import { loadConfig, type SettingKey } from '../../src/config.js';
 import { createLogger } from '../../src/logger.js';
 import { type RunningServer, startServer } from '../../src/server/index.js';
 import { openStore } from '../../src/store/index.js';
 import type { Store } from '../../src/store/types.js';
+import { type Origin, startOrigin } from '../peers/origin.js';
 import { type LogSink, logSink } from './secrets.js';
 
 export const REPO_ROOT = fileURLToPath(new URL('../..', import.meta.url));
@@ -369,4 +372,39 @@ export function serveArgs(upstream: string, dataDir: string, ...extra: string[])
 export function tempDir(prefix = 'meli-proxy-test-'): { dir: string; remove: () => void } {
   const dir = mkdtempSync(path.join(tmpdir(), prefix));
   return { dir, remove: () => rmSync(dir, { recursive: true, force: true }) };
+}
+
+export interface OriginAndDataDir {
+  /** Started in beforeAll, so read it from tests and hooks, not while the suite is being collected. */
+  readonly origin: Origin;
+  /** For the children's --data-dir. */
+  readonly dir: string;
+}
+
+/**
+ * The scaffolding of a suite that runs CLI children against a test origin: starts the origin before
+ * the suite and gives it a temporary data dir; after the suite SIGKILLs the children still running
+ * (a failed test may leave one), closes the origin and removes the dir. `resetOrigin` forgets the
+ * origin's recorded requests before each test, for suites that assert on what one test sent.
+ */
+export function useOriginAndDataDir(options: { resetOrigin?: boolean } = {}): OriginAndDataDir {
+  let origin: Origin | undefined;
+  const data = tempDir();
+  const fixture: OriginAndDataDir = {
+    get origin() {
+      if (!origin) throw new Error('the test origin is started in beforeAll; it is not there yet');
+      return origin;
+    },
+    dir: data.dir,
+  };
+  beforeAll(async () => {
+    origin = await startOrigin();
+  });
+  afterAll(async () => {
+    killChildren();
+    await origin?.close();
+    data.remove();
+  });
+  if (options.resetOrigin) beforeEach(() => fixture.origin.reset());
+  return fixture;
 }

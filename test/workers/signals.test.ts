@@ -4,10 +4,9 @@
  * workers' own copies must neither force an exit nor start a second drain: one Ctrl-C is a graceful
  * stop with exit code 0, and an in-flight request still completes.
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type Origin, startOrigin } from '../peers/origin.js';
+import { describe, expect, it } from 'vitest';
 import { httpRequest } from '../support/net.js';
-import { type CliProcess, childPids, killChildren, serveArgs, spawnCli, tempDir } from '../support/proxy.js';
+import { type CliProcess, childPids, serveArgs, spawnCli, useOriginAndDataDir } from '../support/proxy.js';
 
 /** What a terminal does on Ctrl-C: the same signal to every process of the foreground group. */
 function signalGroup(cli: CliProcess, signal: NodeJS.Signals): void {
@@ -23,22 +22,12 @@ async function untilAllWorkersReady(cli: CliProcess): Promise<void> {
 }
 
 describe('serve --workers 2 and signals sent to the whole process group', () => {
-  let origin: Origin;
-  const data = tempDir();
-
-  beforeAll(async () => {
-    origin = await startOrigin();
-  });
-  afterAll(async () => {
-    killChildren();
-    await origin?.close();
-    data.remove();
-  });
+  const fixture = useOriginAndDataDir();
 
   for (const signal of ['SIGINT', 'SIGTERM'] as const) {
     it(`${signal} to every process: one graceful drain per worker, the in-flight request completes, exit 0`, async () => {
       const cli = await spawnCli(
-        serveArgs(origin.url, data.dir, '--workers', '2'),
+        serveArgs(fixture.origin.url, fixture.dir, '--workers', '2'),
         {},
         { timeoutMs: 30_000 },
       );

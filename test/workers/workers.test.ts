@@ -7,16 +7,14 @@
  */
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { afterAll, beforeAll, beforeEach, describe, expect, it, onTestFinished } from 'vitest';
-import { type Origin, startOrigin } from '../peers/origin.js';
+import { describe, expect, it, onTestFinished } from 'vitest';
 import { httpRequest } from '../support/net.js';
 import {
   type CliProcess,
   childPids,
-  killChildren,
   type LogRecord,
   spawnCli,
-  tempDir,
+  useOriginAndDataDir,
 } from '../support/proxy.js';
 
 const WORKERS = 2;
@@ -62,18 +60,7 @@ function workersThatLogged(records: LogRecord[], msg: string): Set<unknown> {
 }
 
 describe('serve --workers 2', () => {
-  let origin: Origin;
-  const data = tempDir();
-
-  beforeAll(async () => {
-    origin = await startOrigin();
-  });
-  afterAll(async () => {
-    killChildren();
-    await origin?.close();
-    data.remove();
-  });
-  beforeEach(() => origin.reset());
+  const fixture = useOriginAndDataDir({ resetOrigin: true });
 
   async function serve(extra: string[] = [], env: Record<string, string> = {}): Promise<CliProcess> {
     const cli = await spawnCli(
@@ -82,13 +69,13 @@ describe('serve --workers 2', () => {
         '--workers',
         String(WORKERS),
         '--upstream',
-        origin.url,
+        fixture.origin.url,
         '--port',
         '0',
         '--admin-port',
         '0',
         '--data-dir',
-        data.dir,
+        fixture.dir,
         ...extra,
       ],
       env,
@@ -151,7 +138,7 @@ describe('serve --workers 2', () => {
 
   it('holds a rule across both workers exactly (embedded store)', async () => {
     const limit = 20;
-    const config = path.join(data.dir, 'limits.yaml');
+    const config = path.join(fixture.dir, 'limits.yaml');
     // A day-long window: the burst cannot straddle a window boundary in practice.
     writeFileSync(config, `limits:\n  - { id: everyone, limit: ${limit}/d }\n`);
     const cli = await serve(['--config', config, '--access-log', 'off', '--store', 'memory']);
@@ -160,7 +147,7 @@ describe('serve --workers 2', () => {
     const rejected = statuses.filter((status) => status === 429).length;
     expect(admitted + rejected).toBe(240);
     expect(admitted).toBe(limit);
-    expect(origin.requests.length).toBe(admitted);
+    expect(fixture.origin.requests.length).toBe(admitted);
     const metrics = (await httpRequest(cli.url, '/metrics')).body.toString();
     expect(metricSum(metrics, 'meli_proxy_rate_limited_total', 'rule="everyone"')).toBe(rejected);
     expect(await cli.stop('SIGTERM')).toBe(0);
@@ -169,7 +156,7 @@ describe('serve --workers 2', () => {
   it('drains every worker on SIGTERM: the in-flight request finishes, then exit 0', async () => {
     const cli = await serve(['--shutdown-grace', '5000', '--store', 'memory']);
     const slow = httpRequest(cli.url, '/slow?ms=1500');
-    await origin.waitForRequests(1, (r) => r.url.startsWith('/slow'));
+    await fixture.origin.waitForRequests(1, (r) => r.url.startsWith('/slow'));
     cli.child.kill('SIGTERM');
     const response = await slow;
     expect(response.status).toBe(200);
