@@ -58,9 +58,9 @@ describe('Limiter memory', () => {
 
 describe('LeaseArbiter memory (the cluster primary)', () => {
   it('holds 1,000,000 per-IP counter keys within 72 MB (heap + typed arrays)', () => {
-    const arbiter = new LeaseArbiter({ workers: () => 2 });
     const asks = Array.from({ length: 1000 }, () => ({ key: '', windowMs: 60_000, cap: 600, want: 8 }));
     const before = settledMemory();
+    const arbiter = new LeaseArbiter({ workers: () => 2 });
     // Asks arrive in batches, as they do over IPC.
     for (let batch = 0; batch < 1000; batch++) {
       for (let j = 0; j < 1000; j++) {
