@@ -6,10 +6,11 @@
  * Partitions that are one IPv4 address (a `by: [ip]` rule, the common way to have a million keys)
  * skip the Map and the string: the address is kept as a 32-bit number in a typed array and found
  * through an open-addressing hash of slot numbers (linear probing, at most half full, deletions by
- * backward shift). Such a key costs ~80 bytes, all outside the JS heap, against ~136 with a Map
- * entry and a string — and a heap that holds a million small objects also makes V8 let its
- * garbage grow to several times that before collecting (measured: 500 MB RSS at 1,000,000 client
- * addresses, against ~230 MB with this index).
+ * backward shift, in ip4-index.ts). Such a key costs ~60 bytes of resident memory, all outside the
+ * JS heap (on the embedded store, the fields only a shared store's sync writes stay untouched zero
+ * pages), against ~136 with a Map entry and a string; and a heap that holds a million small objects
+ * also makes V8 let its garbage grow to several times that before collecting (measured: 500 MB RSS
+ * at 1,000,000 client addresses, against ~230 MB with this index).
  *
  * Why one list per window size: within a size, the list order is also the order in which keys go
  * idle, so expiring idle keys only ever looks at list tails. A key is idle once its last window is
@@ -33,7 +34,7 @@ export class KeyTable {
   private used = 0;
   private freeHead = NONE;
 
-  /** Partition of each slot within its rule (see partitionValue); undefined when free. */
+  /** Partition of each slot within its rule (see partitionValue); undefined (or past the end) when free or keyed by IPv4 address. */
   keys: (string | undefined)[] = [];
   /** Start (epoch ms, aligned) of the window `current` counts. Doubles as last-touch time. */
   windowStart = new Float64Array(0);
@@ -151,7 +152,7 @@ export class KeyTable {
   insertIp4(rule: number, address: number, list: number, windowStart: number, now: number): number {
     const slot = this.claim(list, now);
     if (slot === NONE) return NONE;
-    this.keys[slot] = undefined;
+    // `keys` stays as short as the slots keyed by text need; a freed slot's entry is cleared.
     this.ip4[slot] = address;
     this.rule[slot] = rule;
     this.ip4Index.add(slot);
@@ -176,9 +177,11 @@ export class KeyTable {
     this.windowStart[slot] = windowStart;
     this.current[slot] = 0;
     this.previous[slot] = 0;
-    this.global[slot] = 0;
-    this.acked[slot] = 0;
-    this.ackedAt[slot] = 0;
+    // Only a shared store's sync writes these, and a slot never used before holds zeros already:
+    // writing them anyway would make their pages resident for nothing (~24 MB per million keys).
+    if (this.global[slot] !== 0) this.global[slot] = 0;
+    if (this.acked[slot] !== 0) this.acked[slot] = 0;
+    if (this.ackedAt[slot] !== 0) this.ackedAt[slot] = 0;
     this.rule[slot] = rule;
     this.generation[slot] = (this.generation[slot]! + 1) >>> 0;
     this.listOf[slot] = list;
@@ -256,9 +259,11 @@ export class KeyTable {
     this.unlink(slot, this.listOf[slot]!);
     const key = this.keys[slot];
     if (key === undefined) this.ip4Index.delete(slot);
-    else this.indexes[this.rule[slot]!]!.delete(key);
+    else {
+      this.indexes[this.rule[slot]!]!.delete(key);
+      this.keys[slot] = undefined;
+    }
     this.count--;
-    this.keys[slot] = undefined;
     if (this.dirty[slot] === 1) this.compactDirty((s) => s !== slot);
     this.next[slot] = this.freeHead;
     this.freeHead = slot;

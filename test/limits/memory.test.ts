@@ -70,7 +70,9 @@ describe('LeaseArbiter memory (the cluster primary)', () => {
       arbiter.grant(asks, T0 + batch);
     }
     const used = settledMemory() - before;
-    console.log(`arbiter, 1e6 keys: memory +${(used / 2 ** 20).toFixed(1)} MiB (${Math.round(used / 1e6)} B/key)`);
+    console.log(
+      `arbiter, 1e6 keys: memory +${(used / 2 ** 20).toFixed(1)} MiB (${Math.round(used / 1e6)} B/key)`,
+    );
     expect(arbiter.size).toBe(1_000_000);
     expect(arbiter.counts('default-per-ip|10.15.66.63', T0 + 1000)).toEqual({ current: 8, previous: 0 });
     expect(used).toBeLessThan(72 * 2 ** 20);
