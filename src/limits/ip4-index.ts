@@ -58,7 +58,11 @@ export class Ip4Index {
     const mask = this.mask;
     const { rule: rules, ip4 } = this.slots;
     let hole = home(rules[slot]!, ip4[slot]!, mask);
-    while (hash[hole] !== slot) hole = (hole + 1) & mask;
+    while (hash[hole] !== slot) {
+      // Probing from its home reaches an empty cell first only when the slot was never added.
+      if (mask === 0 || hash[hole] === NONE) throw new Error(`slot ${slot} is not in the IPv4 index`);
+      hole = (hole + 1) & mask;
+    }
     for (let i = (hole + 1) & mask; hash[i] !== NONE; i = (i + 1) & mask) {
       const other = hash[i]!;
       const otherHome = home(rules[other]!, ip4[other]!, mask);

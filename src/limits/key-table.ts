@@ -50,7 +50,7 @@ export class KeyTable {
   ackedAt = new Float64Array(0);
   /** Rule index, to find the window and limits of a slot from the slot alone. */
   rule = new Uint16Array(0);
-  /** Bumped on each reuse so that late sync answers can tell a slot was recycled. */
+  /** Bumped when a slot is freed and when it is reused, so that whoever kept a slot number can tell. */
   generation = new Uint32Array(0);
   /** 1 while the slot is on the dirty list (has deltas the store has not acknowledged). */
   dirty = new Uint8Array(0);
@@ -152,7 +152,9 @@ export class KeyTable {
   insertIp4(rule: number, address: number, list: number, windowStart: number, now: number): number {
     const slot = this.claim(list, now);
     if (slot === NONE) return NONE;
-    // `keys` stays as short as the slots keyed by text need; a freed slot's entry is cleared.
+    // `keys` stays as short as the slots keyed by text need (growing it for every address cost ~40
+    // MB of RSS at a million, in outgrown copies); a freed slot's entry is cleared. Holes may turn
+    // it into a dictionary, which is fine: no request path reads it (see Limiter.fixSlot).
     this.ip4[slot] = address;
     this.rule[slot] = rule;
     this.ip4Index.add(slot);
@@ -264,6 +266,8 @@ export class KeyTable {
       this.keys[slot] = undefined;
     }
     this.count--;
+    // Whoever remembered this slot (Limiter.fixSlot, late sync or lease answers) sees it is gone.
+    this.generation[slot] = (this.generation[slot]! + 1) >>> 0;
     if (this.dirty[slot] === 1) this.compactDirty((s) => s !== slot);
     this.next[slot] = this.freeHead;
     this.freeHead = slot;

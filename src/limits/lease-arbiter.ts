@@ -110,9 +110,8 @@ export class LeaseArbiter {
   private previous = new Float64Array(0);
   /** Last grant or return (epoch ms): permits may still come back shortly after. */
   private lastMoveAt = new Float64Array(0);
-  /** For keys found by address: the number of their rule id, and the address (Ip4Slots). */
-  rule = new Uint16Array(0);
-  ip4 = new Uint32Array(0);
+  /** For keys found by address: the number of their rule id, and the address (read by byAddress). */
+  private readonly view = { rule: new Uint16Array(0), ip4: new Uint32Array(0) };
   /** The key of a slot found through `byKey`; undefined (or past the end) for one found by address. */
   private keys: (string | undefined)[] = [];
   /** Free slots, linked through `nextFree`. */
@@ -121,7 +120,7 @@ export class LeaseArbiter {
   private used = 0;
   private count = 0;
   private readonly byKey = new Map<string, number>();
-  private readonly byAddress = new Ip4Index(this);
+  private readonly byAddress = new Ip4Index(this.view);
   private readonly ruleNumbers = new Map<string, number>();
   /** Where the next sweep slice starts. */
   private sweepCursor = 0;
@@ -247,13 +246,10 @@ export class LeaseArbiter {
   }
 
   private find(key: string): number {
-    const sep = key.lastIndexOf('|');
+    const sep = addressSeparator(key);
     if (sep > 0) {
-      const address = parseDottedQuad(key, sep + 1);
-      if (address >= 0) {
-        const rule = this.ruleNumbers.get(key.slice(0, sep));
-        if (rule !== undefined) return this.byAddress.get(rule, address);
-      }
+      const rule = this.ruleNumbers.get(key.slice(0, sep));
+      if (rule !== undefined) return this.byAddress.get(rule, parseDottedQuad(key, sep + 1));
     }
     return this.byKey.get(key) ?? NONE;
   }
@@ -266,17 +262,16 @@ export class LeaseArbiter {
     this.previous[slot] = 0;
     this.lastMoveAt[slot] = 0;
     this.count++;
-    const sep = key.lastIndexOf('|');
-    const address = sep > 0 ? parseDottedQuad(key, sep + 1) : NONE;
-    const rule = address >= 0 ? this.ruleNumber(key.slice(0, sep)) : NONE;
+    const sep = addressSeparator(key);
+    const rule = sep > 0 ? this.ruleNumber(key.slice(0, sep)) : NONE;
     if (rule !== NONE) {
-      // `keys` stays as short as the slots keyed by text need (a freed slot's entry is cleared).
-      this.rule[slot] = rule;
-      this.ip4[slot] = address;
+      // `keys` stays as short as the slots keyed by text need (a freed slot's entry is cleared);
+      // only `remove` reads it, so the holes cost nothing.
+      this.view.rule[slot] = rule;
+      this.view.ip4[slot] = parseDottedQuad(key, sep + 1);
       this.byAddress.add(slot);
     } else {
-      // A JSON round trip flattens a key sliced out of an IPC message, which would keep it alive.
-      const stored = JSON.parse(JSON.stringify(key)) as string;
+      const stored = flat(key);
       this.keys[slot] = stored;
       this.byKey.set(stored, slot);
     }
@@ -289,7 +284,7 @@ export class LeaseArbiter {
     if (rule === undefined) {
       if (this.ruleNumbers.size >= MAX_RULE_IDS) return NONE;
       rule = this.ruleNumbers.size;
-      this.ruleNumbers.set(id, rule);
+      this.ruleNumbers.set(flat(id), rule);
     }
     return rule;
   }
@@ -323,8 +318,23 @@ export class LeaseArbiter {
     this.current = resize(this.current, capacity);
     this.previous = resize(this.previous, capacity);
     this.lastMoveAt = resize(this.lastMoveAt, capacity);
-    this.rule = resize(this.rule, capacity);
-    this.ip4 = resize(this.ip4, capacity);
+    this.view.rule = resize(this.view.rule, capacity);
+    this.view.ip4 = resize(this.view.ip4, capacity);
     this.nextFree = resize(this.nextFree, capacity);
   }
+}
+
+/**
+ * Where the rule id ends in a key that is a rule id and one canonical IPv4 address, or -1. Rule ids
+ * never contain '|' (rule.ts), so such a key has exactly one; a partition of several parts, or a
+ * header value that contains '|', keeps its key as text, and clients cannot make up rule ids.
+ */
+function addressSeparator(key: string): number {
+  const sep = key.indexOf('|');
+  return sep > 0 && key.indexOf('|', sep + 1) < 0 && parseDottedQuad(key, sep + 1) >= 0 ? sep : NONE;
+}
+
+/** A flat copy: a key sliced out of an IPC message would otherwise keep the whole message alive. */
+function flat(text: string): string {
+  return JSON.parse(JSON.stringify(text)) as string;
 }

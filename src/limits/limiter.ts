@@ -265,6 +265,8 @@ export class Limiter {
   private readonly statRejected: Float64Array;
   private readonly statShadow: Float64Array;
   private readonly fixedSlot: Int32Array;
+  /** The slot's generation when fixedSlot was taken: any removal or reuse since changes it. */
+  private readonly fixedGeneration: Uint32Array;
   /** 1 for a rule partitioned by the client address alone (`by: [ip]`): see KeyTable.getIp4. */
   private readonly ipRule: Uint8Array;
   private untracked = 0;
@@ -301,6 +303,7 @@ export class Limiter {
     this.statRejected = new Float64Array(n);
     this.statShadow = new Float64Array(n);
     this.fixedSlot = new Int32Array(n).fill(-1);
+    this.fixedGeneration = new Uint32Array(n);
     this.ipRule = Uint8Array.from(this.compiled, (rule) =>
       rule.rule.by.length === 1 && rule.rule.by[0] === 'ip' ? 1 : 0,
     );
@@ -333,16 +336,16 @@ export class Limiter {
       // An unpartitioned rule has one counter for ever: remember its slot and skip the Map.
       let slot = this.fixedSlot[r]!;
       if (address >= 0) slot = table.getIp4(r, address);
-      else if (slot < 0 || table.rule[slot] !== r || table.keys[slot] !== partition) {
+      else if (slot < 0 || table.generation[slot] !== this.fixedGeneration[r]) {
         slot = table.get(r, partition);
-        if (rule.byKinds.length === 0) this.fixedSlot[r] = slot;
+        if (rule.byKinds.length === 0) this.fixSlot(r, slot);
       }
       if (slot < 0) {
         slot =
           address >= 0
             ? table.insertIp4(r, address, rule.windowSlot, windowStart, now)
             : table.insert(r, partition, rule.windowSlot, windowStart, now);
-        if (rule.byKinds.length === 0) this.fixedSlot[r] = slot;
+        if (rule.byKinds.length === 0) this.fixSlot(r, slot);
         if (slot < 0) {
           this.untracked++;
           if (!this.denyWhenFull || rule.shadow) continue;
@@ -426,6 +429,12 @@ export class Limiter {
     }
     scratch.reset(undefined);
     return this.result(matched, rejected);
+  }
+
+  /** Remembers the one slot of an unpartitioned rule, valid until the table removes or reuses it. */
+  private fixSlot(rule: number, slot: number): void {
+    this.fixedSlot[rule] = slot;
+    if (slot >= 0) this.fixedGeneration[rule] = this.table.generation[slot]!;
   }
 
   private result(matched: number, rejected: boolean): Decision {

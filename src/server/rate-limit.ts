@@ -157,8 +157,11 @@ export class RateLimiter implements RateLimitGate {
   ): Decision | undefined | Promise<Decision | undefined> {
     const decision = this.decideNow(req, clientIp, method, normalizedPath);
     if (decision !== LEASE_PENDING) return decision;
-    // Rare: a counter holds no permit yet. Park the request until the primary has answered.
-    return this.leaseClient!.wait(() => this.decideNow(req, clientIp, method, normalizedPath));
+    // Rare: a counter holds no permit yet. Park the request until the primary has answered; one
+    // whose client has gone meanwhile takes no permit (it is not forwarded either).
+    return this.leaseClient!.wait(() =>
+      req.destroyed ? undefined : this.decideNow(req, clientIp, method, normalizedPath),
+    );
   }
 
   private decideNow(

@@ -153,6 +153,11 @@ describe('LeaseArbiter', () => {
     expect(ask('by-header|a|b|10.0.0.1', 6)).toBe(6);
     expect(ask('global', 9)).toBe(9);
     expect(arbiter.size).toBe(6003);
+    // Each look-alike has counts of its own, apart from the address it resembles.
+    expect(arbiter.counts('per-ip|010.0.0.1', T0)).toEqual({ current: 5, previous: 0 });
+    expect(arbiter.counts('per-ip|10.0.0.1', T0)).toEqual({ current: 2, previous: 0 });
+    expect(arbiter.counts('by-header|a|b|10.0.0.1', T0)).toEqual({ current: 6, previous: 0 });
+    expect(arbiter.counts('b|10.0.0.1', T0)).toBeUndefined();
     // Half the addresses go quiet; the others are asked for again two windows later.
     const later = T0 + 20_000;
     addresses.forEach((address, i) => {

@@ -285,6 +285,29 @@ describe('Limiter memory bounds', () => {
     });
   });
 
+  it('stops using the remembered slot of a rule without partitions once its idle key is dropped', () => {
+    const l = limiter([
+      { id: 'all-a', match: { path: '/a' }, limit: '3/s' },
+      { id: 'per-ip', by: ['ip'], limit: '100/s' },
+    ]);
+    expect(admitted(l, 4, { path: '/a' })).toBe(3);
+    // Two seconds later both keys are idle: a sweep drops them, and the rule's slot goes to
+    // another client's counter (the table hands out the freed slots first).
+    expect(l.sweep(T0 + 2000)).toBe(2);
+    l.decide(request({ ip: '10.9.9.9', path: '/b' }), T0 + 2000);
+    expect(l.stats().keys).toBe(1);
+    // The rule counts afresh in a slot of its own; the client's counter is left alone.
+    expect(admitted(l, 4, { ip: '10.0.0.1', path: '/a' }, T0 + 2000)).toBe(3);
+    expect(l.stats().keys).toBe(3);
+    expect(admitted(l, 99, { ip: '10.9.9.9', path: '/b' }, T0 + 2000)).toBe(99);
+    expect(admitted(l, 1, { ip: '10.9.9.9', path: '/b' }, T0 + 2000)).toBe(0);
+    // Dropped and not reused: the remembered slot is free, and must not be counted in.
+    expect(l.sweep(T0 + 4000)).toBe(3);
+    expect(admitted(l, 4, { path: '/a' }, T0 + 4000)).toBe(3);
+    expect(l.stats().keys).toBe(2);
+    expect(l.sweep(T0 + 6000)).toBe(2);
+  });
+
   it('keeps keys of long windows while short ones expire', () => {
     const l = limiter([
       { id: 'daily', by: ['ip'], limit: '100/d', match: { path: '/d' } },
