@@ -403,9 +403,18 @@ async function main(): Promise<number> {
       ? '--half-load-rate'
       : `50% of ${reference.label}'s median rps (${formatInt(reference.median.rps)})`;
     log(`latency at a fixed ${formatInt(rate)} req/s (${basis}), open loop, ${options.rounds} rounds`);
-    const open = new Map<TargetId, OpenLoopSample[]>(targets.map((t) => [t.id, []]));
+    // One more baseline here: the origin the proxies forward to, reached directly. It shares the load
+    // generator's CPU, which adds its own queueing to every proxied request; the `direct` row's
+    // origin runs alone on the server CPU and has none of it.
+    const openTargets = [
+      ...targets,
+      ...(targets.some((t) => t.id !== 'direct')
+        ? [{ id: 'upstream' as const, label: "direct to the proxies' origin", server: upstream }]
+        : []),
+    ];
+    const open = new Map<TargetId, OpenLoopSample[]>(openTargets.map((t) => [t.id, []]));
     for (let round = 1; round <= options.rounds; round++) {
-      for (const target of rotated(targets, round)) {
+      for (const target of rotated(openTargets, round)) {
         const sample = await measureOpenLoop({
           url: target.server.url + options.path,
           rate,
@@ -425,12 +434,16 @@ async function main(): Promise<number> {
         );
       }
     }
-    const summaries = targets.map((t) => summarizeHalfLoad(t.id, t.label, open.get(t.id)!));
+    const summaries = openTargets.map((t) => summarizeHalfLoad(t.id, t.label, open.get(t.id)!));
     const direct = summaries.find((s) => s.id === 'direct');
+    const ownOrigin = summaries.find((s) => s.id === 'upstream');
     for (const s of summaries) {
-      if (direct && s !== direct) {
+      if (direct && s !== direct && s !== ownOrigin) {
         s.addedP50Ms = s.median.p50Ms - direct.median.p50Ms;
         s.addedP99Ms = s.median.p99Ms - direct.median.p99Ms;
+      }
+      if (ownOrigin && s !== ownOrigin && s.id !== 'direct') {
+        s.addedP99VsUpstreamMs = s.median.p99Ms - ownOrigin.median.p99Ms;
       }
       if (s.overloadedRounds > 0) {
         warn(

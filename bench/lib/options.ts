@@ -4,8 +4,11 @@ import { BENCH_PATH } from './body.js';
 
 export const TARGET_IDS = ['direct', 'proxy', 'nginx', 'undici'] as const;
 export type TargetKind = (typeof TARGET_IDS)[number];
-/** A row of the results: a target kind, or `proxy:<label>` for a second, third … proxy build. */
-export type TargetId = TargetKind | `proxy:${string}`;
+/**
+ * A row of the results: a target kind, `proxy:<label>` for a second, third … proxy build, or (in the
+ * fixed-rate phase only) `upstream`, the origin the proxies forward to, reached directly.
+ */
+export type TargetId = TargetKind | `proxy:${string}` | 'upstream';
 
 /** One meli-proxy build to bench: the first is the `proxy` row, others are `proxy:<label>` rows. */
 export interface ProxyBin {

@@ -76,6 +76,8 @@ export interface HalfLoadTarget {
   median: { achievedRps: number; p50Ms: number; p99Ms: number };
   addedP50Ms: number | null;
   addedP99Ms: number | null;
+  /** p99 minus that of the origin the proxies use, reached directly on the same CPU as they reach it. */
+  addedP99VsUpstreamMs: number | null;
   non2xx: number;
   errors: number;
   /** Rounds in which the target could not sustain the rate. */
@@ -165,6 +167,7 @@ export function summarizeHalfLoad(id: TargetId, label: string, rounds: OpenLoopS
     },
     addedP50Ms: null,
     addedP99Ms: null,
+    addedP99VsUpstreamMs: null,
     non2xx: rounds.reduce((sum, s) => sum + s.non2xx, 0),
     errors: rounds.reduce((sum, s) => sum + s.errors, 0),
     overloadedRounds: rounds.filter((s) => s.overloaded).length,
@@ -229,7 +232,17 @@ export function throughputTable(results: TargetResult[]): string {
 
 export function halfLoadTable(result: HalfLoadResult): string {
   return table(
-    ['setup', 'achieved rps', 'p50', 'p99', 'p50 added', 'p99 added', 'non-2xx/errors', 'note'],
+    [
+      'setup',
+      'achieved rps',
+      'p50',
+      'p99',
+      'p50 added',
+      'p99 added',
+      'p99 added (own origin)',
+      'non-2xx/errors',
+      'note',
+    ],
     result.targets.map((t) => [
       t.label,
       int.format(t.median.achievedRps),
@@ -237,6 +250,7 @@ export function halfLoadTable(result: HalfLoadResult): string {
       ms(t.median.p99Ms),
       signedMs(t.addedP50Ms),
       signedMs(t.addedP99Ms),
+      signedMs(t.addedP99VsUpstreamMs),
       `${t.non2xx}/${t.errors}`,
       t.overloadedRounds > 0 ? `overloaded in ${t.overloadedRounds}/${t.rounds.length} rounds` : '',
     ]),
