@@ -28,6 +28,15 @@
  * to ask again after `recheckMs` rather than wait the whole time, which bounds how long returned
  * permits can sit unused while someone is refused.
  *
+ * Charges. What a worker admitted without a permit (the primary unreachable with --on-store-error
+ * open, or a shadow rule) comes with its next ask and is counted whatever the room: the primary's
+ * counts then hold everything admitted, and the estimate makes up for it. A debt that outlived its
+ * window is charged to the next one, which counts it in full rather than weighted: stricter, never
+ * laxer.
+ *
+ * Versions. A counter is a key and a window length, so while workers reload a rule whose window
+ * changed, each version counts apart instead of resetting the other; the old one ages out.
+ *
  * A worker that dies keeps its unused permits: they are not given back (the primary cannot know how
  * many it used before dying, and forgetting used ones would over-admit), so they expire with their
  * window, counted as admitted: under-admission of at most one lease per key, for one window.
@@ -42,6 +51,7 @@ import { parseDottedQuad } from './ip.js';
 import { Ip4Index } from './ip4-index.js';
 import { msUntilAvailable, slidingEstimate } from './sliding.js';
 import { resize } from './typed-arrays.js';
+import { WINDOW_MS } from './window.js';
 
 /** A worker's request for permits of one counter key. */
 export interface LeaseAsk {
@@ -52,6 +62,11 @@ export interface LeaseAsk {
   readonly cap: number;
   /** Permits the worker would like (at least 1). */
   readonly want: number;
+  /**
+   * Requests the worker already admitted without a permit (the primary unreachable with
+   * --on-store-error open, or a shadow rule): counted in whatever the room, before the grant.
+   */
+  readonly charge?: number;
 }
 
 /** The primary's answer to one LeaseAsk. */
@@ -150,6 +165,8 @@ export class LeaseArbiter {
       const elapsed = now % windowMs;
       const windowStart = now - elapsed;
       const slot = this.slotFor(ask.key, windowMs, windowStart);
+      const charge = ask.charge ?? 0;
+      if (charge > 0) this.current[slot]! += charge;
       const previous = this.previous[slot]!;
       const current = this.current[slot]!;
       const estimate = slidingEstimate(previous, current, windowMs, elapsed);
@@ -178,7 +195,7 @@ export class LeaseArbiter {
   /** Takes back unused permits; returns for windows that no estimate reads any more are ignored. */
   release(returns: readonly LeaseReturn[], now: number): void {
     for (const back of returns) {
-      const slot = this.find(back.key);
+      const slot = this.find(back.key, back.windowMs);
       if (slot === NONE || !(back.count > 0)) continue;
       const windowStart = this.windowStart[slot]!;
       if (windowStart === back.windowStart) {
@@ -191,9 +208,16 @@ export class LeaseArbiter {
     }
   }
 
-  /** The counts of a key as of `now` (for tests and diagnostics). */
-  counts(key: string, now: number): { current: number; previous: number } | undefined {
-    const slot = this.find(key);
+  /**
+   * The counts of a key as of `now` (for tests and diagnostics), for one window length or the first
+   * of the standard lengths the key is counted in.
+   */
+  counts(key: string, now: number, length?: number): { current: number; previous: number } | undefined {
+    let slot = NONE;
+    for (const candidate of length === undefined ? Object.values(WINDOW_MS) : [length]) {
+      slot = this.find(key, candidate);
+      if (slot !== NONE) break;
+    }
     if (slot === NONE) return undefined;
     const windowMs = this.windowMs[slot]!;
     const windowStart = now - (now % windowMs);
@@ -229,12 +253,7 @@ export class LeaseArbiter {
 
   /** The slot of a key, moved to the window starting at `windowStart` (created if new). */
   private slotFor(key: string, windowMs: number, windowStart: number): number {
-    let slot = this.find(key);
-    if (slot !== NONE && this.windowMs[slot] !== windowMs) {
-      // A rule whose window changed keeps its id but counts afresh, as adoptCounts does.
-      this.remove(slot);
-      slot = NONE;
-    }
+    const slot = this.find(key, windowMs);
     if (slot === NONE) return this.add(key, windowMs, windowStart);
     const start = this.windowStart[slot]!;
     if (start < windowStart) {
@@ -245,13 +264,18 @@ export class LeaseArbiter {
     return slot;
   }
 
-  private find(key: string): number {
+  /**
+   * A counter is a key and a window length: while workers reload a rule whose window changed (up to
+   * a sync interval apart), each version counts on its own instead of resetting the other's counts
+   * at every ask; the old one ages out through the sweep.
+   */
+  private find(key: string, windowMs: number): number {
     const sep = addressSeparator(key);
     if (sep > 0) {
-      const rule = this.ruleNumbers.get(key.slice(0, sep));
+      const rule = this.ruleNumbers.get(ruleVersion(key.slice(0, sep), windowMs));
       if (rule !== undefined) return this.byAddress.get(rule, parseDottedQuad(key, sep + 1));
     }
-    return this.byKey.get(key) ?? NONE;
+    return this.byKey.get(ruleVersion(key, windowMs)) ?? NONE;
   }
 
   private add(key: string, windowMs: number, windowStart: number): number {
@@ -263,7 +287,7 @@ export class LeaseArbiter {
     this.lastMoveAt[slot] = 0;
     this.count++;
     const sep = addressSeparator(key);
-    const rule = sep > 0 ? this.ruleNumber(key.slice(0, sep)) : NONE;
+    const rule = sep > 0 ? this.ruleNumber(ruleVersion(key.slice(0, sep), windowMs)) : NONE;
     if (rule !== NONE) {
       // `keys` stays as short as the slots keyed by text need (a freed slot's entry is cleared);
       // only `remove` reads it, so the holes cost nothing.
@@ -271,7 +295,7 @@ export class LeaseArbiter {
       this.view.ip4[slot] = parseDottedQuad(key, sep + 1);
       this.byAddress.add(slot);
     } else {
-      const stored = flat(key);
+      const stored = flat(ruleVersion(key, windowMs));
       this.keys[slot] = stored;
       this.byKey.set(stored, slot);
     }
@@ -334,7 +358,15 @@ function addressSeparator(key: string): number {
   return sep > 0 && key.indexOf('|', sep + 1) < 0 && parseDottedQuad(key, sep + 1) >= 0 ? sep : NONE;
 }
 
-/** A flat copy: a key sliced out of an IPC message would otherwise keep the whole message alive. */
+/** A key (or rule id) with its window length: what the arbiter counts by. */
+function ruleVersion(key: string, windowMs: number): string {
+  return `${key} ${windowMs}`;
+}
+
+/**
+ * A flat copy for keeping: a concatenation keeps its parts, and a key sliced out of an IPC message
+ * keeps the whole message alive.
+ */
 function flat(text: string): string {
   return JSON.parse(JSON.stringify(text)) as string;
 }

@@ -554,9 +554,13 @@ export class Limiter {
     let total = local;
     if (this.leasing) {
       // Permits of the old window are void now: hand them back so they stop counting as admitted.
+      // A debt (admitted without a permit, not yet counted by the primary) stays, to be charged to
+      // the new window: counted later rather than not at all, which can only make limits stricter.
       const held = table.permits[slot]!;
-      if (held > 0) this.giveBack(counterKey(rule, table.partition(slot)), oldStart, rule.windowMs, held);
-      table.permits[slot] = 0;
+      if (held > 0) {
+        this.giveBack(counterKey(rule, table.partition(slot)), oldStart, rule.windowMs, held);
+        table.permits[slot] = 0;
+      }
     }
     if (this.shared) {
       const unacked = local - table.acked[slot]!;
@@ -761,7 +765,8 @@ export class Limiter {
   /**
    * The asks queued since the last call, sized from demand: the requests waiting for the key, or
    * what the key used of its last lease scaled to `targetMs` (growing at most twofold per lease),
-   * plus any debt (admitted without a permit), at most the rule's cap. Marks them in flight. A key
+   * at most the rule's cap; any debt (admitted without a permit) goes as a charge the primary
+   * counts whatever the room, so nothing admitted goes uncounted. Marks them in flight. A key
    * asks when it runs out with requests waiting, and in the background once half its lease is
    * used, so that a key with steady traffic gets its next lease before it runs out.
    */
@@ -778,7 +783,7 @@ export class Limiter {
       const waiting = table.waiting[slot]!;
       table.waiting[slot] = 0;
       const permits = table.permits[slot]!;
-      let want = Math.max(1, waiting) + Math.max(0, -permits);
+      let want = Math.max(1, waiting);
       // What the key used of its last lease, and how fast, projected over `target`.
       const last = table.leaseSize[slot]!;
       const used = last - Math.max(0, permits);
@@ -792,6 +797,7 @@ export class Limiter {
           windowMs: rule.windowMs,
           cap: rule.cap,
           want: Math.min(want, rule.cap),
+          charge: Math.max(0, -permits),
         },
         ruleId: rule.info.id,
         partition,
@@ -818,6 +824,10 @@ export class Limiter {
       const slot = this.leaseSlot(requests[k]!);
       if (slot >= 0) table.asking[slot] = 0;
       if (!grant) continue;
+      // The primary has counted what was admitted without a permit: that debt is settled, in
+      // whichever window the counter is now (a debt carried over a window roll stays owed).
+      const charge = ask.charge ?? 0;
+      if (slot >= 0 && charge > 0) table.permits[slot]! += charge;
       const start = slot >= 0 ? table.windowStart[slot]! : Number.POSITIVE_INFINITY;
       if (start > grant.windowStart) {
         // No counter to hold them, or the counter moved on to a later window already.
@@ -893,12 +903,20 @@ export class Limiter {
     this.returns.set(id, { key, windowStart, windowMs, count: count + (known?.count ?? 0) });
   }
 
-  /** The slot an ask was for, in this limiter: same rule id, window and counter key; else -1. */
+  /**
+   * The slot an ask was for, in this limiter: same rule id, window and counter key, and a cap no
+   * smaller than the one it was asked under (permits granted under a larger cap could exceed the
+   * new one: they go back, and waiting requests ask again); else -1.
+   */
   private leaseSlot(request: LeaseRequest): number {
     const index = this.ruleIndex.get(request.ruleId);
     if (index === undefined) return -1;
     const rule = this.compiled[index]!;
-    if (rule.windowMs !== request.ask.windowMs || counterKey(rule, request.partition) !== request.ask.key)
+    if (
+      rule.windowMs !== request.ask.windowMs ||
+      rule.cap < request.ask.cap ||
+      counterKey(rule, request.partition) !== request.ask.key
+    )
       return -1;
     return this.slotOf(index, request.partition);
   }

@@ -64,8 +64,10 @@ const AGGREGATOR_OVERRIDES: Record<string, Aggregator> = {
   meli_proxy_token_expires_in_seconds: 'min',
 };
 
-/** Lease keys looked at per sweep of the primary (a few ms of its time). */
+/** Lease keys looked at per sweep of the primary at least (a few ms of its time). */
 const LEASE_SWEEP_BUDGET = 20_000;
+/** And at least this share of them, so a pass never takes more than a few seconds however many. */
+const LEASE_SWEEP_SHARE = 0.1;
 /** How long the primary waits for one worker's part of an aggregate. */
 const GATHER_TIMEOUT_MS = 3000;
 /** More unexpected worker deaths than this within RESTART_WINDOW_MS: the primary gives up. */
@@ -105,10 +107,15 @@ export async function runClusterPrimary(options: ClusterPrimaryOptions): Promise
         holdMs: 6 * config.syncInterval,
       })
     : undefined;
-  // A slice of the keys twice a second: a pass over a million keys takes under a minute, and no
-  // single slice holds up the leases the workers are waiting for.
+  // A slice of the keys twice a second: a pass takes at most 5 s, so keys that churn fast (many
+  // clients on a short window) go about as fast as they come, and no single slice holds up the
+  // leases the workers are waiting for (10 % of a million keys is a few ms).
   const leaseSweep = leases
-    ? setInterval(() => leases.sweep(Date.now(), LEASE_SWEEP_BUDGET), 500)
+    ? setInterval(
+        () =>
+          leases.sweep(Date.now(), Math.max(LEASE_SWEEP_BUDGET, Math.ceil(leases.size * LEASE_SWEEP_SHARE))),
+        500,
+      )
     : undefined;
   leaseSweep?.unref();
   const restarts: number[] = [];

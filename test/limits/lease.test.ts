@@ -375,6 +375,97 @@ describe('workers holding leases', () => {
     await settle([open, deny]);
   });
 
+  it('spend no permit granted under a larger cap than the reloaded rule has', async () => {
+    const now = T0;
+    const clock = () => now;
+    const arbiter = new LeaseArbiter({ workers: () => 1 });
+    const base = transport(arbiter, clock);
+    // The primary grants under the old cap, but its answer arrives after the reload.
+    let answer!: () => void;
+    const held = new Promise<void>((resolve) => {
+      answer = resolve;
+    });
+    const lease: LeaseTransport = {
+      async lease(asks) {
+        const grants = await base.lease(asks);
+        await held;
+        return grants;
+      },
+      release: (returns) => base.release(returns),
+    };
+    const w = worker([{ id: 'k', limit: '100/m' }], lease, clock);
+    let current = w.limiter;
+    const decide = async (): Promise<boolean> => {
+      const first = current.decide(request(), clock());
+      if (first !== LEASE_PENDING) return first.allowed;
+      return (await w.client.wait(() => current.decide(request(), clock()))).allowed;
+    };
+    const parked = Array.from({ length: 40 }, () => decide());
+    for (let i = 0; i < 5; i++) await hop();
+    const next = new Limiter(parseRules([{ id: 'k', limit: '10/m' }], 'test'), { clock });
+    w.client.prepare(next);
+    next.adoptCounts(w.limiter);
+    w.client.replace(w.limiter, next);
+    current = next;
+    answer();
+    const admitted = (await Promise.all(parked)).filter(Boolean).length;
+    // One process with the new rule admits 10 of them; the 40 granted under 100/m went back.
+    expect(admitted).toBeLessThanOrEqual(10);
+    next.releaseAll();
+    await w.client.stop();
+    expect(arbiter.counts('k', now)!.current).toBeLessThanOrEqual(10);
+  });
+
+  it('count a rule whose window changed apart from its old version while workers reload', async () => {
+    let now = T0 + 100;
+    const clock = () => now;
+    const arbiter = new LeaseArbiter({ workers: () => 2 });
+    // One worker still has the old rule, the other has reloaded it with another window.
+    const old = worker([{ id: 'k', limit: '10/m' }], transport(arbiter, clock), clock);
+    const reloaded = worker([{ id: 'k', limit: '10/s' }], transport(arbiter, clock), clock);
+    let admittedOld = 0;
+    let admittedNew = 0;
+    for (let i = 0; i < 100; i++) {
+      now = T0 + 100 + i;
+      if (await old.decide()) admittedOld++;
+      if (await reloaded.decide()) admittedNew++;
+    }
+    // Each within its own cap: asks of one version no longer reset the other's counts.
+    expect(admittedOld).toBe(10);
+    expect(admittedNew).toBe(10);
+    await settle([old, reloaded]);
+  });
+
+  it('charge what fail-open admitted during an outage, even beyond the limit', async () => {
+    let now = T0 + 100;
+    const clock = () => now;
+    const arbiter = new LeaseArbiter({ workers: () => 1 });
+    const state = { down: false };
+    const w = worker([{ id: 'k', limit: '100/m' }], transport(arbiter, clock, state), clock, 'open');
+    let admitted = 0;
+    for (let i = 0; i < 5; i++) if (await w.decide()) admitted++;
+    state.down = true;
+    for (let i = 0; i < 50; i++) {
+      now++;
+      if (await w.decide()) admitted++;
+    }
+    expect(admitted).toBe(55);
+    // The primary answers again just after the window rolled. One process, with 55 admitted in
+    // the window before, has room for what their weight leaves (46).
+    state.down = false;
+    now = T0 + 60_010;
+    const oneProcess = 100 - slidingEstimate(55, 0, 60_000, 10);
+    let next = 0;
+    for (let i = 0; i < 200; i++) {
+      // Requests in turns of their own, as they arrive: the first answer ends the outage.
+      if (await w.decide()) next++;
+      await hop();
+    }
+    expect(next).toBeLessThanOrEqual(oneProcess);
+    expect(next).toBeGreaterThan(0);
+    await settle([w]);
+  });
+
   it('carry permits and counts over a rule reload, and give back those of a removed rule', async () => {
     const now = T0;
     const clock = () => now;
