@@ -34,6 +34,12 @@ export function serverOptions(config: Config): {
   };
 }
 
+type HttpSocket = Socket & { _httpMessage?: ServerResponse | null };
+
+function isTimeout(code: string | undefined): boolean {
+  return code === 'ERR_HTTP_REQUEST_TIMEOUT' || code === 'ERR_HTTP_HEADERS_TIMEOUT';
+}
+
 interface ClientErrorAnswer {
   status: number;
   error: string;
@@ -41,7 +47,7 @@ interface ClientErrorAnswer {
 }
 
 export function clientErrorAnswer(code: string | undefined): ClientErrorAnswer {
-  if (code === 'ERR_HTTP_REQUEST_TIMEOUT' || code === 'ERR_HTTP_HEADERS_TIMEOUT') {
+  if (isTimeout(code)) {
     return { status: 408, error: 'request_timeout', message: 'The request was not received in time.' };
   }
   if (code === 'HPE_HEADER_OVERFLOW') {
@@ -55,24 +61,47 @@ export function clientErrorAnswer(code: string | undefined): ClientErrorAnswer {
 }
 
 /**
- * A Fastify `clientErrorHandler`: answers when nothing of a response went out on the socket yet
- * (as Node's own handler does, so a response in progress is never corrupted), then closes it.
+ * A Fastify `clientErrorHandler`: answers in MercadoLibre's error shape, then closes the connection.
+ * A response still owed to an earlier request on the connection (pipelining) goes out first, whole,
+ * and the error after it, so that no client reads the error as the answer to a request the upstream
+ * did perform. A response in progress for the failed request itself (its body was malformed, or too
+ * slow) is never corrupted: the connection is cut instead, as Node's own handler does.
  * `onAnswer` counts what was answered.
  */
 export function createClientErrorHandler(
   onAnswer: (status: number) => void,
 ): (error: Error & { code?: string }, socket: Socket) => void {
-  return (error, socket) => {
-    if (error.code === 'ECONNRESET' || socket.destroyed) return;
-    const inFlight = (socket as Socket & { _httpMessage?: ServerResponse | null })._httpMessage;
-    if (socket.writable && !inFlight?.headersSent) {
-      const answer = clientErrorAnswer(error.code);
-      const body = apiErrorBody(answer.status, answer.error, answer.message);
+  /** Connections whose error answer waits for the responses ahead of it. */
+  const waiting = new WeakSet<Socket>();
+
+  const answer = (code: string | undefined, socket: Socket): void => {
+    if (socket.destroyed) return;
+    const pending = (socket as HttpSocket)._httpMessage;
+    if (pending?.req.complete) {
+      // After its 'close', Node has handed the socket to the next response owed, if any.
+      pending.once('close', () => answer(code, socket));
+      return;
+    }
+    if (socket.writable && !pending?.headersSent) {
+      const reply = clientErrorAnswer(code);
+      const body = apiErrorBody(reply.status, reply.error, reply.message);
       socket.write(
-        `HTTP/1.1 ${answer.status} ${STATUS_CODES[answer.status]}\r\nconnection: close\r\ncontent-type: application/json; charset=utf-8\r\ncache-control: no-store\r\nx-request-id: ${randomUUID()}\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
+        `HTTP/1.1 ${reply.status} ${STATUS_CODES[reply.status]}\r\nconnection: close\r\ncontent-type: application/json; charset=utf-8\r\ncache-control: no-store\r\nx-request-id: ${randomUUID()}\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
       );
-      onAnswer(answer.status);
+      onAnswer(reply.status);
     }
     socket.destroy();
+  };
+
+  return (error, socket) => {
+    if (error.code === 'ECONNRESET' || socket.destroyed) return;
+    if (waiting.has(socket)) {
+      // Node reports every later byte as another error: the answer is decided already. A timeout
+      // means the responses ahead took too long: the connection goes without them.
+      if (isTimeout(error.code)) socket.destroy();
+      return;
+    }
+    waiting.add(socket);
+    answer(error.code, socket);
   };
 }

@@ -150,8 +150,19 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
     return true;
   }
 
+  /**
+   * Whether the client connection must close after this response: the server is draining, or the
+   * request body is not all in. undici stops reading a body once the upstream has answered or failed
+   * (it destroys the request after detaching it from its socket, or leaves a counted body's iterator
+   * paused), so Node would never read on to the next request on the connection; `connection: close`
+   * makes Node end the socket once the response is written instead.
+   */
+  private closeAfter(): boolean {
+    return !this.req.complete || this.request.closeAfter();
+  }
+
   private writeHead(statusCode: number, statusText: string, rawHeaders: Buffer[]): void {
-    const headers = clientResponseHeaders(rawHeaders, this.request.requestId, this.request.closeAfter());
+    const headers = clientResponseHeaders(rawHeaders, this.request.requestId, this.closeAfter());
     if (this.request.extraResponseHeaders) headers.push(...this.request.extraResponseHeaders);
     this.res.writeHead(statusCode, statusText || undefined, headers);
   }
@@ -255,10 +266,9 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
       this.res.destroy();
     } else {
       this.status = this.failure.status;
-      sendApiError(this.res, this.failure.status, this.failure.error, this.failure.message, [
-        'x-request-id',
-        this.request.requestId,
-      ]);
+      const extra = ['x-request-id', this.request.requestId];
+      if (this.closeAfter()) extra.push('connection', 'close');
+      sendApiError(this.res, this.failure.status, this.failure.error, this.failure.message, extra);
     }
     this.finish(false);
   }

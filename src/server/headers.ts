@@ -17,13 +17,18 @@ const HOP_BY_HOP = new Set([
   'http2-settings',
 ]);
 
-/** Request fields the proxy sets itself; a client's copy is dropped or rebuilt. */
+/**
+ * Request fields the proxy sets itself, or passes on only from a trusted peer (other names for the
+ * client's address); a client's copy is dropped or rebuilt.
+ */
 const OWNED_REQUEST_FIELDS = new Set([
   'host',
   'expect',
   'x-forwarded-for',
   'x-forwarded-proto',
   'x-forwarded-host',
+  'forwarded',
+  'x-real-ip',
   'x-request-id',
 ]);
 
@@ -52,7 +57,10 @@ function connectionOptions(value: string | undefined): Set<string> | undefined {
 export interface ForwardedInfo {
   /** The client's address as the rate limiter and logs see it. */
   clientIp: string;
-  /** Whether the direct peer is a configured trusted proxy (its X-Forwarded-* are kept). */
+  /**
+   * Whether the direct peer is a configured trusted proxy (its X-Forwarded-*, Forwarded and X-Real-IP
+   * are kept).
+   */
   peerTrusted: boolean;
   /** The immediate peer's address, appended to X-Forwarded-For. */
   peerIp: string;
@@ -62,7 +70,8 @@ export interface ForwardedInfo {
 
 /**
  * Builds the upstream request headers from the client's raw headers: hop-by-hop fields dropped,
- * Host set to the upstream, X-Forwarded-* and X-Request-Id set.
+ * Host set to the upstream, X-Forwarded-* and X-Request-Id set, Forwarded and X-Real-IP kept only
+ * from a trusted peer.
  */
 export function upstreamRequestHeaders(rawHeaders: readonly string[], info: ForwardedInfo): string[] {
   const out: string[] = [];
@@ -84,6 +93,8 @@ export function upstreamRequestHeaders(rawHeaders: readonly string[], info: Forw
           priorForwardedFor = priorForwardedFor ? `${priorForwardedFor}, ${value}` : value;
         else if (name === 'x-forwarded-proto') priorProto ??= value;
         else if (name === 'x-forwarded-host') priorHost ??= value;
+        // A trusted peer's are passed on as they came (nothing of this hop is added to them).
+        else if (info.peerTrusted && (name === 'forwarded' || name === 'x-real-ip')) out.push(raw, value);
         continue;
       }
       if (HOP_BY_HOP.has(name)) {

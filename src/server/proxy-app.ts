@@ -21,7 +21,7 @@ import { type ForwardObserver, type ForwardOutcome, forward, type UnauthorizedRe
 import { upstreamRequestHeaders } from './headers.js';
 import { methodIndex, type ProxyMetrics } from './metrics.js';
 import type { RateLimitGate } from './rate-limit.js';
-import { requestRefusal } from './request-limits.js';
+import { continueUnlessRefused, requestRefusal } from './request-limits.js';
 import type { RouteTable } from './routes.js';
 import type { ServerState } from './state.js';
 import type { StatsRecorder } from './stats/recorder.js';
@@ -408,6 +408,8 @@ export async function buildProxyApp(options: ProxyAppOptions): Promise<FastifyIn
       status === 500 ? 'The proxy failed to handle the request.' : error.message,
     );
   });
+
+  app.server.on('checkContinue', continueUnlessRefused(app.server, config.maxBody));
 
   // CONNECT never reaches routing: Node hands it to 'connect' listeners, or drops the socket without one.
   app.server.on('connect', (_req: IncomingMessage, socket: Socket) => {

@@ -4,7 +4,7 @@
  * (Content-Length with Transfer-Encoding, differing Content-Lengths, a final coding other than
  * chunked); these are the cases it lets through that a proxy must not forward as they are.
  */
-import type { IncomingMessage } from 'node:http';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 
 export interface Refusal {
   status: number;
@@ -87,6 +87,23 @@ export function requestRefusal(req: IncomingMessage, maxBody: number): Refusal |
     if (length !== undefined && Number(length) > maxBody) return bodyTooLarge(maxBody);
   }
   return undefined;
+}
+
+/**
+ * A `checkContinue` listener for `server`: `100 Continue` only to a request that passes
+ * requestRefusal. One that does not is answered (and its connection closed) without it, so the
+ * client never starts sending a body the proxy will not read, as nginx does. Every other request
+ * gets its 100 at once, as Node would send it: after an early answer (405, 429) the body it brings
+ * is read and dropped by Node, and the connection stays usable.
+ */
+export function continueUnlessRefused(
+  server: Server,
+  maxBody: number,
+): (req: IncomingMessage, res: ServerResponse) => void {
+  return (req, res) => {
+    if (requestRefusal(req, maxBody) === undefined) res.writeContinue();
+    server.emit('request', req, res);
+  };
 }
 
 /** The body as undici should send it: none, the request stream, or the stream held to `maxBody`. */

@@ -393,6 +393,37 @@ describe('hostile requests', () => {
       expect(origin.requests).toEqual([]);
     });
 
+    it('answers a malformed request pipelined behind others only after their responses', async () => {
+      const malformed = 'GET /x HTTP/1.1\r\nHost: p\r\nX-Bad: a\x01b\r\n\r\n';
+      const { responses, closed } = await exchange(
+        proxy.url,
+        `POST /slow?ms=300 HTTP/1.1\r\nHost: p\r\nContent-Length: 2\r\n\r\nhiGET /items/MLA21 HTTP/1.1\r\nHost: p\r\n\r\n${malformed}`,
+        { quietMs: 5000 },
+      );
+      expect(responses.map((response) => response.status)).toEqual([200, 200, 400]);
+      expect(JSON.parse(responses[0]!.body.toString())).toEqual({ slept: 300 });
+      expect(JSON.parse(responses[1]!.body.toString()).id).toBe('MLA21');
+      expectApiError(responses[2], 400);
+      expect(closed).toBe(true);
+      expect(origin.requests.map((request) => request.url)).toEqual(['/slow?ms=300', '/items/MLA21']);
+    });
+
+    it('lets a response under way finish before answering a malformed request sent behind it', async () => {
+      const connection = await RawConnection.open(proxy.url);
+      try {
+        await connection.send(rawGet('/slow-body?ms=300', 'p'));
+        await expect.poll(() => connection.pending.indexOf('\r\n\r\n') !== -1, { timeout: 5000 }).toBe(true);
+        await connection.send('GET /x HTTP/1.1\r\nHost: p\r\nX-Bad: a\x01b\r\n\r\n');
+        const first = await connection.readResponse();
+        expect(first.status).toBe(200);
+        expect(first.body.toString()).toBe('first part;second part');
+        expectApiError(await connection.readResponse(), 400);
+        expect(await connection.waitForClose()).toBe(true);
+      } finally {
+        connection.close();
+      }
+    });
+
     it('answers a request pipelined behind garbage with a 400 at most, and forwards only what parsed', async () => {
       const { responses, closed } = await exchange(
         proxy.url,

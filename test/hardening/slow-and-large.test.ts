@@ -58,6 +58,35 @@ describe('large and slow requests', () => {
       expect(origin.requests).toEqual([]);
     });
 
+    it('sends no 100 Continue before that 413, and one to a body within the limit', async () => {
+      const refused = await RawConnection.open(proxy.url);
+      try {
+        await refused.send(
+          rawGet('/echo', 'proxy.test', [`Content-Length: ${MAX_BODY + 1}`, 'Expect: 100-continue'], 'POST'),
+        );
+        expect(await refused.waitForClose()).toBe(true);
+        expect(refused.pending.toString('latin1')).toMatch(/^HTTP\/1\.1 413 /);
+      } finally {
+        refused.close();
+      }
+      const accepted = await RawConnection.open(proxy.url);
+      try {
+        await accepted.send(
+          rawGet('/echo', 'proxy.test', [`Content-Length: ${MAX_BODY}`, 'Expect: 100-continue'], 'POST'),
+        );
+        await expect
+          .poll(() => accepted.pending.toString('latin1'), { timeout: 5000 })
+          .toMatch(/^HTTP\/1\.1 100 Continue\r\n\r\n$/);
+        await accepted.send('x'.repeat(MAX_BODY));
+        expect(JSON.parse((await accepted.readResponse()).body.toString())).toMatchObject({
+          bodyLength: MAX_BODY,
+        });
+      } finally {
+        accepted.close();
+      }
+      expect(origin.requests.map((request) => request.url)).toEqual(['/echo']);
+    });
+
     it('forwards a body of exactly the limit, with a length or chunked', async () => {
       const body = 'x'.repeat(MAX_BODY);
       const withLength = await httpRequest(proxy.url, '/echo', { method: 'POST', body });

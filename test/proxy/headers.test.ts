@@ -1,6 +1,7 @@
 /**
  * Header rewriting: hop-by-hop fields removed both ways, Host and X-Forwarded-* set by the proxy
- * (a client's own copies believed only from --trust-proxy peers), X-Request-Id end to end.
+ * (a client's own copies, and its Forwarded and X-Real-IP, believed only from --trust-proxy peers),
+ * X-Request-Id end to end.
  */
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { type Origin, startOrigin } from '../peers/origin.js';
@@ -133,6 +134,23 @@ describe('headers through an untrusting proxy', () => {
     expect(JSON.stringify(received.rawHeaders)).not.toContain('evil.example');
   });
 
+  it('drops Forwarded and X-Real-IP sent by an untrusted client', async () => {
+    await rawRequest(
+      proxy.url,
+      rawGet('/echo', proxyHost, [
+        'Forwarded: for=152.152.152.152;proto=https',
+        'Forwarded: for=10.0.0.1',
+        'X-Real-IP: 152.152.152.153',
+        'X-End-To-End: kept',
+      ]),
+    );
+    const received = origin.requests[0]!;
+    expect(received.headers.forwarded).toBeUndefined();
+    expect(received.headers['x-real-ip']).toBeUndefined();
+    expect(JSON.stringify(received.rawHeaders)).not.toMatch(/152\.152\.152|10\.0\.0\.1/);
+    expect(received.headers['x-end-to-end']).toBe('kept');
+  });
+
   it('keeps a sane X-Request-Id and returns it', async () => {
     const response = await httpRequest(proxy.url, '/categories/MLA97994', {
       headers: { 'x-request-id': 'caller-42.abc' },
@@ -210,6 +228,20 @@ describe('headers through a proxy that trusts 127.0.0.1', () => {
     expect(received.headers['x-forwarded-host']).toBe('api.example.com');
   });
 
+  it('passes Forwarded and X-Real-IP from a trusted peer on as they came', async () => {
+    await rawRequest(
+      proxy.url,
+      rawGet('/echo', proxyHost, [
+        'Forwarded: for=152.152.152.152;proto=https',
+        'Forwarded: for=10.1.2.3',
+        'X-Real-IP: 152.152.152.152',
+      ]),
+    );
+    const received = origin.requests[0]!;
+    expect(received.headers.forwarded).toBe('for=152.152.152.152;proto=https, for=10.1.2.3');
+    expect(received.headers['x-real-ip']).toBe('152.152.152.152');
+  });
+
   it('joins repeated X-Forwarded-For fields in order', async () => {
     await rawRequest(
       proxy.url,
@@ -227,12 +259,19 @@ describe('headers through a proxy that trusts 127.0.0.1', () => {
   it('does not trust another loopback peer (127.0.0.2) that is not listed', async () => {
     await rawRequest(
       proxy.url,
-      rawGet('/items/MLA6', proxyHost, ['X-Forwarded-For: 152.152.152.152', 'X-Forwarded-Proto: https']),
+      rawGet('/items/MLA6', proxyHost, [
+        'X-Forwarded-For: 152.152.152.152',
+        'X-Forwarded-Proto: https',
+        'Forwarded: for=152.152.152.152',
+        'X-Real-IP: 152.152.152.152',
+      ]),
       { localAddress: '127.0.0.2' },
     );
     const received = origin.requests[0]!;
     expect(received.headers['x-forwarded-for']).toBe('127.0.0.2');
     expect(received.headers['x-forwarded-proto']).toBe('http');
+    expect(received.headers.forwarded).toBeUndefined();
+    expect(received.headers['x-real-ip']).toBeUndefined();
     const line = proxy.logs.withMessage('request').find((record) => record.url === '/items/MLA6');
     expect(line?.ip).toBe('127.0.0.2');
   });

@@ -144,6 +144,38 @@ describe('upstream responses', () => {
       Array.from({ length: 10 }, (_, i) => (i % 2 === 0 ? 502 : 200)),
     );
   });
+
+  // The rest of such a body is never read (undici stops sending it), so nothing after it on the
+  // connection would be either: the connection must close rather than wait for a next request.
+  for (const framing of ['content-length', 'chunked'] as const) {
+    for (const [target, status] of [
+      ['/early', 200],
+      ['/reset-mid-upload', 502],
+    ] as const) {
+      it(`closes the client connection after a ${status} sent before the ${framing} body was in (${target})`, async () => {
+        const part = 'a'.repeat(1000);
+        const connection = await RawConnection.open(proxy.url);
+        try {
+          await connection.send(
+            framing === 'chunked'
+              ? `POST ${target} HTTP/1.1\r\nHost: proxy.test\r\nTransfer-Encoding: chunked\r\n\r\n3e8\r\n${part}\r\n`
+              : `POST ${target} HTTP/1.1\r\nHost: proxy.test\r\nContent-Length: 300000\r\n\r\n${part}`,
+          );
+          const response = await connection.readResponse();
+          expect(response.status).toBe(status);
+          expect(response.headers.connection).toBe('close');
+          // The client finishes its body and asks again on the same connection.
+          const rest = framing === 'chunked' ? '0\r\n\r\n' : 'a'.repeat(300000 - part.length);
+          await connection.send(rest + rawGet('/items/MLA4', 'proxy.test')).catch(() => undefined);
+          expect(await connection.waitForClose(5000)).toBe(true);
+        } finally {
+          connection.close();
+        }
+        expect(origin.requests.map((request) => request.url)).toEqual([target]);
+        expect((await httpRequest(proxy.url, '/items/MLA4')).status).toBe(200);
+      });
+    }
+  }
 });
 
 describe('upstream down', () => {
