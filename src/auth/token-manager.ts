@@ -43,11 +43,13 @@ export type RefreshResult =
   | 'error'
   | 'lock_timeout'
   | 'no_token'
-  | 'skipped';
+  | 'skipped'
+  | 'saved';
 
 const COUNTED_RESULTS: readonly RefreshResult[] = [
   'success',
   'adopted',
+  'saved',
   'invalid_grant',
   'error',
   'lock_timeout',
@@ -195,8 +197,13 @@ export class TokenManager implements UpstreamAuth {
   }> {
     const stored = await this.deps.tokens.load();
     if (!stored) return { result: 'no_token', token: undefined };
-    this.adopt(stored, false);
-    const result = await this.rotate(stored, 'requested');
+    // A token held here that is newer than the stored one is a refresh whose save failed: the
+    // stored refresh token is spent, so go on from ours (rotateLocked saves it).
+    const held = this.current;
+    const base =
+      held && held.lineage === stored.lineage && held.generation > stored.generation ? held : stored;
+    this.adopt(base, false);
+    const result = await this.rotate(base, 'requested');
     return { result, token: this.current, failure: this.lastFailure };
   }
 
@@ -329,6 +336,14 @@ export class TokenManager implements UpstreamAuth {
       if (!stored) {
         this.drop();
         return 'no_token';
+      }
+      if (stored.lineage === expected.lineage && stored.generation < expected.generation) {
+        // Ours came from a refresh whose save failed: the stored refresh token is spent, so saving
+        // ours is the way on (refreshing with the stored one would end in invalid_grant).
+        await this.saveWithRetries(expected);
+        this.adopt(expected);
+        this.deps.logger.info({ generation: expected.generation }, 'saved the refreshed MercadoLibre token');
+        return 'saved';
       }
       if (stored.lineage !== expected.lineage || stored.generation !== expected.generation) {
         this.adopt(stored);

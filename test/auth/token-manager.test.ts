@@ -257,6 +257,31 @@ describe('TokenManager', () => {
     expect(subject.currentAuthorization()).toBe(bearer(second));
   });
 
+  it('saves a refreshed token whose first saves failed, instead of refreshing again with the spent one', async () => {
+    const tokens = new MemoryTokens();
+    const first = login(3600);
+    tokens.token = first;
+    let failures = 5;
+    const save = tokens.save.bind(tokens);
+    tokens.save = async (token) => {
+      if (failures-- > 0) throw new Error('disk full');
+      await save(token);
+    };
+    const subject = manager(tokens, new InProcessLock(), { pollIntervalMs: 60_000 });
+    await subject.start();
+    // The refresh spends generation 1's refresh token; every save of generation 2 fails.
+    expect((await subject.refreshNow()).result).toBe('error');
+    expect(tokens.token).toBe(first);
+    const refreshed = subject.currentAuthorization();
+    expect(refreshed).not.toBe(bearer(first));
+    // The next attempt saves what it holds: no second refresh, no invalid_grant, no new login.
+    expect((await subject.refreshNow()).result).toBe('saved');
+    expect(tokens.token?.generation).toBe(2);
+    expect(subject.currentAuthorization()).toBe(refreshed);
+    expect(meli.stats.refreshCalls).toBe(1);
+    expect(meli.stats.invalidGrants).toBe(0);
+  }, 15_000);
+
   it('stops injecting after a logout', async () => {
     const tokens = new MemoryTokens();
     tokens.token = login(3600);
