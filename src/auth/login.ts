@@ -5,7 +5,7 @@
  */
 import type * as oidc from 'openid-client';
 import { RuntimeFailure } from '../errors.js';
-import { startCallbackListener } from './callback-listener.js';
+import { type CallbackListener, type CallbackRequest, startCallbackListener } from './callback-listener.js';
 import {
   type AuthorizationRequest,
   createAuthorizationRequest,
@@ -73,9 +73,18 @@ async function loginByListener(options: LoginOptions, signal: AbortSignal): Prom
       );
     }
     options.say(`Waiting up to ${formatDuration(options.timeoutMs)} for the browser…`);
-    const callback = await listener.next(signal).catch((error: unknown) => {
-      throw signal.aborted ? timedOut(options.timeoutMs) : error;
-    });
+    let callback = await nextCallback(listener, signal, options.timeoutMs);
+    while (callback.params.get('state') !== request.state) {
+      // A stale tab of an older attempt, or a forged request: refused, and this login still waits
+      // for its own redirect instead of letting any local request end it.
+      callback.respond({
+        ok: false,
+        message:
+          'This redirect does not belong to the login in progress (its "state" differs); nothing was exchanged. Use the newest login URL.',
+      });
+      options.say('Ignored a redirect with a different "state" (an older login attempt?); still waiting…');
+      callback = await nextCallback(listener, signal, options.timeoutMs);
+    }
     options.say('The browser came back; exchanging the code for tokens…');
     const sentAt = (options.now ?? Date.now)();
     try {
@@ -95,6 +104,16 @@ async function loginByListener(options: LoginOptions, signal: AbortSignal): Prom
   } finally {
     await listener.close();
   }
+}
+
+function nextCallback(
+  listener: CallbackListener,
+  signal: AbortSignal,
+  timeoutMs: number,
+): Promise<CallbackRequest> {
+  return listener.next(signal).catch((error: unknown) => {
+    throw signal.aborted ? timedOut(timeoutMs) : error;
+  });
 }
 
 async function loginByPaste(options: LoginOptions, signal: AbortSignal): Promise<LoginResult> {

@@ -243,19 +243,36 @@ describe('meli-proxy auth', () => {
     expect(status.code).toBe(1);
   });
 
-  it('exits 1 on a wrong state and on a bad code', async () => {
+  it('refuses a redirect with a wrong state and goes on waiting for its own; exits 1 on a bad code', async () => {
     await freshHome();
     const exchangesBefore = meli.stats.codeExchanges;
-    const wrongState = await run(loginArgs(), {
+    let forgedStatus = 0;
+    const wrongStateFirst = await run(loginArgs(), {
+      browser: async (url) => {
+        const redirect = await clickThrough(url, 'allow');
+        const forged = new URL(redirect);
+        forged.searchParams.set('state', 'forged');
+        forgedStatus = (await fetch(forged)).status;
+        await fetch(redirect);
+      },
+    });
+    expect(forgedStatus).toBe(400);
+    expect(wrongStateFirst.stderr).toMatch(/Ignored a redirect with a different "state"/);
+    expect(wrongStateFirst.code).toBe(0);
+    // Only the login's own redirect was exchanged.
+    expect(meli.stats.codeExchanges).toBe(exchangesBefore + 1);
+
+    await freshHome();
+    const onlyForged = await run([...loginArgs(), '--timeout', '2s'], {
       browser: async (url) => {
         const redirect = await clickThrough(url, 'allow');
         redirect.searchParams.set('state', 'forged');
         await fetch(redirect);
       },
     });
-    expect(wrongState.code).toBe(1);
-    expect(wrongState.stderr).toMatch(/different "state"/);
-    expect(meli.stats.codeExchanges).toBe(exchangesBefore);
+    expect(onlyForged.code).toBe(1);
+    expect(onlyForged.stderr).toMatch(/No login redirect arrived within 2s/);
+    expect(meli.stats.codeExchanges).toBe(exchangesBefore + 1);
 
     const badCode = await run(loginArgs(), {
       browser: async (url) => {
