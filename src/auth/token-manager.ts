@@ -366,6 +366,14 @@ export class TokenManager implements UpstreamAuth {
         throw error;
       }
       const next = tokenFromRefresh(stored, grant, sentAt, this.options.holder);
+      // `auth logout` may have run in another process while the token endpoint answered (the lock
+      // of the embedded store is this process's own): a save now would bring the token back.
+      const after = await this.deps.tokens.load().catch(() => stored);
+      if (!after) {
+        this.drop();
+        this.deps.logger.info({}, 'logged out during the refresh: the new token is not kept');
+        return 'no_token';
+      }
       await this.saveWithRetries(next);
       this.adopt(next);
       this.deps.logger.info(

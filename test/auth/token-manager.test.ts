@@ -282,6 +282,25 @@ describe('TokenManager', () => {
     expect(meli.stats.invalidGrants).toBe(0);
   }, 15_000);
 
+  it('keeps no token refreshed while a logout happened elsewhere', async () => {
+    const tokens = new MemoryTokens();
+    tokens.token = login(3600);
+    const subject = manager(tokens, new InProcessLock(), { pollIntervalMs: 60_000 });
+    await subject.start();
+    meli.setRefreshDelay(300);
+    try {
+      const refreshing = subject.refreshNow();
+      await until(() => meli.stats.refreshCalls === 1);
+      // `auth logout` in another process, while the token endpoint is answering.
+      tokens.token = undefined;
+      expect((await refreshing).result).toBe('no_token');
+    } finally {
+      meli.setRefreshDelay(0);
+    }
+    expect(tokens.token).toBeUndefined();
+    expect(subject.currentAuthorization()).toBeUndefined();
+  });
+
   it('stops injecting after a logout', async () => {
     const tokens = new MemoryTokens();
     tokens.token = login(3600);
