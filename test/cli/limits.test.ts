@@ -409,6 +409,37 @@ describe('limits through the admin API', () => {
     expect(result.stderr).not.toContain('sekrit-abc');
   });
 
+  it('never prints a token from a misspelled field or from --json-rule that is not JSON', async () => {
+    const cases: Array<[string, RegExp]> = [
+      ['{"match":{"tokens":"OAUTHSECRET99"},"limit":"5/m"}', /invalid match\.tokens "<redacted>"/],
+      [
+        '{"match":{"token":OAUTHSECRET99},"limit":"5/m"}',
+        /not valid JSON \(Unexpected character at position 18 \(line 1 column 19\)\)/,
+      ],
+      ['{"match":{"token":"OAUTHSECRET99}', /not valid JSON \(Unterminated string in JSON at position 33\)/],
+      [
+        '{"match":{"token":"OAUTHSECRET99"} "limit"}',
+        /not valid JSON \(Expected ',' or '}' after property value/,
+      ],
+    ];
+    for (const [json, message] of cases) {
+      const result = await cli(['limits', 'set', 'bad', '--json-rule', json], env);
+      expectExit(result, 2);
+      expect(result.stderr, json).toMatch(message);
+      expect(result.stderr, json).not.toContain('OAUTHSECRET');
+    }
+    const response = await fetch(`${proxy.adminUrl}/admin/limits/r1`, {
+      method: 'PUT',
+      headers: { authorization: `Bearer ${ADMIN_TOKEN}`, 'content-type': 'application/json' },
+      body: '{"match":{"tokens":"SECRETTOKEN123"},"limit":"5/m"}',
+    });
+    expect(response.status).toBe(400);
+    const body = await response.text();
+    expect(body).toContain('invalid match.tokens \\"<redacted>\\"');
+    expect(body).not.toContain('SECRETTOKEN123');
+    expect(await adminRules(proxy.adminUrl)).toEqual([]);
+  });
+
   it('refuses a malformed --file naming the file, the index and the field', async () => {
     const dir = mkdtempSync(path.join(tmpdir(), 'limits-cli-'));
     try {
