@@ -3,6 +3,7 @@
  * the same on every machine (and in tests).
  */
 import { UsageError } from '../errors.js';
+import { MAX_EPOCH_MS, parseInstant } from '../instant.js';
 
 /** 1234567 → "1,234,567"; fractions are rounded. */
 export function formatCount(value: number): string {
@@ -76,12 +77,13 @@ export function parseTime(text: string, flag: string, now: number): Date {
   const value = text.trim();
   if (value === 'now') return new Date(now);
   const relative = /^-?(\d+(?:\.\d+)?)(s|m|h|d|w)$/.exec(value);
-  if (relative) return new Date(now - Number(relative[1]) * DURATION_UNITS[relative[2]!]!);
-  if (/^\d{10,}$/.test(value)) return new Date(Number(value));
-  if (/^\d{4}-\d{2}-\d{2}/.test(value)) {
-    const parsed = new Date(value);
-    if (!Number.isNaN(parsed.getTime())) return parsed;
-  }
+  // A bare number under 10 digits is more likely a duration without its unit than a 1970 time.
+  const at = relative
+    ? now - Number(relative[1]) * DURATION_UNITS[relative[2]!]!
+    : /^\d{1,9}$/.test(value)
+      ? undefined
+      : parseInstant(value);
+  if (at !== undefined && Math.abs(at) <= MAX_EPOCH_MS) return new Date(at);
   throw new UsageError(
     `Invalid ${flag} "${text}": expected "now", a duration ago (15m, 2h, 7d), epoch milliseconds or ISO-8601 (2025-01-01T10:00:00Z).`,
   );

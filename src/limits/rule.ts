@@ -104,7 +104,7 @@ export function parseRule(input: unknown, where?: string): Rule {
   if (!shaped.success) {
     const issue = shaped.error.issues[0];
     if (issue) reportShapeIssue(input, issue, fail);
-    fail('rule', input, EXPECTED.rule);
+    fail('rule', redactNested(input), EXPECTED.rule);
   }
   const rule = shaped.data as RuleInput;
 
@@ -257,7 +257,7 @@ function reportShapeIssue(
       path.length === 0 ? EXPECTED.fields : EXPECTED.matchFields,
     );
   }
-  if (path.length === 0) fail('rule', input, EXPECTED.rule);
+  if (path.length === 0) fail('rule', redactNested(input), EXPECTED.rule);
   const name = fieldName(path);
   const leaf = String(path.find((p) => typeof p === 'string' && p !== 'match') ?? path[0]);
   const expected = EXPECTED[leaf as keyof typeof EXPECTED] ?? EXPECTED.rule;
@@ -278,12 +278,23 @@ function valueAt(input: unknown, path: readonly (string | number)[]): unknown {
   return value;
 }
 
-/** Anything under a field called token (even a misplaced one) may be a secret. */
+/** Anything under a field whose name holds "token" (tokens, accessToken…) may be a secret. */
 function redact(path: readonly (string | number)[], value: unknown): unknown {
-  return value !== undefined &&
-    path.some((p) => typeof p === 'string' && /token$/i.test(p) && p !== 'tokenHash')
-    ? '<redacted>'
-    : value;
+  if (value === undefined) return value;
+  return path.some((p) => typeof p === 'string' && isSecretKey(p)) ? '<redacted>' : redactNested(value);
+}
+
+function isSecretKey(key: string): boolean {
+  return /token/i.test(key) && key !== 'tokenHash';
+}
+
+/** A shown object or list keeps its shape, with the values of token-like fields hidden. */
+function redactNested(value: unknown): unknown {
+  if (Array.isArray(value)) return value.map(redactNested);
+  if (!isRecord(value)) return value;
+  return Object.fromEntries(
+    Object.entries(value).map(([key, inner]) => [key, isSecretKey(key) ? '<redacted>' : redactNested(inner)]),
+  );
 }
 
 function isRecord(value: unknown): value is Record<string, unknown> {

@@ -21,15 +21,18 @@ function fail(reply: FastifyReply, status: number, error: string, message: strin
   return apiErrorBody(status, error, message);
 }
 
+/** A repeated query parameter arrives as a list; only `header` may repeat. */
 interface TestQuery {
-  ip?: string;
-  path?: string;
-  method?: string;
+  ip?: string | string[];
+  path?: string | string[];
+  method?: string | string[];
   header?: string | string[];
-  token?: string;
+  token?: string | string[];
   /** SHA-256 hex of the bearer token, so a client need not send the token itself. */
-  tokenHash?: string;
+  tokenHash?: string | string[];
 }
+
+const SINGLE_TEST_PARAMS = ['ip', 'path', 'method', 'token', 'tokenHash'] as const;
 
 export function limitsRoutes({ store, rateLimit }: LimitsDeps): FastifyPluginAsync {
   return async (app) => {
@@ -118,7 +121,16 @@ export function limitsRoutes({ store, rateLimit }: LimitsDeps): FastifyPluginAsy
     });
 
     app.get<{ Querystring: TestQuery }>('/admin/limits/test', async (request, reply) => {
-      const { ip, path, method, token, tokenHash } = request.query;
+      const repeated = SINGLE_TEST_PARAMS.find((name) => {
+        const value = request.query[name];
+        return value !== undefined && typeof value !== 'string';
+      });
+      if (repeated)
+        return fail(reply, 400, 'bad_request', `Give ${repeated} at most once (only header may repeat).`);
+      const { ip, path, method, token, tokenHash } = request.query as Record<
+        (typeof SINGLE_TEST_PARAMS)[number],
+        string | undefined
+      >;
       if (!ip || !path)
         return fail(
           reply,

@@ -1,4 +1,5 @@
 import type { FastifyPluginAsync } from 'fastify';
+import { parseInstant } from '../instant.js';
 import { apiErrorBody } from './api-error.js';
 import type { StatsRecorder, StatsReport } from './stats/recorder.js';
 
@@ -6,15 +7,22 @@ const GROUPS: ReadonlyArray<StatsReport['groupBy']> = ['route', 'ip', 'status', 
 const HOUR_MS = 3_600_000;
 
 /** A time given as ISO-8601 or epoch milliseconds; undefined when absent, NaN when malformed. */
-function parseTime(value: string | undefined): number | undefined {
+function parseTime(value: string | string[] | undefined): number | undefined {
   if (value === undefined || value === '') return undefined;
-  if (/^\d+$/.test(value)) return Number(value);
-  return Date.parse(value);
+  return typeof value === 'string' ? (parseInstant(value) ?? Number.NaN) : Number.NaN;
 }
 
+/** Why a `from` or `to` parameter is refused. */
+function timeProblem(name: string, value: string | string[] | undefined): string {
+  return typeof value === 'string'
+    ? `${name} "${value}" is not an ISO-8601 time or epoch milliseconds`
+    : `give ${name} once, as an ISO-8601 time or epoch milliseconds`;
+}
+
+/** A repeated parameter arrives as a list. */
 interface StatsQuerystring {
-  from?: string;
-  to?: string;
+  from?: string | string[];
+  to?: string | string[];
   groupBy?: string;
   limit?: string;
 }
@@ -25,13 +33,14 @@ export function statsRoutes(stats: StatsRecorder): FastifyPluginAsync {
     app.get<{ Querystring: StatsQuerystring }>('/admin/stats', async (request, reply) => {
       const now = Date.now();
       const to = parseTime(request.query.to) ?? now;
-      const from = parseTime(request.query.from) ?? to - HOUR_MS;
+      const fromGiven = parseTime(request.query.from);
+      const from = fromGiven ?? to - HOUR_MS;
       const groupBy = (request.query.groupBy ?? 'route') as StatsReport['groupBy'];
       const limit = request.query.limit === undefined ? 20 : Number(request.query.limit);
-      const problem = Number.isNaN(from)
-        ? `from "${request.query.from}" is not an ISO-8601 time or epoch milliseconds`
+      const problem = Number.isNaN(fromGiven)
+        ? timeProblem('from', request.query.from)
         : Number.isNaN(to)
-          ? `to "${request.query.to}" is not an ISO-8601 time or epoch milliseconds`
+          ? timeProblem('to', request.query.to)
           : from >= to
             ? 'from must be before to'
             : !GROUPS.includes(groupBy)

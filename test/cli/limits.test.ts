@@ -160,6 +160,38 @@ describe('limits through the admin API', () => {
     expectExit(await cli(['limits', 'rm', 'me'], env), 0);
   });
 
+  it('GET /admin/limits/test refuses a repeated parameter with 400 naming it; header may repeat', async () => {
+    const get = async (query: string) => {
+      const response = await fetch(`${proxy.adminUrl}/admin/limits/test?${query}`, {
+        headers: { authorization: `Bearer ${ADMIN_TOKEN}` },
+      });
+      return { status: response.status, body: (await response.json()) as Record<string, unknown> };
+    };
+    const base = {
+      ip: '10.0.0.1',
+      path: '/x',
+      method: 'GET',
+      token: 'sekrit-repeat-1',
+      tokenHash: 'a'.repeat(64),
+    };
+    for (const name of ['ip', 'path', 'method', 'token', 'tokenHash'] as const) {
+      const params = new URLSearchParams({ ip: base.ip, path: base.path });
+      params.delete(name);
+      params.append(name, base[name]);
+      params.append(name, name === 'tokenHash' ? 'b'.repeat(64) : `${base[name]}2`);
+      const answer = await get(params.toString());
+      expect(answer.status, name).toBe(400);
+      expect(answer.body).toEqual({
+        message: `Give ${name} at most once (only header may repeat).`,
+        error: 'bad_request',
+        status: 400,
+        cause: [],
+      });
+    }
+    const headers = await get('ip=10.0.0.1&path=/x&method=get&header=x-a%3D1&header=x-b%3D2');
+    expect(headers).toEqual({ status: 200, body: { matches: [] } });
+  });
+
   it('sends only the SHA-256 of a --token, for set and for test', async () => {
     const token = 'APP_USR-very-secret-token-4821';
     const sent: string[] = [];
@@ -375,6 +407,37 @@ describe('limits through the admin API', () => {
     expectExit(result, 2);
     expect(result.stderr).toMatch(/invalid limit "often"/);
     expect(result.stderr).not.toContain('sekrit-abc');
+  });
+
+  it('never prints a token from a misspelled field or from --json-rule that is not JSON', async () => {
+    const cases: Array<[string, RegExp]> = [
+      ['{"match":{"tokens":"OAUTHSECRET99"},"limit":"5/m"}', /invalid match\.tokens "<redacted>"/],
+      [
+        '{"match":{"token":OAUTHSECRET99},"limit":"5/m"}',
+        /not valid JSON \(Unexpected character at position 18 \(line 1 column 19\)\)/,
+      ],
+      ['{"match":{"token":"OAUTHSECRET99}', /not valid JSON \(Unterminated string in JSON at position 33\)/],
+      [
+        '{"match":{"token":"OAUTHSECRET99"} "limit"}',
+        /not valid JSON \(Expected ',' or '}' after property value/,
+      ],
+    ];
+    for (const [json, message] of cases) {
+      const result = await cli(['limits', 'set', 'bad', '--json-rule', json], env);
+      expectExit(result, 2);
+      expect(result.stderr, json).toMatch(message);
+      expect(result.stderr, json).not.toContain('OAUTHSECRET');
+    }
+    const response = await fetch(`${proxy.adminUrl}/admin/limits/r1`, {
+      method: 'PUT',
+      headers: { authorization: `Bearer ${ADMIN_TOKEN}`, 'content-type': 'application/json' },
+      body: '{"match":{"tokens":"SECRETTOKEN123"},"limit":"5/m"}',
+    });
+    expect(response.status).toBe(400);
+    const body = await response.text();
+    expect(body).toContain('invalid match.tokens \\"<redacted>\\"');
+    expect(body).not.toContain('SECRETTOKEN123');
+    expect(await adminRules(proxy.adminUrl)).toEqual([]);
   });
 
   it('refuses a malformed --file naming the file, the index and the field', async () => {

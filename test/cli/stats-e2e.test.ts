@@ -98,6 +98,29 @@ describe('stats against the real server', () => {
     expect((JSON.parse(routes.stdout) as StatsResponse).rows).toHaveLength(1);
   });
 
+  it('GET /admin/stats refuses a malformed, out-of-range or repeated from/to with 400 naming it', async () => {
+    const cases: Array<[string, string]> = [
+      ['?from=1&to=99999999999999999999999', 'to "99999999999999999999999" is not an ISO-8601 time'],
+      ['?from=1&from=2', 'give from once, as an ISO-8601 time or epoch milliseconds'],
+      ['?to=3&to=4', 'give to once, as an ISO-8601 time or epoch milliseconds'],
+      ['?from=-5', 'from "-5" is not an ISO-8601 time'],
+      ['?from=2025-02-30', 'from "2025-02-30" is not an ISO-8601 time'],
+      ['?from=2025-01-01%20(x)', 'from "2025-01-01 (x)" is not an ISO-8601 time'],
+      ['?to=nope', 'to "nope" is not an ISO-8601 time'],
+    ];
+    for (const [query, message] of cases) {
+      const response = await fetch(`${proxy.adminUrl}/admin/stats${query}`, {
+        headers: { authorization: `Bearer ${TOKEN}` },
+      });
+      expect(response.status, query).toBe(400);
+      const body = (await response.json()) as { message: string; error: string; status: number };
+      expect(body, query).toMatchObject({ error: 'bad_request', status: 400 });
+      expect(body.message, query).toContain(message);
+    }
+    const valid = await apiStats('?from=1&to=2025-03-01T10:00:00.000Z');
+    expect(valid.from).toBe('1970-01-01T00:00:00.001Z');
+  });
+
   it('a wrong token is refused with the fix, exit 1', async () => {
     const result = await run(['stats'], { ...env, MELI_PROXY_ADMIN_TOKEN: 'wrong-token-0000000000' });
     expect(result.code).toBe(1);

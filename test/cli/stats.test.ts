@@ -7,6 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AdminClient } from '../../src/cli/admin-client.js';
 import { runCli } from '../../src/cli/program.js';
 import { formatCount, formatSpan, parseTime, sparkline } from '../../src/cli/stats-format.js';
+import { UsageError } from '../../src/errors.js';
 import { type AdminStub, closedPort, FIXTURE_STATS, startAdminStub } from '../monitoring/admin-stub.js';
 
 const TOKEN = 'stats-test-token-0123456789';
@@ -142,6 +143,10 @@ describe('stats errors', () => {
       [['stats', '--limit', 'ten'], /Invalid --limit "ten"/],
       [['stats', '--from', 'yesterday'], /Invalid --from "yesterday": expected "now", a duration ago/],
       [['stats', '--from', '1h', '--to', '2h'], /--from .* must be before --to/],
+      [['stats', '--to', '99999999999999999999999'], /Invalid --to "99999999999999999999999": expected/],
+      [['stats', '--from', '2025-02-30'], /Invalid --from "2025-02-30": expected/],
+      [['stats', '--from', '2025-01-01 (x)'], /Invalid --from "2025-01-01 \(x\)": expected/],
+      [['stats', '--from', '99999999999999999d'], /Invalid --from "99999999999999999d": expected/],
       [['stats', '--admin-url', 'ftp://x'], /Invalid admin URL "ftp:\/\/x"/],
     ];
     for (const [argv, message] of cases) {
@@ -187,6 +192,12 @@ describe('formatting helpers', () => {
     expect(parseTime('1740826800000', '--from', now).toISOString()).toBe('2025-03-01T11:00:00.000Z');
     expect(parseTime('2025-03-01', '--from', now).toISOString()).toBe('2025-03-01T00:00:00.000Z');
     expect(() => parseTime('12', '--from', now)).toThrow(/Invalid --from "12"/);
+    expect(parseTime('2024-02-29T10:00:00.5+03:00', '--from', now).toISOString()).toBe(
+      '2024-02-29T07:00:00.500Z',
+    );
+    for (const text of ['8640000000000001', '2025-13-01', '2025-01-01T24:00:00Z', '2025-01-01,5', '1,2']) {
+      expect(() => parseTime(text, '--from', now), text).toThrow(UsageError);
+    }
   });
 
   it('counts, spans and sparklines', () => {

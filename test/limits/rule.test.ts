@@ -235,6 +235,9 @@ describe('parseRule', () => {
       { id: 'r', limit: '1/m', match: { token: ['ok', 'sekrit-token', 42] } },
       { id: 'r', limit: '1/m', token: 'sekrit-token' },
       { id: 'r', limit: '1/m', match: { bearerToken: 'sekrit-token' } },
+      { id: 'r', limit: '5/m', match: { tokens: 'sekrit-token' } },
+      { id: 'r', limit: '5/m', match: { TOKEN_VALUE: 'sekrit-token' } },
+      { id: 'r', limit: '5/m', accessTokens: ['sekrit-token'] },
     ]) {
       const error = errorOf(() => parseRule(input));
       expect(error.field).toMatch(/token/i);
@@ -242,6 +245,21 @@ describe('parseRule', () => {
       expect(error.message).not.toContain('sekrit');
       expect(error.value).toBe('<redacted>');
     }
+  });
+
+  it('hides token-like fields inside a shown object or list, but shows a tokenHash', () => {
+    for (const input of [
+      { id: 'r', limit: '5/m', extra: { token: 'sekrit-token', n: 1 } },
+      { id: 'r', limit: '5/m', match: { ip: [{ Tokens: 'sekrit-token' }] } },
+      [{ id: 'r', limit: '5/m', match: { token: 'sekrit-token' } }],
+    ]) {
+      const error = errorOf(() => parseRule(input));
+      expect(error.message).toContain('<redacted>');
+      expect(error.message).not.toContain('sekrit');
+    }
+    expect(errorOf(() => parseRule({ id: 'r', limit: '5/m', match: { tokenHash: 'zz' } })).message).toContain(
+      'invalid match.tokenHash "zz"',
+    );
   });
 
   it('prefixes where the rule came from', () => {
