@@ -10,6 +10,7 @@ import { extname, join, resolve } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { UsageError } from './errors.js';
 import { availableCores } from './server/cluster-cores.js';
+import { jsonSyntaxProblem, yamlSyntaxProblem } from './syntax-errors.js';
 
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
 const LOG_LEVELS: readonly LogLevel[] = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
@@ -577,7 +578,7 @@ function readConfigFile(path: string): Record<string, unknown> {
     data = extname(path).toLowerCase() === '.json' ? JSON.parse(text) : parseYaml(text);
   } catch (error) {
     throw new UsageError(
-      `Config file ${path} is not valid ${extname(path) === '.json' ? 'JSON' : 'YAML'}: ${(error as Error).message}`,
+      `Config file ${path} is not valid ${extname(path).toLowerCase() === '.json' ? `JSON (${jsonSyntaxProblem(text, error as Error)})` : `YAML: ${yamlSyntaxProblem(error as Error)}`}`,
     );
   }
   if (data === null || data === undefined) return {};

@@ -450,6 +450,15 @@ describe('limits through the admin API', () => {
       const result = await cli(['limits', 'set', '--file', 'r.yaml'], env, dir);
       expectExit(result, 2);
       expect(result.stderr).toContain(`${path.join(dir, 'r.yaml')}[1]: rule "no": invalid by[1] "ip"`);
+      // A file that does not parse: where, but never the line itself (it may hold a token).
+      writeFileSync(
+        path.join(dir, 'broken.yaml'),
+        '- { id: t, match: { token: OAUTHSECRET42 }, limit: 1/m\n',
+      );
+      const broken = await cli(['limits', 'set', '--file', 'broken.yaml'], env, dir);
+      expectExit(broken, 2);
+      expect(broken.stderr).toMatch(/broken\.yaml is not valid YAML or JSON: .*line \d+, column \d+/);
+      expect(broken.stderr).not.toContain('OAUTHSECRET42');
       const missing = await cli(['limits', 'set', '--file', 'nope.yaml'], env, dir);
       expectExit(missing, 2);
       expect(missing.stderr).toContain(`Cannot read --file ${path.join(dir, 'nope.yaml')} (ENOENT)`);

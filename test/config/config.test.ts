@@ -97,6 +97,17 @@ describe('loadConfig', () => {
     expect(
       usageMessage(() => loadConfig({ file: tempFile('m.json', '{"port": }'), env: {}, flags: {} })),
     ).toContain('is not valid JSON');
+    // The message says where, never what: the broken line may hold a secret.
+    const yamlSecret = usageMessage(() =>
+      loadConfig({ file: tempFile('s.yaml', 'adminToken: {SECRET-abc123\nport: 1\n'), env: {}, flags: {} }),
+    );
+    expect(yamlSecret).toMatch(/is not valid YAML: .*line \d+, column \d+/);
+    expect(yamlSecret).not.toContain('SECRET');
+    const jsonSecret = usageMessage(() =>
+      loadConfig({ file: tempFile('s.json', '{"adminToken": SECRET-abc123}'), env: {}, flags: {} }),
+    );
+    expect(jsonSecret).toMatch(/is not valid JSON \(.*position \d+/);
+    expect(jsonSecret).not.toContain('SECRET');
     expect(usageMessage(() => loadConfig({ file: '/nonexistent/x.yaml', env: {}, flags: {} }))).toContain(
       'Cannot read config file /nonexistent/x.yaml (ENOENT)',
     );
