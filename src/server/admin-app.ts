@@ -4,6 +4,7 @@
  */
 import Fastify, {
   type FastifyBaseLogger,
+  type FastifyError,
   type FastifyInstance,
   type FastifyPluginAsync,
   LogController,
@@ -13,6 +14,13 @@ import type { Logger } from '../logger.js';
 import { adminTokenDigest, bearerMatches, isLoopbackHostHeader } from './admin-auth.js';
 import { apiErrorBody } from './api-error.js';
 import { createClientErrorHandler, serverOptions } from './client-guards.js';
+
+/** The `error` word of the API's error body for the refusals Fastify makes itself. */
+const CLIENT_ERRORS: Readonly<Record<number, string>> = {
+  400: 'bad_request',
+  413: 'payload_too_large',
+  415: 'unsupported_media_type',
+};
 
 export interface AdminAppOptions {
   config: Config;
@@ -60,6 +68,25 @@ export async function buildAdminApp(options: AdminAppOptions): Promise<FastifyIn
       .header('www-authenticate', 'Bearer realm="meli-proxy admin"')
       .header('content-type', 'application/json; charset=utf-8')
       .send(apiErrorBody(401, 'unauthorized', 'A valid admin token is required.'));
+  });
+
+  // Fastify's own refusals (a body that is not JSON, too large, of another type) answer in the
+  // admin API's error shape like every other error; anything unexpected is logged and told apart
+  // from the caller's mistakes without detail.
+  app.setErrorHandler((error: FastifyError, request, reply) => {
+    const status =
+      error.statusCode !== undefined && error.statusCode >= 400 && error.statusCode < 500
+        ? error.statusCode
+        : 500;
+    if (status === 500) request.log.error({ err: error }, 'admin request failed');
+    reply
+      .code(status)
+      .header('content-type', 'application/json; charset=utf-8')
+      .send(
+        status === 500
+          ? apiErrorBody(500, 'internal_error', 'The admin API failed to answer; see the proxy log.')
+          : apiErrorBody(status, CLIENT_ERRORS[status] ?? 'bad_request', error.message),
+      );
   });
 
   app.setNotFoundHandler((_request, reply) => {

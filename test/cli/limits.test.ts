@@ -440,6 +440,20 @@ describe('limits through the admin API', () => {
     expect(await adminRules(proxy.adminUrl)).toEqual([]);
   });
 
+  it('answers a body that is not JSON in the admin API error shape, without quoting it', async () => {
+    const response = await fetch(`${proxy.adminUrl}/admin/limits/r1`, {
+      method: 'PUT',
+      headers: { authorization: `Bearer ${ADMIN_TOKEN}`, 'content-type': 'application/json' },
+      body: '{"match":{"token":SECRETTOKEN456},"limit":"5/m"}',
+    });
+    expect(response.status).toBe(400);
+    const body = (await response.json()) as Record<string, unknown>;
+    expect(body).toMatchObject({ status: 400, error: 'bad_request', cause: [] });
+    expect(typeof body.message).toBe('string');
+    expect(JSON.stringify(body)).not.toContain('SECRETTOKEN456');
+    expect(await adminRules(proxy.adminUrl)).toEqual([]);
+  });
+
   it('refuses a malformed --file naming the file, the index and the field', async () => {
     const dir = mkdtempSync(path.join(tmpdir(), 'limits-cli-'));
     try {
