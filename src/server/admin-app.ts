@@ -12,7 +12,7 @@ import Fastify, {
 import type { Config } from '../config.js';
 import type { Logger } from '../logger.js';
 import { adminTokenDigest, bearerMatches, isLoopbackHostHeader } from './admin-auth.js';
-import { apiErrorBody } from './api-error.js';
+import { apiErrorReply } from './api-error.js';
 import { createClientErrorHandler, serverOptions } from './client-guards.js';
 
 /** The `error` word of the API's error body for the refusals Fastify makes itself. */
@@ -53,21 +53,17 @@ export async function buildAdminApp(options: AdminAppOptions): Promise<FastifyIn
       // host name to 127.0.0.1 (DNS rebinding) still sends that name as Host, so only loopback
       // names are answered.
       if (isLoopbackHostHeader(request.headers.host)) return;
-      reply
-        .code(403)
-        .header('content-type', 'application/json; charset=utf-8')
-        .send(apiErrorBody(403, 'forbidden', 'Use a loopback address (127.0.0.1, ::1 or localhost).'));
+      reply.send(
+        apiErrorReply(reply, 403, 'forbidden', 'Use a loopback address (127.0.0.1, ::1 or localhost).'),
+      );
       return reply;
     }
     // The dashboard's page and assets hold no data; every data request it makes carries the token.
     if (request.routeOptions.config.adminPublic === true) return;
     if (bearerMatches(request.headers.authorization, expected)) return;
     // Same answer for a missing and a wrong token: nothing to learn from a 401.
-    reply
-      .code(401)
-      .header('www-authenticate', 'Bearer realm="meli-proxy admin"')
-      .header('content-type', 'application/json; charset=utf-8')
-      .send(apiErrorBody(401, 'unauthorized', 'A valid admin token is required.'));
+    reply.header('www-authenticate', 'Bearer realm="meli-proxy admin"');
+    reply.send(apiErrorReply(reply, 401, 'unauthorized', 'A valid admin token is required.'));
   });
 
   // Fastify's own refusals (a body that is not JSON, too large, of another type) answer in the
@@ -79,21 +75,15 @@ export async function buildAdminApp(options: AdminAppOptions): Promise<FastifyIn
         ? error.statusCode
         : 500;
     if (status === 500) request.log.error({ err: error }, 'admin request failed');
-    reply
-      .code(status)
-      .header('content-type', 'application/json; charset=utf-8')
-      .send(
-        status === 500
-          ? apiErrorBody(500, 'internal_error', 'The admin API failed to answer; see the proxy log.')
-          : apiErrorBody(status, CLIENT_ERRORS[status] ?? 'bad_request', error.message),
-      );
+    reply.send(
+      status === 500
+        ? apiErrorReply(reply, 500, 'internal_error', 'The admin API failed to answer; see the proxy log.')
+        : apiErrorReply(reply, status, CLIENT_ERRORS[status] ?? 'bad_request', error.message),
+    );
   });
 
   app.setNotFoundHandler((_request, reply) => {
-    reply
-      .code(404)
-      .header('content-type', 'application/json; charset=utf-8')
-      .send(apiErrorBody(404, 'not_found', 'No such admin endpoint.'));
+    reply.send(apiErrorReply(reply, 404, 'not_found', 'No such admin endpoint.'));
   });
 
   for (const plugin of options.plugins) await app.register(plugin);

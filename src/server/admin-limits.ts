@@ -4,21 +4,16 @@
  * (this one at once). The test endpoint takes the bearer token as `tokenHash` (its SHA-256 hex,
  * what `meli-proxy limits test --token` sends) or, for hand-made calls, as `token`.
  */
-import type { FastifyPluginAsync, FastifyReply } from 'fastify';
+import type { FastifyPluginAsync } from 'fastify';
 import { parseRule, RuleError, serializeRule } from '../limits/index.js';
 import { deleteRule, saveRule } from '../limits/rule-store.js';
 import type { Store } from '../store/types.js';
-import { apiErrorBody } from './api-error.js';
+import { apiErrorReply } from './api-error.js';
 import type { RateLimiter } from './rate-limit.js';
 
 interface LimitsDeps {
   store: Store;
   rateLimit: RateLimiter;
-}
-
-function fail(reply: FastifyReply, status: number, error: string, message: string): string {
-  reply.code(status).header('content-type', 'application/json; charset=utf-8');
-  return apiErrorBody(status, error, message);
 }
 
 /** A repeated query parameter arrives as a list; only `header` may repeat. */
@@ -55,7 +50,7 @@ export function limitsRoutes({ store, rateLimit }: LimitsDeps): FastifyPluginAsy
     app.put<{ Params: { id: string }; Body: unknown }>('/admin/limits/:id', async (request, reply) => {
       const body = request.body;
       if (!body || typeof body !== 'object' || Array.isArray(body)) {
-        return fail(
+        return apiErrorReply(
           reply,
           400,
           'bad_request',
@@ -64,7 +59,7 @@ export function limitsRoutes({ store, rateLimit }: LimitsDeps): FastifyPluginAsy
       }
       const given = (body as { id?: unknown }).id;
       if (given !== undefined && given !== request.params.id) {
-        return fail(
+        return apiErrorReply(
           reply,
           400,
           'bad_request',
@@ -75,13 +70,13 @@ export function limitsRoutes({ store, rateLimit }: LimitsDeps): FastifyPluginAsy
       try {
         rule = parseRule({ ...body, id: request.params.id }, 'PUT /admin/limits');
       } catch (error) {
-        if (error instanceof RuleError) return fail(reply, 400, 'invalid_rule', error.message);
+        if (error instanceof RuleError) return apiErrorReply(reply, 400, 'invalid_rule', error.message);
         throw error;
       }
       try {
         await saveRule(store.documents, rule);
       } catch (error) {
-        return fail(
+        return apiErrorReply(
           reply,
           503,
           'store_unavailable',
@@ -98,7 +93,7 @@ export function limitsRoutes({ store, rateLimit }: LimitsDeps): FastifyPluginAsy
       try {
         deleted = await deleteRule(store.documents, id);
       } catch (error) {
-        return fail(
+        return apiErrorReply(
           reply,
           503,
           'store_unavailable',
@@ -108,13 +103,13 @@ export function limitsRoutes({ store, rateLimit }: LimitsDeps): FastifyPluginAsy
       if (!deleted) {
         const inForce = rateLimit.rules.some((rule) => rule.id === id);
         return inForce
-          ? fail(
+          ? apiErrorReply(
               reply,
               409,
               'conflict',
               `Rule "${id}" comes from the ${rateLimit.sourceOf(id) === 'env' ? 'environment' : 'config file'}; change it there.`,
             )
-          : fail(reply, 404, 'not_found', `No rule "${id}" in the store.`);
+          : apiErrorReply(reply, 404, 'not_found', `No rule "${id}" in the store.`);
       }
       await rateLimit.reload();
       return { deleted: id };
@@ -126,20 +121,25 @@ export function limitsRoutes({ store, rateLimit }: LimitsDeps): FastifyPluginAsy
         return value !== undefined && typeof value !== 'string';
       });
       if (repeated)
-        return fail(reply, 400, 'bad_request', `Give ${repeated} at most once (only header may repeat).`);
+        return apiErrorReply(
+          reply,
+          400,
+          'bad_request',
+          `Give ${repeated} at most once (only header may repeat).`,
+        );
       const { ip, path, method, token, tokenHash } = request.query as Record<
         (typeof SINGLE_TEST_PARAMS)[number],
         string | undefined
       >;
       if (!ip || !path)
-        return fail(
+        return apiErrorReply(
           reply,
           400,
           'bad_request',
           'Give at least ip and path, e.g. ?ip=152.152.152.152&path=/items/MLA1.',
         );
       if (tokenHash !== undefined && !/^[0-9a-f]{64}$/i.test(tokenHash))
-        return fail(
+        return apiErrorReply(
           reply,
           400,
           'bad_request',
@@ -149,7 +149,7 @@ export function limitsRoutes({ store, rateLimit }: LimitsDeps): FastifyPluginAsy
       const given = request.query.header;
       for (const entry of given === undefined ? [] : Array.isArray(given) ? given : [given]) {
         const at = entry.indexOf('=');
-        if (at <= 0) return fail(reply, 400, 'bad_request', `header "${entry}" must be name=value.`);
+        if (at <= 0) return apiErrorReply(reply, 400, 'bad_request', `header "${entry}" must be name=value.`);
         headers[entry.slice(0, at).trim().toLowerCase()] = entry.slice(at + 1);
       }
       const usage = rateLimit.inspect(

@@ -1,6 +1,6 @@
 import type { FastifyPluginAsync } from 'fastify';
 import { parseInstant } from '../instant.js';
-import { apiErrorBody } from './api-error.js';
+import { apiErrorReply } from './api-error.js';
 import type { StatsRecorder, StatsReport } from './stats/recorder.js';
 
 const GROUPS: ReadonlyArray<StatsReport['groupBy']> = ['route', 'ip', 'status', 'rule'];
@@ -49,14 +49,13 @@ export function statsRoutes(stats: StatsRecorder): FastifyPluginAsync {
                 ? `limit "${request.query.limit}" must be an integer from 1 to 1000`
                 : undefined;
       if (problem) {
-        reply.code(400).header('content-type', 'application/json; charset=utf-8');
-        return apiErrorBody(400, 'bad_request', problem);
+        return apiErrorReply(reply, 400, 'bad_request', problem);
       }
       try {
         return await stats.report(from, to, groupBy, limit);
       } catch (error) {
-        reply.code(503).header('content-type', 'application/json; charset=utf-8');
-        return apiErrorBody(
+        return apiErrorReply(
+          reply,
           503,
           'store_unavailable',
           `Statistics cannot be read now: ${(error as Error).message}`,

@@ -1,4 +1,5 @@
 import type { ServerResponse } from 'node:http';
+import type { FastifyReply } from 'fastify';
 
 /** MercadoLibre's own error body shape, so clients handle our errors like the API's. */
 export interface ApiErrorBody {
@@ -11,6 +12,15 @@ export interface ApiErrorBody {
 export function apiErrorBody(status: number, error: string, message: string): string {
   const body: ApiErrorBody = { message, error, status, cause: [] };
   return JSON.stringify(body);
+}
+
+/**
+ * Sets the status and JSON content type of an API error on a Fastify reply and returns its body:
+ * send it, or return it from an async handler.
+ */
+export function apiErrorReply(reply: FastifyReply, status: number, error: string, message: string): string {
+  reply.code(status).header('content-type', 'application/json; charset=utf-8');
+  return apiErrorBody(status, error, message);
 }
 
 /** Writes an error on a raw response; a response whose headers already left is cut instead. */
