@@ -34,7 +34,10 @@ export class KeyTable {
   private used = 0;
   private freeHead = NONE;
 
-  /** Partition of each slot within its rule (see partitionValue); undefined (or past the end) when free or keyed by IPv4 address. */
+  /**
+   * Partition of each slot within its rule (see partitionValue); undefined (or past the end) when
+   * free or keyed by IPv4 address.
+   */
   keys: (string | undefined)[] = [];
   /** Start (epoch ms, aligned) of the window `current` counts. Doubles as last-touch time. */
   windowStart = new Float64Array(0);
@@ -337,6 +340,6 @@ export class KeyTable {
  * Partitions may be built by concatenation or slicing, which V8 represents as ropes or slices that
  * keep their parts (or the whole request line) alive. A JSON round trip yields one flat string.
  */
-function flatCopy(key: string): string {
+export function flatCopy(key: string): string {
   return JSON.parse(JSON.stringify(key)) as string;
 }

@@ -49,6 +49,7 @@
 
 import { parseDottedQuad } from './ip.js';
 import { Ip4Index } from './ip4-index.js';
+import { flatCopy } from './key-table.js';
 import { msUntilAvailable, slidingEstimate } from './sliding.js';
 import { resize } from './typed-arrays.js';
 import { WINDOW_MS } from './window.js';
@@ -253,8 +254,9 @@ export class LeaseArbiter {
 
   /** The slot of a key, moved to the window starting at `windowStart` (created if new). */
   private slotFor(key: string, windowMs: number, windowStart: number): number {
-    const slot = this.find(key, windowMs);
-    if (slot === NONE) return this.add(key, windowMs, windowStart);
+    const address = keyAddress(key);
+    const slot = this.find(key, windowMs, address);
+    if (slot === NONE) return this.add(key, windowMs, windowStart, address);
     const start = this.windowStart[slot]!;
     if (start < windowStart) {
       this.previous[slot] = start === windowStart - windowMs ? this.current[slot]! : 0;
@@ -269,16 +271,16 @@ export class LeaseArbiter {
    * a sync interval apart), each version counts on its own instead of resetting the other's counts
    * at every ask; the old one ages out through the sweep.
    */
-  private find(key: string, windowMs: number): number {
-    const sep = addressSeparator(key);
-    if (sep > 0) {
-      const rule = this.ruleNumbers.get(ruleVersion(key.slice(0, sep), windowMs));
-      if (rule !== undefined) return this.byAddress.get(rule, parseDottedQuad(key, sep + 1));
+  private find(key: string, windowMs: number, address = keyAddress(key)): number {
+    if (address !== NONE) {
+      const rule = this.ruleNumbers.get(ruleVersion(key.slice(0, key.indexOf('|')), windowMs));
+      if (rule !== undefined) return this.byAddress.get(rule, address);
     }
     return this.byKey.get(ruleVersion(key, windowMs)) ?? NONE;
   }
 
-  private add(key: string, windowMs: number, windowStart: number): number {
+  /** Adds a key; `address` is keyAddress(key). */
+  private add(key: string, windowMs: number, windowStart: number, address: number): number {
     const slot = this.allocate();
     this.windowStart[slot] = windowStart;
     this.windowMs[slot] = windowMs;
@@ -286,16 +288,16 @@ export class LeaseArbiter {
     this.previous[slot] = 0;
     this.lastMoveAt[slot] = 0;
     this.count++;
-    const sep = addressSeparator(key);
-    const rule = sep > 0 ? this.ruleNumber(ruleVersion(key.slice(0, sep), windowMs)) : NONE;
+    const rule =
+      address === NONE ? NONE : this.ruleNumber(ruleVersion(key.slice(0, key.indexOf('|')), windowMs));
     if (rule !== NONE) {
       // `keys` stays as short as the slots keyed by text need (a freed slot's entry is cleared);
       // only `remove` reads it, so the holes cost nothing.
       this.view.rule[slot] = rule;
-      this.view.ip4[slot] = parseDottedQuad(key, sep + 1);
+      this.view.ip4[slot] = address;
       this.byAddress.add(slot);
     } else {
-      const stored = flat(ruleVersion(key, windowMs));
+      const stored = flatCopy(ruleVersion(key, windowMs));
       this.keys[slot] = stored;
       this.byKey.set(stored, slot);
     }
@@ -308,7 +310,7 @@ export class LeaseArbiter {
     if (rule === undefined) {
       if (this.ruleNumbers.size >= MAX_RULE_IDS) return NONE;
       rule = this.ruleNumbers.size;
-      this.ruleNumbers.set(flat(id), rule);
+      this.ruleNumbers.set(flatCopy(id), rule);
     }
     return rule;
   }
@@ -349,24 +351,16 @@ export class LeaseArbiter {
 }
 
 /**
- * Where the rule id ends in a key that is a rule id and one canonical IPv4 address, or -1. Rule ids
- * never contain '|' (rule.ts), so such a key has exactly one; a partition of several parts, or a
- * header value that contains '|', keeps its key as text, and clients cannot make up rule ids.
+ * The address of a key that is a rule id, '|' and one canonical IPv4 address, or -1. Rule ids never
+ * contain '|' (rule.ts), so such a key has exactly one; a partition of several parts, or a header
+ * value that contains '|', keeps its key as text, and clients cannot make up rule ids.
  */
-function addressSeparator(key: string): number {
+function keyAddress(key: string): number {
   const sep = key.indexOf('|');
-  return sep > 0 && key.indexOf('|', sep + 1) < 0 && parseDottedQuad(key, sep + 1) >= 0 ? sep : NONE;
+  return sep > 0 && key.indexOf('|', sep + 1) < 0 ? parseDottedQuad(key, sep + 1) : NONE;
 }
 
 /** A key (or rule id) with its window length: what the arbiter counts by. */
 function ruleVersion(key: string, windowMs: number): string {
   return `${key} ${windowMs}`;
-}
-
-/**
- * A flat copy for keeping: a concatenation keeps its parts, and a key sliced out of an IPC message
- * keeps the whole message alive.
- */
-function flat(text: string): string {
-  return JSON.parse(JSON.stringify(text)) as string;
 }
