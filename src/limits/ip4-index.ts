@@ -24,10 +24,6 @@ export class Ip4Index {
 
   constructor(private readonly slots: Ip4Slots) {}
 
-  get size(): number {
-    return this.count;
-  }
-
   /** The slot keyed by (rule, address), or -1. */
   get(rule: number, address: number): number {
     const mask = this.mask;
