@@ -2,6 +2,7 @@ import { Command, CommanderError } from 'commander';
 import { exitCodeOf, UsageError } from '../errors.js';
 import { VERSION } from '../version.js';
 import { registerAuth } from './auth.js';
+import { registerDemoOrigin } from './demo-origin.js';
 import { registerDeploy } from './deploy.js';
 import type { CliIO } from './io.js';
 import { registerLimits } from './limits/index.js';
@@ -27,6 +28,7 @@ export function buildProgram(io: CliIO): Command {
   registerTop(program, io);
   registerLimits(program, io);
   registerMigrate(program, io);
+  registerDemoOrigin(program, io);
   for (const command of program.commands) command.exitOverride();
   return program;
 }

@@ -83,7 +83,7 @@ export function limitsRoutes({ store, rateLimit }: LimitsDeps): FastifyPluginAsy
           `The rule could not be stored: ${(error as Error).message}`,
         );
       }
-      await rateLimit.reload();
+      await rateLimit.reloadEverywhere();
       return { rule: serializeRule(rule) };
     });
 
@@ -111,7 +111,7 @@ export function limitsRoutes({ store, rateLimit }: LimitsDeps): FastifyPluginAsy
             )
           : apiErrorReply(reply, 404, 'not_found', `No rule "${id}" in the store.`);
       }
-      await rateLimit.reload();
+      await rateLimit.reloadEverywhere();
       return { deleted: id };
     });
 

@@ -47,7 +47,9 @@ export async function joinCluster(server: RunningServer): Promise<void> {
   channel
     .handle(CLUSTER_OPS.workerMetrics, () => server.metrics.registry.getMetricsAsJSON())
     .handle(CLUSTER_OPS.workerLive, () => server.stats.liveExport())
-    .handle(CLUSTER_OPS.workerFlush, () => server.stats.flush());
+    .handle(CLUSTER_OPS.workerFlush, () => server.stats.flush())
+    .handle(CLUSTER_OPS.workerReloadRules, () => server.rateLimit.reload());
+  server.rateLimit.reloadAcross(() => channel.call(CLUSTER_OPS.reloadRules, [], AGGREGATE_TIMEOUT_MS));
   server.metrics.renderThrough(() => channel.call<string>(CLUSTER_OPS.metrics, [], AGGREGATE_TIMEOUT_MS));
   server.stats.shareWith({
     liveExports: () => channel.call(CLUSTER_OPS.live, [], AGGREGATE_TIMEOUT_MS),

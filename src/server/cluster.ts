@@ -12,7 +12,8 @@
  * - Aggregates what a single scrape or view must show for the whole server: `/metrics` on any worker
  *   returns every worker's metrics summed (prom-client's AggregatorRegistry; counters never go down
  *   when a worker dies or misses a scrape: cluster-metrics.ts), `/admin/stats/live`
- *   every worker's last 60 s, and `/admin/stats` first makes every worker flush its counts.
+ *   every worker's last 60 s, and `/admin/stats` first makes every worker flush its counts. A rule
+ *   changed through the admin API is re-read by every worker before the change is acknowledged.
  * - Restarts a worker that dies unexpectedly (giving up after too many deaths in a short time), and
  *   on SIGTERM/SIGINT passes the signal on for a graceful drain of every worker, closes the store
  *   once they are all gone, and exits 0.
@@ -43,10 +44,13 @@ export const CLUSTER_OPS = {
   live: 'cluster.live',
   /** worker → primary: make every worker flush its statistics. */
   flush: 'cluster.flush',
+  /** worker → primary: make every worker re-read the rate-limit rules now. */
+  reloadRules: 'cluster.reload-rules',
   /** primary → worker: this worker's metrics as prom-client JSON. */
   workerMetrics: 'worker.metrics',
   workerLive: 'worker.live',
   workerFlush: 'worker.flush',
+  workerReloadRules: 'worker.reload-rules',
 } as const;
 
 /** Whether the embedded store is in use: then the primary owns it and workers use IPC. */
@@ -180,6 +184,9 @@ export async function runClusterPrimary(options: ClusterPrimaryOptions): Promise
       .handle(CLUSTER_OPS.live, () => gather<LiveExport>(CLUSTER_OPS.workerLive))
       .handle(CLUSTER_OPS.flush, async () => {
         await gather<void>(CLUSTER_OPS.workerFlush);
+      })
+      .handle(CLUSTER_OPS.reloadRules, async () => {
+        await gather<void>(CLUSTER_OPS.workerReloadRules);
       });
     worker.on('exit', (code: number | null, signal: string | null) =>
       onExit(member, code, signal as NodeJS.Signals | null),

@@ -236,6 +236,21 @@ export class RateLimiter implements RateLimitGate {
   private storedIds = new Set<string>();
   private readonly envIds: Set<string>;
 
+  private reloadHost: (() => Promise<void>) | undefined;
+
+  /** Makes reloadEverywhere() reach every process of this host (the workers of `serve --workers`). */
+  reloadAcross(reloadAll: () => Promise<void>): void {
+    this.reloadHost = reloadAll;
+  }
+
+  /**
+   * After a rule change: re-reads the rules in every process serving this host and resolves once
+   * each has them in force, so the change holds for the next request whichever worker takes it.
+   */
+  reloadEverywhere(): Promise<void> {
+    return this.reloadHost ? this.reloadHost() : this.reload();
+  }
+
   /** Re-reads the store's rules; swaps the limiter when the effective rule set changed. */
   reload(): Promise<void> {
     this.reloading ??= this.reloadOnce().finally(() => {
