@@ -6,6 +6,7 @@
  */
 import * as oidc from 'openid-client';
 import { RuntimeFailure, UsageError } from '../errors.js';
+import { isLoopbackHost } from '../net/loopback.js';
 import { API_URL, describeSites, findSite, TOKEN_URL } from './sites.js';
 
 export interface OAuthEndpoints {
@@ -54,11 +55,6 @@ function endpointUrl(flag: string, value: string | URL): URL {
     );
   }
   return url;
-}
-
-export function isLoopbackHost(hostname: string): boolean {
-  const host = hostname.replace(/^\[(.*)\]$/, '$1').toLowerCase();
-  return host === 'localhost' || host === '::1' || /^127(\.\d{1,3}){3}$/.test(host);
 }
 
 export interface OAuthClientSettings {

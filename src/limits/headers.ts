@@ -9,7 +9,29 @@
  *
  * Legacy `X-RateLimit-*` follow @fastify/rate-limit: Reset is seconds from now, not an epoch.
  */
-import type { Decision } from './limiter.js';
+
+/** The header text of one rule, computed once when rules are compiled (never per request). */
+export interface RuleHeaderText {
+  /** This rule's RateLimit-Policy item, e.g. `"ip-152";q=1000;w=60`. */
+  readonly policy: string;
+  /** The id as a Structured Field String (`"ip-152"`), for the RateLimit item of every response. */
+  readonly quotedId: string;
+}
+
+/** What the headers of one response are built from: a limiter decision has this shape. */
+export interface HeaderDecision {
+  readonly allowed: boolean;
+  /** The enforced rule to report, undefined when none applied. */
+  readonly rule: RuleHeaderText | undefined;
+  readonly limit: number;
+  readonly remaining: number;
+  readonly resetSeconds: number;
+  readonly retryAfterSeconds: number;
+}
+
+export function ruleHeaderText(id: string, quota: number, windowSeconds: number): RuleHeaderText {
+  return { policy: formatPolicyItem(id, quota, windowSeconds), quotedId: sfString(id) };
+}
 
 /** One RateLimit-Policy item, e.g. `"ip-152";q=1000;w=60`. */
 export function formatPolicyItem(
@@ -55,7 +77,7 @@ export interface HeaderOptions {
  * `res.writeHead` accepts): the policy and state of its most constrained enforced rule, and
  * Retry-After when rejected. Empty when no enforced rule applied. Names are lower-case (HTTP/2).
  */
-export function rateLimitHeaderList(decision: Decision, options: HeaderOptions = {}): string[] {
+export function rateLimitHeaderList(decision: HeaderDecision, options: HeaderOptions = {}): string[] {
   const rule = decision.rule;
   if (rule === undefined) return [];
   const list = [
@@ -79,7 +101,10 @@ export function rateLimitHeaderList(decision: Decision, options: HeaderOptions =
 }
 
 /** The same headers as name/value pairs. */
-export function rateLimitHeaders(decision: Decision, options: HeaderOptions = {}): Array<[string, string]> {
+export function rateLimitHeaders(
+  decision: HeaderDecision,
+  options: HeaderOptions = {},
+): Array<[string, string]> {
   const list = rateLimitHeaderList(decision, options);
   const pairs: Array<[string, string]> = [];
   for (let i = 0; i < list.length; i += 2) pairs.push([list[i] as string, list[i + 1] as string]);

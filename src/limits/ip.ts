@@ -18,10 +18,16 @@ export interface IpRange {
   readonly text: string;
 }
 
-/** Ranges of one rule, flattened for a cache-friendly scan: IPv4 as [net, mask]*, IPv6 as [net×4, mask×4]*. */
+/**
+ * A set of ranges as sorted, disjoint intervals of addresses, so that a lookup is a binary search
+ * whose cost grows with log(ranges), not with their number. IPv4 intervals are [start, end] words;
+ * IPv6 ones four words each for start and for end. Used by rules (`match.ip`) and `--trust-proxy`.
+ */
 export interface IpRangeSet {
-  readonly v4: Uint32Array;
-  readonly v6: Uint32Array;
+  readonly v4Start: Uint32Array;
+  readonly v4End: Uint32Array;
+  readonly v6Start: Uint32Array;
+  readonly v6End: Uint32Array;
 }
 
 export const IP_EXPECTED =
@@ -60,42 +66,96 @@ export function canonicalIp(text: string, family: 0 | IpFamily, out: Uint32Array
 
 export function rangeSetContains(set: IpRangeSet, family: 0 | IpFamily, words: Uint32Array): boolean {
   if (family === 4) {
-    const ranges = set.v4;
     const address = words[0] as number;
-    for (let i = 0; i < ranges.length; i += 2) {
-      if ((address & (ranges[i + 1] as number)) >>> 0 === ranges[i]) return true;
-    }
-    return false;
-  }
-  if (family === 6) {
-    const ranges = set.v6;
-    for (let i = 0; i < ranges.length; i += 8) {
-      if (
-        (words[0]! & ranges[i + 4]!) >>> 0 === ranges[i] &&
-        (words[1]! & ranges[i + 5]!) >>> 0 === ranges[i + 1] &&
-        (words[2]! & ranges[i + 6]!) >>> 0 === ranges[i + 2] &&
-        (words[3]! & ranges[i + 7]!) >>> 0 === ranges[i + 3]
-      ) {
-        return true;
+    const starts = set.v4Start;
+    // The last interval starting at or before the address is the only one that can hold it.
+    let low = 0;
+    let high = starts.length - 1;
+    let found = -1;
+    while (low <= high) {
+      const mid = (low + high) >>> 1;
+      if ((starts[mid] as number) <= address) {
+        found = mid;
+        low = mid + 1;
+      } else {
+        high = mid - 1;
       }
     }
+    return found >= 0 && address <= (set.v4End[found] as number);
+  }
+  if (family === 6) {
+    const starts = set.v6Start;
+    let low = 0;
+    let high = starts.length / 4 - 1;
+    let found = -1;
+    while (low <= high) {
+      const mid = (low + high) >>> 1;
+      if (compareWords(starts, mid * 4, words, 0) <= 0) {
+        found = mid;
+        low = mid + 1;
+      } else {
+        high = mid - 1;
+      }
+    }
+    return found >= 0 && compareWords(words, 0, set.v6End, found * 4) <= 0;
   }
   return false;
 }
 
+/** Compares the numbers written big-endian in a[i..i+n-1] and b[j..j+n-1] (n: 4, or 1 for IPv4). */
+function compareWords(a: Uint32Array, i: number, b: Uint32Array, j: number, n = 4): number {
+  for (let k = 0; k < n; k++) {
+    const x = a[i + k] as number;
+    const y = b[j + k] as number;
+    if (x !== y) return x < y ? -1 : 1;
+  }
+  return 0;
+}
+
 export function compileRanges(ranges: readonly IpRange[]): IpRangeSet {
-  const v4 = ranges.filter((r) => r.family === 4);
-  const v6 = ranges.filter((r) => r.family === 6);
-  const set = { v4: new Uint32Array(v4.length * 2), v6: new Uint32Array(v6.length * 8) };
-  v4.forEach((r, i) => {
-    set.v4[i * 2] = r.words[0] as number;
-    set.v4[i * 2 + 1] = r.mask[0] as number;
+  const v4 = mergeIntervals(ranges.filter((r) => r.family === 4).map((r) => interval(r, 1)));
+  const v6 = mergeIntervals(ranges.filter((r) => r.family === 6).map((r) => interval(r, 4)));
+  const set = {
+    v4Start: new Uint32Array(v4.length),
+    v4End: new Uint32Array(v4.length),
+    v6Start: new Uint32Array(v6.length * 4),
+    v6End: new Uint32Array(v6.length * 4),
+  };
+  v4.forEach(([start, end], i) => {
+    set.v4Start[i] = start[0] as number;
+    set.v4End[i] = end[0] as number;
   });
-  v6.forEach((r, i) => {
-    set.v6.set(r.words, i * 8);
-    set.v6.set(r.mask, i * 8 + 4);
+  v6.forEach(([start, end], i) => {
+    set.v6Start.set(start, i * 4);
+    set.v6End.set(end, i * 4);
   });
   return set;
+}
+
+type Interval = [start: Uint32Array, end: Uint32Array];
+
+/** First and last address of a range (its network, and the network with every host bit set). */
+function interval(range: IpRange, words: number): Interval {
+  const start = range.words.slice(0, words);
+  const end = new Uint32Array(words);
+  for (let i = 0; i < words; i++) end[i] = ((range.words[i] as number) | ~(range.mask[i] as number)) >>> 0;
+  return [start, end];
+}
+
+/** Sorted by start, overlapping or nested intervals joined, so that they are disjoint. */
+function mergeIntervals(intervals: Interval[]): Interval[] {
+  const compare = (a: Uint32Array, b: Uint32Array) => compareWords(a, 0, b, 0, a.length);
+  intervals.sort((a, b) => compare(a[0], b[0]));
+  const merged: Interval[] = [];
+  for (const next of intervals) {
+    const last = merged[merged.length - 1];
+    if (last !== undefined && compare(next[0], last[1]) <= 0) {
+      if (compare(next[1], last[1]) > 0) last[1] = next[1];
+    } else {
+      merged.push(next);
+    }
+  }
+  return merged;
 }
 
 /**

@@ -5,7 +5,7 @@
  * needs them.
  */
 import { RuleError } from './errors.js';
-import { formatPolicyItem, sfString } from './headers.js';
+import { type RuleHeaderText, ruleHeaderText } from './headers.js';
 import {
   canonicalIp,
   compileRanges,
@@ -34,16 +34,12 @@ export interface LimitRequest {
 }
 
 /** The public face of a rule in decisions and headers. */
-export interface RuleInfo {
+export interface RuleInfo extends RuleHeaderText {
   readonly id: string;
   readonly limit: number;
   readonly windowSeconds: number;
   readonly burst: number;
   readonly mode: RuleMode;
-  /** This rule's RateLimit-Policy item, e.g. `"ip-152";q=1000;w=60`, computed once. */
-  readonly policy: string;
-  /** The id as a Structured Field String (`"ip-152"`), for the RateLimit item of every response. */
-  readonly quotedId: string;
 }
 
 const BY_IP = 0;
@@ -122,8 +118,7 @@ function compileRule(rule: Rule, index: number): CompiledRule {
       windowSeconds,
       burst: rule.burst,
       mode: rule.mode,
-      policy: formatPolicyItem(rule.id, rule.limit.count, windowSeconds),
-      quotedId: sfString(rule.id),
+      ...ruleHeaderText(rule.id, rule.limit.count, windowSeconds),
     },
     shadow: rule.mode === 'shadow',
     limit: rule.limit.count,

@@ -1,6 +1,6 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
-import { isIP } from 'node:net';
 import { UsageError } from '../errors.js';
+import { isLoopbackHost } from '../net/loopback.js';
 
 function digest(value: string): Buffer {
   return createHash('sha256').update(value).digest();
@@ -27,17 +27,11 @@ export function adminTokenDigest(token: string): Buffer {
  * server that starts.
  */
 export function assertAdminExposureAllowed(adminHost: string, adminToken: string | undefined): void {
-  if (!adminToken && !isLoopback(adminHost)) {
+  if (!adminToken && !isLoopbackHost(adminHost)) {
     throw new UsageError(
       `Refusing to serve the admin API on ${adminHost} without an admin token: set MELI_PROXY_ADMIN_TOKEN (or --admin-token), or keep --admin-host on a loopback address.`,
     );
   }
-}
-
-export function isLoopback(host: string): boolean {
-  if (host === 'localhost') return true;
-  if (isIP(host) === 4) return host.startsWith('127.');
-  return host === '::1' || host === '0:0:0:0:0:0:0:1';
 }
 
 /** Whether a Host header names this machine's loopback interface (`127.0.0.1:8081`, `[::1]`, `localhost`). */
@@ -45,5 +39,5 @@ export function isLoopbackHostHeader(host: string | undefined): boolean {
   if (!host) return false;
   const match = /^(?:\[([0-9A-Fa-f:.]+)\]|([^:]+))(?::\d{1,5})?$/.exec(host);
   if (!match) return false;
-  return isLoopback((match[1] ?? match[2]!).toLowerCase());
+  return isLoopbackHost((match[1] ?? match[2]!).toLowerCase());
 }

@@ -84,6 +84,14 @@ describe('invalid values stop serve with exit 2 and say what is wrong', () => {
       value: '"10.0.0.0/33"',
       allowed: /CIDR/,
     },
+    // Passes a CIDR-shaped regex, and crashed the server's own parser with exit 1.
+    { args: ['--trust-proxy', ':::::'], setting: '--trust-proxy', value: '":::::"', allowed: /CIDR/ },
+    {
+      args: ['--trust-proxy', '10.1.2.3/8'],
+      setting: '--trust-proxy',
+      value: '"10.1.2.3/8"',
+      allowed: /did you mean 10\.0\.0\.0\/8/,
+    },
     {
       args: ['--log-level', 'loud'],
       setting: '--log-level',

@@ -2,7 +2,7 @@
 import { availableParallelism } from 'node:os';
 import { describe, expect, it } from 'vitest';
 import { loadConfig, SETTINGS } from '../../src/config.js';
-import { availableCores, cgroupCpuLimit } from '../../src/server/cluster-cores.js';
+import { availableCores, cgroupCpuLimit } from '../../src/settings/cores.js';
 
 function files(contents: Record<string, string>): (path: string) => string {
   return (path) => {
