@@ -10,6 +10,7 @@ import { IpcPeer } from '../store/ipc-peer.js';
 import type { Store } from '../store/types.js';
 import { CLUSTER_OPS, WORKER_ENV } from './cluster.js';
 import type { ProxyMetrics } from './metrics.js';
+import type { RateLimiter } from './rate-limit.js';
 import type { StatsRecorder } from './stats/recorder.js';
 
 /** How long a worker waits for an aggregate the primary gathers from every worker. */
@@ -43,7 +44,11 @@ export function primaryLeases(env: NodeJS.ProcessEnv = process.env): LeaseTransp
 }
 
 /** Wires a started server into the cluster and tells the primary it is ready. */
-export async function joinCluster(server: { metrics: ProxyMetrics; stats: StatsRecorder }): Promise<void> {
+export async function joinCluster(server: {
+  metrics: ProxyMetrics;
+  stats: StatsRecorder;
+  rateLimit: RateLimiter;
+}): Promise<void> {
   const channel = primary();
   channel
     .handle(CLUSTER_OPS.workerMetrics, () => server.metrics.registry.getMetricsAsJSON())
