@@ -7,6 +7,7 @@ import { appendFile, mkdir, readdir, readFile, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import type { StoreLogger } from './logger.js';
 import { MemoryStatsStore } from './memory-stats.js';
+import { SeenBatches } from './seen-batches.js';
 import { isStatRow } from './stats-rows.js';
 import type { StatRow, StatsQuery, StatsStore } from './types.js';
 
@@ -19,6 +20,7 @@ function dayOf(minute: number): string {
 
 export class FileStatsStore implements StatsStore {
   private readonly memory = new MemoryStatsStore();
+  private readonly batches = new SeenBatches();
 
   private constructor(private readonly dir: string) {}
 
@@ -49,7 +51,18 @@ export class FileStatsStore implements StatsStore {
     return store;
   }
 
-  async add(rows: readonly StatRow[]): Promise<void> {
+  async add(rows: readonly StatRow[], batchId?: string): Promise<void> {
+    if (batchId !== undefined && !this.batches.claim(batchId)) return;
+    try {
+      await this.append(rows);
+    } catch (error) {
+      // Nothing of the batch is kept in memory: a retry must add it.
+      if (batchId !== undefined) this.batches.release(batchId);
+      throw error;
+    }
+  }
+
+  private async append(rows: readonly StatRow[]): Promise<void> {
     const byDay = new Map<string, string[]>();
     for (const row of rows) {
       const day = dayOf(row.minute);

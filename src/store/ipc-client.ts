@@ -81,7 +81,8 @@ export async function connectIpcStore(peer: IpcPeer): Promise<Store> {
       call<CounterSyncResult>(STORE_OPS.sync, [replicaId, deltas]),
   };
   const stats: StatsStore = {
-    add: (rows: readonly StatRow[]) => call<void>(STORE_OPS.add, [rows]),
+    add: (rows: readonly StatRow[], batchId?: string) =>
+      call<void>(STORE_OPS.add, batchId === undefined ? [rows] : [rows, batchId]),
     query: (query: StatsQuery) => call<StatRow[]>(STORE_OPS.query, [query]),
     prune: (before: number) => call<number>(STORE_OPS.prune, [before]),
   };

@@ -37,7 +37,7 @@ export function serveStore(peer: IpcPeer, store: Store, options: IpcStoreServerO
       const result = await store.counters.sync(replicaId, deltas);
       return { totals: result.totals, replicas: Math.max(result.replicas, options.replicas()) };
     })
-    .handle(STORE_OPS.add, (rows: StatRow[]) => store.stats.add(rows))
+    .handle(STORE_OPS.add, (rows: StatRow[], batchId?: string) => store.stats.add(rows, batchId))
     .handle(STORE_OPS.query, (query: StatsQuery) => store.stats.query(query))
     .handle(STORE_OPS.prune, (before: number) => store.stats.prune(before));
   const { leases } = options;

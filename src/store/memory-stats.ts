@@ -1,11 +1,14 @@
+import { SeenBatches } from './seen-batches.js';
 import { groupRows, mergeRows } from './stats-rows.js';
 import type { StatRow, StatsQuery, StatsStore } from './types.js';
 
 /** Statistics kept in process memory, grouped by minute so pruning and range reads skip the rest. */
 export class MemoryStatsStore implements StatsStore {
   private readonly minutes = new Map<number, Map<string, StatRow>>();
+  private readonly batches = new SeenBatches();
 
-  async add(rows: readonly StatRow[]): Promise<void> {
+  async add(rows: readonly StatRow[], batchId?: string): Promise<void> {
+    if (batchId !== undefined && !this.batches.claim(batchId)) return;
     this.addNow(rows);
   }
 

@@ -29,9 +29,7 @@ export const MIGRATIONS: readonly Migration[] = [
   {
     id: 2,
     name: 'counters',
-    // UNLOGGED: windows last seconds to minutes and are rebuilt by traffic; skipping the WAL makes
-    // the per-sync upsert cheaper. A crash or failover empties the table, which only forgets the
-    // current windows (bounded over-admission), never a configuration.
+    // Created UNLOGGED, made logged by migration 5 (a crash emptied it).
     sql: `CREATE UNLOGGED TABLE meli_proxy_counters (
       key text NOT NULL,
       window_start bigint NOT NULL,
@@ -63,6 +61,26 @@ export const MIGRATIONS: readonly Migration[] = [
       PRIMARY KEY (minute, dimension, value)
     );
     CREATE INDEX meli_proxy_stats_minute_dimension ON meli_proxy_stats_minute (dimension, minute)`,
+  },
+  {
+    id: 5,
+    name: 'durable_counters',
+    // PostgreSQL empties UNLOGGED tables in crash recovery and never replicates them: a crash or a
+    // failover would forget every window's count, and the cluster would admit a second window's
+    // worth. Logged, a window survives whatever the committed data survives.
+    sql: `ALTER TABLE meli_proxy_counters SET LOGGED;
+    ALTER TABLE meli_proxy_replicas SET LOGGED`,
+  },
+  {
+    id: 6,
+    name: 'stats_batches',
+    // The statistics batches already added, by id: a batch written again (its first write timed
+    // out on the client but was applied by the server) is recognised and not added twice.
+    sql: `CREATE TABLE meli_proxy_stats_batches (
+      batch_id text PRIMARY KEY,
+      applied_at timestamptz NOT NULL DEFAULT now()
+    );
+    CREATE INDEX meli_proxy_stats_batches_applied_at ON meli_proxy_stats_batches (applied_at)`,
   },
 ];
 

@@ -5,18 +5,17 @@
  * returns the new totals plus the number of live replicas.
  */
 import type pg from 'pg';
+import { DEFAULT_REPLICA_TUNING, type ReplicaTuning } from './counter-tuning.js';
 import { mergeDeltas, totalKey } from './deltas.js';
 import type { StoreLogger } from './logger.js';
 import type { CounterBackend, CounterDelta, CounterSyncResult } from './types.js';
 
-export interface CounterTuning {
-  /** A replica counts as live if it synced within this horizon. Default 3000 ms. */
-  replicaTtlMs: number;
+export interface CounterTuning extends ReplicaTuning {
   /** How often expired windows and long-gone replicas are deleted. Default 60 s; 0 disables. */
   cleanupIntervalMs: number;
 }
 
-export const DEFAULT_COUNTER_TUNING: CounterTuning = { replicaTtlMs: 3000, cleanupIntervalMs: 60_000 };
+export const DEFAULT_COUNTER_TUNING: CounterTuning = { ...DEFAULT_REPLICA_TUNING, cleanupIntervalMs: 60_000 };
 
 // Rows are upserted in key order so concurrent batches lock rows in the same order and cannot
 // deadlock each other. A window's row outlives the window by one window length, so a sliding

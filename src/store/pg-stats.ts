@@ -1,16 +1,36 @@
 import type pg from 'pg';
-import { withTimeout } from './pg-pool.js';
+import { BATCH_MEMORY_MS } from './seen-batches.js';
 import { mergeRows, minuteOf } from './stats-rows.js';
+import { withTimeout } from './timeout.js';
 import type { StatDimension, StatRow, StatsQuery, StatsStore } from './types.js';
 
-const ADD_ROWS = `INSERT INTO meli_proxy_stats_minute AS t (minute, dimension, value, requests, bytes, latency_ms_sum)
-SELECT to_timestamp(m / 1000.0), d, v, r, b, l
-FROM unnest($1::bigint[], $2::text[], $3::text[], $4::bigint[], $5::bigint[], $6::double precision[]) AS x(m, d, v, r, b, l)
-ORDER BY 1, 2, 3
+const ROWS = `SELECT to_timestamp(m / 1000.0), d, v, r, b, l
+FROM unnest($1::bigint[], $2::text[], $3::text[], $4::bigint[], $5::bigint[], $6::double precision[]) AS x(m, d, v, r, b, l)`;
+
+const ADD_UP = `ORDER BY 1, 2, 3
 ON CONFLICT (minute, dimension, value) DO UPDATE SET
   requests = t.requests + excluded.requests,
   bytes = t.bytes + excluded.bytes,
   latency_ms_sum = t.latency_ms_sum + excluded.latency_ms_sum`;
+
+const INSERT =
+  'INSERT INTO meli_proxy_stats_minute AS t (minute, dimension, value, requests, bytes, latency_ms_sum)';
+
+const ADD_ROWS = `${INSERT}\n${ROWS}\n${ADD_UP}`;
+
+// One statement, one transaction: the batch id is claimed and the rows added together, or
+// neither. A second statement with the same id (a retry racing a stalled original) waits for the
+// first to commit, then claims nothing and adds nothing.
+const ADD_BATCH = `WITH claimed AS (
+  INSERT INTO meli_proxy_stats_batches (batch_id) VALUES ($7) ON CONFLICT DO NOTHING RETURNING 1
+)
+${INSERT}
+${ROWS}
+WHERE EXISTS (SELECT 1 FROM claimed)
+${ADD_UP}`;
+
+/** Batch ids are needed only until their sender learns that a write went through. */
+const FORGET_BATCHES = `DELETE FROM meli_proxy_stats_batches WHERE applied_at < now() - make_interval(secs => $1::float8 / 1000)`;
 
 const QUERY_ROWS = `SELECT value, sum(requests)::float8 AS requests, sum(bytes)::float8 AS bytes,
   sum(latency_ms_sum) AS latency_ms_sum
@@ -32,18 +52,21 @@ export class PostgresStatsStore implements StatsStore {
     private readonly queryTimeoutMs: number,
   ) {}
 
-  async add(rows: readonly StatRow[]): Promise<void> {
+  async add(rows: readonly StatRow[], batchId?: string): Promise<void> {
     if (rows.length === 0) return;
     const merged = mergeRows(rows);
+    const columns = [
+      merged.map((row) => row.minute),
+      merged.map((row) => row.dimension),
+      merged.map((row) => row.value),
+      merged.map((row) => Math.round(row.requests)),
+      merged.map((row) => Math.round(row.bytes)),
+      merged.map((row) => row.latencyMsSum),
+    ];
     await withTimeout(
-      this.pool.query(ADD_ROWS, [
-        merged.map((row) => row.minute),
-        merged.map((row) => row.dimension),
-        merged.map((row) => row.value),
-        merged.map((row) => Math.round(row.requests)),
-        merged.map((row) => Math.round(row.bytes)),
-        merged.map((row) => row.latencyMsSum),
-      ]),
+      batchId === undefined
+        ? this.pool.query(ADD_ROWS, columns)
+        : this.pool.query(ADD_BATCH, [...columns, batchId]),
       this.queryTimeoutMs,
       'writing statistics timed out',
     );
@@ -73,6 +96,11 @@ export class PostgresStatsStore implements StatsStore {
       ]),
       this.queryTimeoutMs,
       'pruning statistics timed out',
+    );
+    await withTimeout(
+      this.pool.query(FORGET_BATCHES, [BATCH_MEMORY_MS]),
+      this.queryTimeoutMs,
+      'pruning statistics batch ids timed out',
     );
     return result.rowCount ?? 0;
   }

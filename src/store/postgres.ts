@@ -10,8 +10,9 @@ import { type StoreLogger, silentLogger } from './logger.js';
 import { migrate, pendingMigrations } from './migrations.js';
 import { type CounterTuning, DEFAULT_COUNTER_TUNING, PostgresCounterBackend } from './pg-counters.js';
 import { createKeyvPostgresAdapter, currentSchema, scanDocuments } from './pg-documents.js';
-import { createPool, DEFAULT_POOL_TUNING, type PoolTuning, withTimeout } from './pg-pool.js';
+import { createPool, DEFAULT_POOL_TUNING, type PoolTuning } from './pg-pool.js';
 import { PostgresStatsStore } from './pg-stats.js';
+import { withTimeout } from './timeout.js';
 import type { Store } from './types.js';
 
 export interface PostgresTuning extends PoolTuning, CounterTuning {

@@ -13,8 +13,8 @@
 import { ClientClosedError, ClientOfflineError, createClient, DisconnectsClientError } from 'redis';
 import { errorMessage } from './errors.js';
 import type { StoreLogger } from './logger.js';
-import { withTimeout } from './pg-pool.js';
-import { SYNC_COUNTERS_SCRIPT } from './redis-counters.js';
+import { ADD_STATS_BATCH_SCRIPT, SYNC_COUNTERS_SCRIPT } from './redis-scripts.js';
+import { withTimeout } from './timeout.js';
 
 export interface RedisConnectionTuning {
   /** Bound on opening the store, and on each TCP connect when reconnecting. Default 2000 ms. */
@@ -43,7 +43,7 @@ function newClient(
     url,
     name: 'meli-proxy',
     RESP: 2, // the default, made explicit: @keyv/redis types its client as RESP 2
-    scripts: { syncCounters: SYNC_COUNTERS_SCRIPT },
+    scripts: { syncCounters: SYNC_COUNTERS_SCRIPT, addStatsBatch: ADD_STATS_BATCH_SCRIPT },
     // Refuse commands while disconnected: callers get an error at once and retry on their own
     // schedule, rather than a queue that grows during an outage and floods the server after it.
     disableOfflineQueue: true,

@@ -9,19 +9,18 @@
  * The hash tag keeps every key of a script in one slot, as Redis Cluster requires. A window expires
  * two window lengths after its last write, so a sliding window can still read the previous one;
  * the replica set expires one horizon after the last heartbeat. Nothing needs a cleanup job.
+ * A Redis that lost its data (restarted without persistence) gets each live window back at the
+ * last total a replica read for it, at that replica's next sync.
  */
-import { type CommandParser, defineScript } from 'redis';
+import { DEFAULT_REPLICA_TUNING, type ReplicaTuning } from './counter-tuning.js';
 import { mergeDeltas, totalKey } from './deltas.js';
-import { type CounterTuning, DEFAULT_COUNTER_TUNING } from './pg-counters.js';
 import type { RedisConnection } from './redis-client.js';
 import type { CounterBackend, CounterDelta, CounterSyncResult } from './types.js';
 
 export const COUNTER_KEY_PREFIX = 'meli-proxy:{counters}:';
 export const REPLICAS_KEY = `${COUNTER_KEY_PREFIX}replicas`;
 
-export interface RedisCounterTuning {
-  /** A replica counts as live if it synced within this horizon. Default: as for PostgreSQL, 3000 ms. */
-  replicaTtlMs: CounterTuning['replicaTtlMs'];
+export interface RedisCounterTuning extends ReplicaTuning {
   /**
    * Windows per script call. A larger batch is split into several calls, sent together (one
    * round trip, pipelined) so that no single script keeps the server busy for long. Default 1000.
@@ -30,43 +29,25 @@ export interface RedisCounterTuning {
 }
 
 export const DEFAULT_REDIS_COUNTER_TUNING: RedisCounterTuning = {
-  replicaTtlMs: DEFAULT_COUNTER_TUNING.replicaTtlMs,
+  ...DEFAULT_REPLICA_TUNING,
   maxKeysPerScript: 1000,
 };
 
-// KEYS[1] the replica set; KEYS[2..n] one counter per window.
-// ARGV[1] replica id; ARGV[2] liveness horizon (ms); then per counter: delta, expiry (ms).
-// Returns the counters' totals in KEYS order, then the number of live replicas.
-const SYNC_LUA = `
-local time = redis.call('TIME')
-local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
-local horizon = tonumber(ARGV[2])
-redis.call('ZADD', KEYS[1], now, ARGV[1])
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - horizon)
-redis.call('PEXPIRE', KEYS[1], horizon)
-local out = {}
-for i = 2, #KEYS do
-  local arg = 2 * i - 1
-  out[i - 1] = redis.call('INCRBY', KEYS[i], ARGV[arg])
-  redis.call('PEXPIRE', KEYS[i], ARGV[arg + 1])
-end
-out[#KEYS] = redis.call('ZCARD', KEYS[1])
-return out`;
-
-export const SYNC_COUNTERS_SCRIPT = defineScript({
-  SCRIPT: SYNC_LUA,
-  // The number of keys varies per call, so parseCommand pushes it (no NUMBER_OF_KEYS).
-  parseCommand(parser: CommandParser, keys: string[], args: string[]) {
-    parser.pushKeysLength(keys); // numkeys, then the keys
-    parser.push(...args);
-  },
-  transformReply: (reply: unknown) => reply as number[],
-});
+interface SeenTotal {
+  n: number;
+  /** Local epoch ms after which the server has expired the window anyway. */
+  expiresAt: number;
+}
 
 export class RedisCounterBackend implements CounterBackend {
+  /** The last total read per window: what a server that lost the window is re-seeded with. */
+  private readonly seen = new Map<string, SeenTotal>();
+  private nextSweep = 0;
+
   constructor(
     private readonly connection: RedisConnection,
     private readonly tuning: RedisCounterTuning,
+    private readonly now: () => number = Date.now,
   ) {
     for (const name of ['replicaTtlMs', 'maxKeysPerScript'] as const) {
       if (!Number.isSafeInteger(tuning[name]) || tuning[name] < 1) {
@@ -86,6 +67,7 @@ export class RedisCounterBackend implements CounterBackend {
     if (chunks.length === 0) chunks.push([]); // still heartbeat and count replicas
 
     const horizon = String(this.tuning.replicaTtlMs);
+    const now = this.now();
     const replies = await this.connection.bound((client) =>
       Promise.all(
         chunks.map((chunk) => {
@@ -93,7 +75,8 @@ export class RedisCounterBackend implements CounterBackend {
           const args = [replicaId, horizon];
           for (const d of chunk) {
             keys.push(COUNTER_KEY_PREFIX + totalKey(d.key, d.windowStart));
-            args.push(String(d.delta), String(2 * d.windowMs));
+            const id = totalKey(d.key, d.windowStart);
+            args.push(String(d.delta), String(2 * d.windowMs), String(this.seenTotal(id, now)));
           }
           return client.syncCounters(keys, args);
         }),
@@ -108,10 +91,28 @@ export class RedisCounterBackend implements CounterBackend {
         throw new Error(`unexpected reply from the Redis counter script: ${reply.length} values`);
       }
       chunk.forEach((d, i) => {
-        totals.set(totalKey(d.key, d.windowStart), Number(reply[i]));
+        const id = totalKey(d.key, d.windowStart);
+        const n = Number(reply[i]);
+        totals.set(id, n);
+        this.seen.set(id, { n, expiresAt: d.windowStart + 2 * d.windowMs });
       });
       replicas = Math.max(1, Number(reply[chunk.length]));
     });
+    this.sweep();
     return { totals, replicas };
+  }
+
+  /** The last total read for a window the server still keeps, else 0 (nothing to restore). */
+  private seenTotal(id: string, now: number): number {
+    const total = this.seen.get(id);
+    return total && total.expiresAt > now ? total.n : 0;
+  }
+
+  private sweep(): void {
+    // A scan per sync would cost O(windows); once a second is plenty for memory hygiene.
+    const now = this.now();
+    if (now < this.nextSweep) return;
+    this.nextSweep = now + 1000;
+    for (const [id, total] of this.seen) if (total.expiresAt <= now) this.seen.delete(id);
   }
 }

@@ -4,12 +4,14 @@
  * pruning never scan the keyspace.
  */
 import type { RedisConnection } from './redis-client.js';
+import { BATCH_MEMORY_MS } from './seen-batches.js';
 import { groupRows, mergeRows, minuteOf } from './stats-rows.js';
 import type { StatDimension, StatRow, StatsQuery, StatsStore } from './types.js';
 
 const PREFIX = 'meli-proxy:stats:';
 const MINUTES_KEY = 'meli-proxy:stats-minutes';
 const SEPARATOR = '\u0000';
+const BATCH_PREFIX = 'meli-proxy:stats-batch:';
 
 function parseHash(minute: number, hash: Record<string, string>): StatRow[] {
   const rows = new Map<string, StatRow>();
@@ -31,16 +33,22 @@ function parseHash(minute: number, hash: Record<string, string>): StatRow[] {
   return [...rows.values()];
 }
 
+function fieldOf(row: StatRow): string {
+  return `${row.dimension}${SEPARATOR}${row.value}${SEPARATOR}`;
+}
+
 export class RedisStatsStore implements StatsStore {
   constructor(private readonly connection: RedisConnection) {}
 
-  async add(rows: readonly StatRow[]): Promise<void> {
+  async add(rows: readonly StatRow[], batchId?: string): Promise<void> {
     if (rows.length === 0) return;
+    const merged = mergeRows(rows);
+    if (batchId !== undefined) return this.addBatch(merged, batchId);
     await this.connection.bound(async (client) => {
       const multi = client.multi();
-      for (const row of mergeRows(rows)) {
+      for (const row of merged) {
         const key = `${PREFIX}${row.minute}`;
-        const field = `${row.dimension}${SEPARATOR}${row.value}${SEPARATOR}`;
+        const field = fieldOf(row);
         multi.hIncrBy(key, `${field}r`, Math.round(row.requests));
         multi.hIncrBy(key, `${field}b`, Math.round(row.bytes));
         multi.hIncrByFloat(key, `${field}l`, row.latencyMsSum);
@@ -48,6 +56,29 @@ export class RedisStatsStore implements StatsStore {
       }
       await multi.exec();
     });
+  }
+
+  private async addBatch(rows: readonly StatRow[], batchId: string): Promise<void> {
+    const keys = [`${BATCH_PREFIX}${batchId}`, MINUTES_KEY];
+    const keyIndex = new Map<number, number>();
+    const args = [String(BATCH_MEMORY_MS)];
+    for (const row of rows) {
+      let index = keyIndex.get(row.minute);
+      if (index === undefined) {
+        keys.push(`${PREFIX}${row.minute}`);
+        index = keys.length; // Lua arrays count from 1
+        keyIndex.set(row.minute, index);
+      }
+      args.push(
+        String(index),
+        String(row.minute),
+        fieldOf(row),
+        String(Math.round(row.requests)),
+        String(Math.round(row.bytes)),
+        String(row.latencyMsSum),
+      );
+    }
+    await this.connection.bound((client) => client.addStatsBatch(keys, args));
   }
 
   async query(query: StatsQuery): Promise<StatRow[]> {

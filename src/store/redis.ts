@@ -24,6 +24,7 @@ import {
   REDIS_DOCUMENT_NAMESPACE,
   scanDocuments,
 } from './redis-documents.js';
+import { GuardedDocuments, warnWithoutPersistence } from './redis-durability.js';
 import { RedisStatsStore } from './redis-stats.js';
 import type { Store } from './types.js';
 
@@ -58,23 +59,26 @@ export async function openRedisStore(opts: RedisStoreOptions): Promise<RedisStor
   const connection = new RedisConnection(opts.url, opts.displayUrl, tuning, logger);
   const counters = new RedisCounterBackend(connection, tuning);
   const stats = new RedisStatsStore(connection);
-  try {
-    await connection.open();
-  } catch (error) {
-    throw new StoreUnavailableError(`Cannot use the Redis store ${opts.displayUrl}: ${errorMessage(error)}`, {
-      cause: error,
-    });
-  }
-
   const keyv = new Keyv<unknown>(createKeyvRedisAdapter(connection), {
     namespace: REDIS_DOCUMENT_NAMESPACE,
     useKeyPrefix: false,
     throwOnErrors: true,
   });
-  const documents = new BoundedDocumentStore(
-    new KeyvDocumentStore(keyv, scanDocuments(connection)),
+  const documents = new GuardedDocuments(
+    new BoundedDocumentStore(new KeyvDocumentStore(keyv, scanDocuments(connection)), connection),
     connection,
+    logger,
   );
+  try {
+    await connection.open();
+    await documents.open();
+  } catch (error) {
+    await connection.close().catch(() => undefined);
+    throw new StoreUnavailableError(`Cannot use the Redis store ${opts.displayUrl}: ${errorMessage(error)}`, {
+      cause: error,
+    });
+  }
+  await warnWithoutPersistence(connection, logger);
   let closing: Promise<void> | undefined;
 
   return {

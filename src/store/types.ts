@@ -64,8 +64,13 @@ export interface StatsQuery {
 
 /** Per-minute usage aggregates: additive writes, grouped reads. */
 export interface StatsStore {
-  /** Adds the rows to what is stored (same minute, dimension and value sum up). */
-  add(rows: readonly StatRow[]): Promise<void>;
+  /**
+   * Adds the rows to what is stored (same minute, dimension and value sum up). With `batchId`
+   * the rows are added at most once: a call naming an id the store already added changes
+   * nothing, so a sender may repeat a call whose outcome it never learnt (a timeout) without
+   * counting twice. Ids are `<sender>:<sequence>`, unique per sending process.
+   */
+  add(rows: readonly StatRow[], batchId?: string): Promise<void>;
   /** Rows summed over [from, to) per value; `minute` in the result is `from`. */
   query(query: StatsQuery): Promise<StatRow[]>;
   /** Drops minutes before `before` (epoch ms); returns how many rows went. */

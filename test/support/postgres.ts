@@ -8,6 +8,10 @@
  *     .port, .dataDir
  *     .stopServer()         stop the server (fast shutdown: clients are disconnected); data kept
  *     .startServer()        start it again on the same data dir and the same port
+ *     .crashServer()        SIGKILL the postmaster and every backend (a crash, not a shutdown): the
+ *                           next startServer() runs crash recovery, as after a power cut
+ *     .pauseServer() / .resumeServer()  SIGSTOP / SIGCONT the postmaster and every backend: the
+ *                           server keeps its connections but answers nothing (a stall)
  *     .stop()               stop and delete the temp dir (idempotent)
  *   createDatabase(url)   → TestDatabase { url, name, serverUrl, drop() }: `CREATE DATABASE test_<random>`
  *                           on the server behind `url`; drop() forces out open connections.
@@ -38,6 +42,7 @@ import {
   cp,
   mkdir,
   mkdtemp,
+  readdir,
   readFile,
   rename,
   rm,
@@ -65,6 +70,9 @@ export interface PostgresServer {
   readonly dataDir: string;
   stopServer(): Promise<void>;
   startServer(): Promise<void>;
+  crashServer(): Promise<void>;
+  pauseServer(): Promise<void>;
+  resumeServer(): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -401,6 +409,31 @@ export async function startPostgres(opts: StartPostgresOptions = {}): Promise<Po
     throw error;
   }
 
+  /** The postmaster and its children (backends, background workers), each by its pid. */
+  const serverProcesses = async (): Promise<number[]> => {
+    const pid = child?.pid;
+    if (!pid) throw new Error('the PostgreSQL test server is not running');
+    return [pid, ...(await childPids(pid))];
+  };
+
+  const crashServer = async (): Promise<void> => {
+    const proc = child;
+    const pids = await serverProcesses();
+    child = undefined;
+    const exited = new Promise<void>((resolve) => {
+      if (proc?.exitCode !== null || proc?.signalCode !== null) resolve();
+      else proc.once('exit', () => resolve());
+    });
+    for (const pid of pids) signalPid(pid, 'SIGKILL');
+    await exited;
+    // Every backend must be gone before a new postmaster may take over the data dir.
+    await waitForExit(pids.slice(1));
+  };
+
+  const signalServer = async (signal: NodeJS.Signals): Promise<void> => {
+    for (const pid of await serverProcesses()) signalPid(pid, signal);
+  };
+
   return {
     get url() {
       return urlFor(port);
@@ -409,13 +442,57 @@ export async function startPostgres(opts: StartPostgresOptions = {}): Promise<Po
     dataDir,
     startServer,
     stopServer,
+    crashServer,
+    pauseServer: () => signalServer('SIGSTOP'),
+    async resumeServer() {
+      await signalServer('SIGCONT');
+    },
     async stop() {
       if (stopped) return;
+      if (child) await signalServer('SIGCONT').catch(() => undefined);
       await stopServer();
       stopped = true;
       await rm(root, { recursive: true, force: true });
     },
   };
+}
+
+/** Pids whose parent is `parent`, from /proc (Linux). */
+async function childPids(parent: number): Promise<number[]> {
+  const pids: number[] = [];
+  for (const entry of await readdir('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    const statLine = await readFile(`/proc/${entry}/stat`, 'utf8').catch(() => '');
+    // Field 4 is the parent pid; field 2 (the command) may hold spaces, so count from its ')'.
+    const fields = statLine.slice(statLine.lastIndexOf(')') + 2).split(' ');
+    if (Number(fields[1]) === parent) pids.push(Number(entry));
+  }
+  return pids;
+}
+
+function signalPid(pid: number, signal: NodeJS.Signals): void {
+  try {
+    process.kill(pid, signal);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'ESRCH') throw error;
+  }
+}
+
+async function waitForExit(pids: readonly number[]): Promise<void> {
+  // Gone, or a zombie (dead, waiting for whoever adopted it to reap it).
+  const alive = async (pid: number) => {
+    const statLine = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => '');
+    return (
+      statLine !== '' && statLine.slice(statLine.lastIndexOf(')') + 2, statLine.lastIndexOf(')') + 3) !== 'Z'
+    );
+  };
+  const deadline = Date.now() + 30_000;
+  for (const pid of pids) {
+    while (await alive(pid)) {
+      if (Date.now() > deadline) throw new Error(`PostgreSQL process ${pid} did not exit`);
+      await sleep(20);
+    }
+  }
 }
 
 /** Fast shutdown (SIGINT); escalates to immediate shutdown and then SIGKILL if it lingers. */

@@ -3,7 +3,13 @@
  * aggregates), and the aggregates are written to the store in batches. The hot path never waits
  * on the store; a failed write keeps its rows for the next attempt, so nothing accepted is lost
  * while the store comes back (up to a bound, past which the oldest rows are dropped and counted).
+ *
+ * Each batch has an id (this process's random id and a sequence number) and keeps it, and its
+ * rows, across retries: a write that timed out may still have been applied by a stalled store,
+ * and the store adds a batch id only once. New counts never join a batch already sent; they wait
+ * in the next one.
  */
+import { randomUUID } from 'node:crypto';
 import type { Logger } from '../../logger.js';
 import { groupRows, mergeRows } from '../../store/stats-rows.js';
 import type { StatDimension, StatRow, StatsStore } from '../../store/types.js';
@@ -34,6 +40,13 @@ export interface StatsReport {
 
 const PRUNE_INTERVAL_MS = 3_600_000;
 
+interface PendingBatch {
+  id: string;
+  rows: StatRow[];
+  /** Once sent, the rows may be in the store already: nothing more may join the batch. */
+  sent: boolean;
+}
+
 /** How a cluster worker reaches the other workers' statistics (see server/cluster-worker.ts). */
 export interface StatsPeers {
   /** Every worker's live export, this one's included. */
@@ -49,7 +62,10 @@ function average(sum: number, count: number): number {
 export class StatsRecorder {
   private readonly live: LiveWindow;
   private readonly minutes: MinuteAggregator;
-  private pending: StatRow[] = [];
+  /** Oldest first; only the first may have been sent already. */
+  private pending: PendingBatch[] = [];
+  private readonly senderId = randomUUID();
+  private nextSequence = 1;
   private timer: NodeJS.Timeout | undefined;
   private flushing: Promise<void> | undefined;
   private lastPrune = 0;
@@ -156,7 +172,7 @@ export class StatsRecorder {
     ]);
     // Rows a failing store has not taken yet still count; groupRows filters them to the range.
     const withPending = (stored: StatRow[], dimension: StatDimension, max: number) =>
-      groupRows([...stored, ...this.pending], { from, to, dimension, limit: max });
+      groupRows([...stored, ...this.pendingRows()], { from, to, dimension, limit: max });
     const grouped = withPending(rows, groupBy, limit);
     const total = withPending(totals, 'total', 1)[0];
     const statusRows = withPending(statuses, 'status', wide);
@@ -181,37 +197,67 @@ export class StatsRecorder {
     };
   }
 
+  private pendingRows(): StatRow[] {
+    return this.pending.flatMap((batch) => batch.rows);
+  }
+
   private async writePending(): Promise<void> {
-    const drained = this.minutes.drain(this.options.routeLabel);
-    if (drained.length > 0) this.pending = mergeRows([...this.pending, ...drained]);
-    if (this.pending.length > this.maxPendingRows) {
-      const excess = this.pending.length - this.maxPendingRows;
-      this.pending.sort((a, b) => a.minute - b.minute);
-      this.pending.splice(0, excess);
-      this.dropped += excess;
-      this.options.logger.error(
-        { dropped: excess },
-        'statistics buffer full while the store is unreachable: dropped the oldest rows',
-      );
-    }
-    if (this.pending.length === 0) return this.pruneIfDue();
-    const batch = this.pending;
-    try {
-      await this.options.store.add(batch);
-      this.pending = [];
+    this.takeDrained();
+    this.dropBeyondBound();
+    while (this.pending.length > 0) {
+      const batch = this.pending[0]!;
+      batch.sent = true;
+      try {
+        await this.options.store.add(batch.rows, batch.id);
+      } catch (error) {
+        if (!this.failing) {
+          this.options.logger.warn(
+            { err: error, rows: batch.rows.length },
+            'cannot write statistics to the store; keeping them to retry',
+          );
+        }
+        this.failing = true;
+        return;
+      }
+      this.pending.shift();
       if (this.failing) this.options.logger.info('statistics are being written to the store again');
       this.failing = false;
-    } catch (error) {
-      if (!this.failing) {
-        this.options.logger.warn(
-          { err: error, rows: batch.length },
-          'cannot write statistics to the store; keeping them to retry',
-        );
-      }
-      this.failing = true;
-      return;
     }
     await this.pruneIfDue();
+  }
+
+  /** What was counted since the last flush joins the newest batch not yet sent, or starts one. */
+  private takeDrained(): void {
+    const drained = this.minutes.drain(this.options.routeLabel);
+    if (drained.length === 0) return;
+    const last = this.pending.at(-1);
+    if (last && !last.sent) last.rows = mergeRows([...last.rows, ...drained]);
+    else
+      this.pending.push({
+        id: `${this.senderId}:${this.nextSequence++}`,
+        rows: mergeRows(drained),
+        sent: false,
+      });
+  }
+
+  private dropBeyondBound(): void {
+    let excess = this.pending.reduce((sum, batch) => sum + batch.rows.length, 0) - this.maxPendingRows;
+    if (excess <= 0) return;
+    this.dropped += excess;
+    this.options.logger.error(
+      { dropped: excess },
+      'statistics buffer full while the store is unreachable: dropped the oldest rows',
+    );
+    // Oldest minutes first. A batch keeps its id when it loses rows: if its first write went
+    // through, the store skips it whole; if not, what is left is added once.
+    for (const batch of this.pending) {
+      if (excess === 0) break;
+      batch.rows.sort((a, b) => a.minute - b.minute);
+      const cut = Math.min(excess, batch.rows.length);
+      batch.rows.splice(0, cut);
+      excess -= cut;
+    }
+    this.pending = this.pending.filter((batch) => batch.rows.length > 0);
   }
 
   private async pruneIfDue(): Promise<void> {
