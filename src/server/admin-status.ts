@@ -26,6 +26,7 @@ export function statusRoutes(deps: StatusDeps): FastifyPluginAsync {
         store: { kind: deps.store.kind, url: deps.store.displayUrl },
         ready: readiness.ready,
         reasons: readiness.reasons,
+        dependencies: readiness.dependencies,
         inFlightRequests: deps.metrics.inFlightRequests,
       };
     });

@@ -94,7 +94,7 @@ export async function startServer(config: Config, deps: ServerDeps): Promise<Run
       if (!healthy) metrics.storeError();
     },
   });
-  state.addCheck('store', async () => {
+  state.addDependency('store', async () => {
     await store.check();
     return undefined;
   });
@@ -140,6 +140,7 @@ export async function startServer(config: Config, deps: ServerDeps): Promise<Run
   }
 
   stats.start();
+  state.markStarted();
   const proxyUrl = urlOf(proxyApp);
   const adminUrl = urlOf(adminApp);
   logger.info(

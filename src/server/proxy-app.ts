@@ -169,7 +169,11 @@ export async function buildProxyApp(options: ProxyAppOptions): Promise<FastifyIn
   app.get('/ready', async (_request, reply) => {
     const readiness = await state.readiness();
     reply.code(readiness.ready ? 200 : 503).header('cache-control', 'no-store');
-    return { status: readiness.ready ? 'ready' : 'not_ready', reasons: readiness.reasons };
+    return {
+      status: readiness.ready ? 'ready' : 'not_ready',
+      reasons: readiness.reasons,
+      dependencies: readiness.dependencies,
+    };
   });
 
   app.get('/metrics', async (_request, reply) => {

@@ -71,7 +71,12 @@ async function waitUntil(check: () => Promise<boolean>, timeoutMs: number, what:
   }
 }
 
-const readiness = async (cli: CliProcess): Promise<number> => (await httpRequest(cli.url, '/ready')).status;
+/** /ready's status and the store health in its body: "200 store down" during an outage. */
+const readiness = async (cli: CliProcess): Promise<string> => {
+  const response = await httpRequest(cli.url, '/ready');
+  const body = response.json() as { dependencies?: { store?: { healthy?: boolean } } };
+  return `${response.status} store ${body.dependencies?.store?.healthy ? 'up' : 'down'}`;
+};
 
 /** Requests stored for the last while, summed over the minutes: what `stats` will report. */
 async function storedTotal(url: string, since: number): Promise<number> {
@@ -198,7 +203,11 @@ describe('store outages under load', () => {
     try {
       await sleep(downAtMs);
       await down();
-      await waitUntil(async () => (await readiness(cli)) === 503, 5000, '/ready to report the outage');
+      await waitUntil(
+        async () => (await readiness(cli)) === '200 store down',
+        5000,
+        '/ready to report the outage',
+      );
       await waitUntil(
         async () =>
           cli
@@ -208,7 +217,7 @@ describe('store outages under load', () => {
         'a statistics flush to fail',
       );
       await up();
-      await waitUntil(async () => (await readiness(cli)) === 200, 15_000, '/ready to recover');
+      await waitUntil(async () => (await readiness(cli)) === '200 store up', 15_000, '/ready to recover');
       await sleep(500);
     } finally {
       await load.stop();

@@ -63,7 +63,11 @@ describe('reserved endpoints', () => {
   it('answers /ready with 200 when the store answers', async () => {
     const response = await httpRequest(proxy.url, '/ready');
     expect(response.status).toBe(200);
-    expect(response.json()).toEqual({ status: 'ready', reasons: [] });
+    expect(response.json()).toEqual({
+      status: 'ready',
+      reasons: [],
+      dependencies: { store: { healthy: true } },
+    });
     expect(origin.requests).toEqual([]);
   });
 
@@ -202,16 +206,23 @@ describe('/ready with a failing store', () => {
     await origin?.close();
   });
 
-  it('answers 503 with the reason while the store is down, and 200 again after', async () => {
+  it('stays ready while the store is down, reporting the store in its body', async () => {
     storeDown = true;
     const down = await httpRequest(proxy.url, '/ready');
-    expect(down.status).toBe(503);
-    expect(down.json()).toEqual({ status: 'not_ready', reasons: ['store: connection refused by the test'] });
+    // Every replica shares the store: an outage must not empty the Service of all its pods.
+    expect(down.status).toBe(200);
+    expect(down.json()).toEqual({
+      status: 'ready',
+      reasons: [],
+      dependencies: { store: { healthy: false, reason: 'connection refused by the test' } },
+    });
     // Liveness is not readiness: the process itself is fine.
     expect((await httpRequest(proxy.url, '/health')).status).toBe(200);
     // Forwarding does not depend on the store.
     expect((await httpRequest(proxy.url, '/items/MLA1')).status).toBe(200);
     storeDown = false;
-    expect((await httpRequest(proxy.url, '/ready')).status).toBe(200);
+    const up = await httpRequest(proxy.url, '/ready');
+    expect(up.status).toBe(200);
+    expect(up.json()).toMatchObject({ dependencies: { store: { healthy: true } } });
   });
 });
