@@ -28,11 +28,15 @@ export interface ClosedLoopJob {
   ips: number;
   /** wrk threads (one per load-generator core on a bigger machine); autocannon ignores it. */
   threads?: number;
+  /** Request headers on every request (`Accept-Encoding`, `Connection: close`); wrk only. */
+  headers?: Record<string, string>;
 }
 
 export interface LoadGenerator {
   name: string;
   version: string;
+  /** Whether `ClosedLoopJob.headers` are sent (and `Connection: close` honoured per request). */
+  sendsHeaders: boolean;
   measure(job: ClosedLoopJob): Promise<Sample>;
 }
 
@@ -82,18 +86,25 @@ local function ip(k)
   return string.format("10.%d.%d.%d", math.floor(v / 65536) % 256, math.floor(v / 256) % 256, v % 256)
 end
 local cache = nil
+-- Headers given to wrk.format replace wrk.headers (the -H ones and Host): start from a copy.
+local function headers(k)
+  local h = {}
+  for name, value in pairs(wrk.headers) do h[name] = value end
+  h["X-Forwarded-For"] = ip(k)
+  return h
+end
 -- wrk.format needs the Host header, which wrk.init sets just before it calls this init.
 init = function(args)
   if n <= 65536 then
     cache = {}
-    for k = 0, n - 1 do cache[k] = wrk.format(nil, nil, { ["X-Forwarded-For"] = ip(k) }) end
+    for k = 0, n - 1 do cache[k] = wrk.format(nil, nil, headers(k)) end
   end
 end
 request = function()
   local k = i % n
   i = i + 1
   if cache then return cache[k] end
-  return wrk.format(nil, nil, { ["X-Forwarded-For"] = ip(k) })
+  return wrk.format(nil, nil, headers(k))
 end
 `;
 }
@@ -105,8 +116,10 @@ export async function wrkGenerator(binary: string, tmpDir: string): Promise<Load
   return {
     name: 'wrk',
     version,
+    sendsHeaders: true,
     async measure(job) {
       const args = [`-t${job.threads ?? 1}`, `-c${job.connections}`, `-d${job.durationS}s`, '--latency'];
+      for (const [name, value] of Object.entries(job.headers ?? {})) args.push('-H', `${name}: ${value}`);
       if (job.ips > 1) {
         let script = scripts.get(job.ips);
         if (!script) {
@@ -152,6 +165,7 @@ export function autocannonGenerator(version: string): LoadGenerator {
   return {
     name: 'autocannon',
     version,
+    sendsHeaders: false,
     measure(job) {
       return runTool<Sample>(
         'bench/tools/autocannon-load.ts',

@@ -1,6 +1,7 @@
 /** Command-line options of `npm run bench`. */
 import { parseArgs } from 'node:util';
 import { BENCH_PATH } from './body.js';
+import { SCENARIO_IDS, type ScenarioId } from './scenarios.js';
 
 export const TARGET_IDS = ['direct', 'proxy', 'nginx', 'undici'] as const;
 export type TargetKind = (typeof TARGET_IDS)[number];
@@ -21,6 +22,13 @@ export interface ProxyBin {
 /** The rate-limit rules the proxy runs with: all features on by default, as in production. */
 export type LimitsMode = 'features' | 'none';
 
+/** A node binary to run meli-proxy with (`--node`): each adds a row per proxy build. */
+export interface NodeBin {
+  label: string;
+  file: string;
+  named: boolean;
+}
+
 export interface BenchOptions {
   duration: number;
   warmup: number;
@@ -32,6 +40,8 @@ export interface BenchOptions {
   store: string | undefined;
   ips: number;
   only: TargetKind[];
+  /** Traffic shapes, in table order; every target runs each one. */
+  scenarios: ScenarioId[];
   jsonOut: string;
   path: string;
   loadgen: 'auto' | 'wrk' | 'autocannon';
@@ -41,6 +51,8 @@ export interface BenchOptions {
   halfLoad: boolean;
   halfLoadRate: number | undefined;
   proxyBins: ProxyBin[];
+  /** Node binaries for meli-proxy; the first is the plain row. */
+  nodes: NodeBin[];
   /** Options for node itself when it runs meli-proxy (e.g. --cpu-prof), split on spaces. */
   nodeArgs: string[];
   limits: LimitsMode;
@@ -61,7 +73,9 @@ Options:
   --threads N           wrk threads (default 1); give the load generator as many CPUs
                         (--loadgen-cpus) on a bigger machine
   --rounds N            rounds; targets are interleaved within each round (default 3)
-  --only LIST           targets, comma-separated: ${TARGET_IDS.join(',')} (default: all)
+  --only LIST           targets and scenarios, comma-separated (default: all of each)
+                        targets: ${TARGET_IDS.join(',')}
+                        scenarios: ${SCENARIO_IDS.join(',')}
   --workers N           passed to \`meli-proxy serve --workers N\`
   --store URL           passed to \`meli-proxy serve --store URL\`
   --ips N               spread requests over N client IPs via X-Forwarded-For; adds
@@ -76,6 +90,8 @@ Options:
   --proxy-bin LIST      the proxy launcher (default bin/meli-proxy.js; a .ts file runs with tsx);
                         a comma-separated list [label=]FILE,… benches several builds in the same
                         rounds (the first is the "meli-proxy" row, e.g. base=/tmp/a/bin/meli-proxy.js,bin/meli-proxy.js)
+  --node LIST           node binaries to run meli-proxy with, [label=]FILE,… (default: this
+                        node); each adds a meli-proxy row, e.g. node24=/tmp/n24/node_modules/node/bin/node
   --node-args=ARGS     options for node running meli-proxy (note the =), e.g.
                         --node-args="--cpu-prof --cpu-prof-dir=/tmp/prof"
   --limits MODE         features (default): a rules file with the classic rules plus a per-IP rule
@@ -94,21 +110,22 @@ function positiveInt(name: string, value: string | undefined, fallback: number):
   return n;
 }
 
-function proxyBins(value: string): ProxyBin[] {
+/** `[label=]FILE,…`: unlabelled items are called `first` for the first, `<prefix><n>` after it. */
+function labelledFiles(option: string, value: string, first: string, prefix: string): ProxyBin[] {
   const bins = value
     .split(',')
     .map((item) => item.trim())
     .filter((item) => item !== '')
     .map((item, index) => {
       const eq = item.indexOf('=');
-      const label = eq > 0 ? item.slice(0, eq) : index === 0 ? 'meli-proxy' : `build${index + 1}`;
+      const label = eq > 0 ? item.slice(0, eq) : index === 0 ? first : `${prefix}${index + 1}`;
       return { label, file: eq > 0 ? item.slice(eq + 1) : item, named: eq > 0 };
     });
-  if (bins.length === 0) throw new UsageError('--proxy-bin needs a file');
+  if (bins.length === 0) throw new UsageError(`--${option} needs a file`);
   const labels = new Set(bins.map((bin) => bin.label));
-  if (labels.size !== bins.length) throw new UsageError('--proxy-bin: labels must differ');
+  if (labels.size !== bins.length) throw new UsageError(`--${option}: labels must differ`);
   for (const { label } of bins) {
-    if (!/^[\w.-]+$/.test(label)) throw new UsageError(`--proxy-bin: label "${label}" must be a word`);
+    if (!/^[\w.-]+$/.test(label)) throw new UsageError(`--${option}: label "${label}" must be a word`);
   }
   return bins;
 }
@@ -133,16 +150,25 @@ export function parseOptions(argv: readonly string[]): BenchOptions | null {
   }
   if (values.help) return null;
 
-  const only = (values.only ?? TARGET_IDS.join(','))
+  const named = (values.only ?? '')
     .split(',')
     .map((s) => s.trim())
     .filter((s) => s !== '');
-  for (const id of only) {
-    if (!(TARGET_IDS as readonly string[]).includes(id)) {
-      throw new UsageError(`--only: unknown target "${id}"; choose from ${TARGET_IDS.join(', ')}`);
+  if (values.only !== undefined && named.length === 0)
+    throw new UsageError('--only needs a target or scenario');
+  for (const id of named) {
+    if (
+      !(TARGET_IDS as readonly string[]).includes(id) &&
+      !(SCENARIO_IDS as readonly string[]).includes(id)
+    ) {
+      throw new UsageError(
+        `--only: unknown name "${id}"; targets: ${TARGET_IDS.join(', ')}; scenarios: ${SCENARIO_IDS.join(', ')}`,
+      );
     }
   }
-  if (only.length === 0) throw new UsageError('--only needs at least one target');
+  // Naming no target means every target, naming no scenario every scenario.
+  const targetsNamed = TARGET_IDS.filter((id) => named.includes(id));
+  const scenariosNamed = SCENARIO_IDS.filter((id) => named.includes(id));
 
   const loadgen = values.loadgen ?? 'auto';
   if (loadgen !== 'auto' && loadgen !== 'wrk' && loadgen !== 'autocannon') {
@@ -166,7 +192,8 @@ export function parseOptions(argv: readonly string[]): BenchOptions | null {
     store: values.store,
     ips: positiveInt('ips', values.ips, 1),
     // Keep the table in a fixed, meaningful order whatever order --only lists.
-    only: TARGET_IDS.filter((id) => only.includes(id)),
+    only: targetsNamed.length > 0 ? targetsNamed : [...TARGET_IDS],
+    scenarios: scenariosNamed.length > 0 ? scenariosNamed : [...SCENARIO_IDS],
     jsonOut: values['json-out'] ?? 'bench/results/latest.json',
     path,
     loadgen,
@@ -178,7 +205,13 @@ export function parseOptions(argv: readonly string[]): BenchOptions | null {
       values['half-load-rate'] === undefined
         ? undefined
         : positiveInt('half-load-rate', values['half-load-rate'], 1),
-    proxyBins: proxyBins(values['proxy-bin'] ?? 'bin/meli-proxy.js'),
+    proxyBins: labelledFiles('proxy-bin', values['proxy-bin'] ?? 'bin/meli-proxy.js', 'meli-proxy', 'build'),
+    nodes: labelledFiles(
+      'node',
+      values.node ?? process.execPath,
+      `node${process.versions.node.split('.')[0]}`,
+      'node',
+    ),
     nodeArgs: (values['node-args'] ?? '').split(' ').filter((arg) => arg !== ''),
     limits,
     serveArgs,
@@ -210,6 +243,7 @@ function parse(args: string[]) {
       'half-load-rate': { type: 'string' },
       'proxy-bin': { type: 'string' },
       'node-args': { type: 'string' },
+      node: { type: 'string' },
       limits: { type: 'string' },
       'json-out': { type: 'string' },
       help: { type: 'boolean', short: 'h' },

@@ -44,6 +44,11 @@ export interface Round extends Sample {
   cpuUsPerRequest: number | null;
   /** Largest resident memory of the server's process group during the run, in MiB. */
   peakRssMiB: number | null;
+  /**
+   * TLS connections the origin accepted from this target during the round (warm-up included), and
+   * how many of them resumed a session; null when the target does not forward over TLS.
+   */
+  upstreamTls: { connections: number; resumed: number } | null;
 }
 
 export interface TargetResult {
@@ -67,6 +72,8 @@ export interface TargetResult {
   xNginxCpu: number | null;
   non2xx: number;
   socketErrors: number;
+  /** Sum over rounds of `Round.upstreamTls`. */
+  upstreamTls: { connections: number; resumed: number } | null;
 }
 
 export interface HalfLoadTarget {
@@ -90,8 +97,20 @@ export interface HalfLoadResult {
   targets: HalfLoadTarget[];
 }
 
+/** One traffic shape: every target's throughput, and (http-1k only) the fixed-rate phase. */
+export interface ScenarioResult {
+  id: string;
+  label: string;
+  path: string;
+  requestHeaders: Record<string, string>;
+  bodyBytes: number;
+  connections: number;
+  targets: TargetResult[];
+  halfLoad: HalfLoadResult | null;
+}
+
 export interface BenchReport {
-  schema: 'meli-proxy-bench/1';
+  schema: 'meli-proxy-bench/2';
   date: string;
   command: string;
   commit: string | null;
@@ -100,8 +119,7 @@ export interface BenchReport {
   tools: Record<string, string>;
   placement: { pinned: boolean; loadgenCpus: string | null; serverCpus: string | null; note: string };
   options: BenchOptions;
-  targets: TargetResult[];
-  halfLoad: HalfLoadResult | null;
+  scenarios: ScenarioResult[];
   warnings: string[];
   elapsedS: number;
 }
@@ -130,6 +148,12 @@ export function summarize(
     spread: (Math.max(...rps) - Math.min(...rps)) / med,
     non2xx: rounds.reduce((sum, s) => sum + s.non2xx, 0),
     socketErrors: rounds.reduce((sum, s) => sum + s.socketErrors, 0),
+    upstreamTls: rounds.some((s) => s.upstreamTls === null)
+      ? null
+      : {
+          connections: rounds.reduce((sum, s) => sum + s.upstreamTls!.connections, 0),
+          resumed: rounds.reduce((sum, s) => sum + s.upstreamTls!.resumed, 0),
+        },
   };
 }
 
@@ -211,6 +235,7 @@ export function throughputTable(results: TargetResult[]): string {
       'CPU µs/req',
       '× nginx by CPU',
       'peak RSS',
+      'upstream TLS conns (resumed)',
       'non-2xx/errors',
     ],
     results.map((r) => [
@@ -225,6 +250,7 @@ export function throughputTable(results: TargetResult[]): string {
       r.median.cpuUsPerRequest === null ? '—' : r.median.cpuUsPerRequest.toFixed(1),
       ratio(r.xNginxCpu),
       r.median.peakRssMiB === null ? '—' : `${Math.round(r.median.peakRssMiB)} MiB`,
+      r.upstreamTls === null ? '—' : `${r.upstreamTls.connections} (${r.upstreamTls.resumed})`,
       `${r.non2xx}/${r.socketErrors}`,
     ]),
   );
