@@ -10,6 +10,7 @@ import { extname, join, resolve } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { UsageError } from './errors.js';
 import { availableCores } from './server/cluster-cores.js';
+import { maskUrl } from './store/url.js';
 import { jsonSyntaxProblem, yamlSyntaxProblem } from './syntax-errors.js';
 
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
@@ -21,7 +22,6 @@ export interface Config {
   upstream: URL;
   upstreamTimeout: number;
   upstreamConnections: number;
-  upstreamPipelining: number;
   adminHost: string;
   adminPort: number;
   adminToken: string | undefined;
@@ -59,6 +59,18 @@ export interface Config {
   limits: unknown[];
   /** Where each value came from, for error messages and `--print-config`. */
   sources: Partial<Record<SettingKey, string>>;
+  /** Longest pause of a client mid-body, or mid-response without reading, before it is cut, ms. */
+  clientStallTimeout: number;
+  /** Request bodies up to this size are read whole before an upstream connection is taken, bytes. */
+  bodyBuffer: number;
+  /** Longest wait for a free upstream connection before answering 503, ms. */
+  upstreamWaitTimeout: number;
+  /** Upstream requests one client address may have in flight at once (0: no cap). */
+  upstreamConnectionsPerClient: number;
+  /** Forward request header names containing '_' (dropped by default, as nginx does). */
+  underscoresInHeaders: boolean;
+  /** Most request header fields accepted; more get 431. */
+  maxHeaderFields: number;
 }
 
 type Parser<T> = (raw: unknown) => T;
@@ -281,15 +293,6 @@ export const SETTINGS = {
     allowed: 'an integer from 1 to 10000',
     defaultValue: () => 128,
     parse: integer(1, 10_000),
-  },
-  upstreamPipelining: {
-    flag: '--upstream-pipelining',
-    env: 'MELI_PROXY_UPSTREAM_PIPELINING',
-    arg: '<n>',
-    description: 'Idempotent requests pipelined per upstream connection (1 disables pipelining).',
-    allowed: 'an integer from 1 to 100',
-    defaultValue: () => 1,
-    parse: integer(1, 100),
   },
   adminHost: {
     flag: '--admin-host',
@@ -540,6 +543,67 @@ export const SETTINGS = {
     defaultText: 'auto',
     parse: workerCount,
   },
+  clientStallTimeout: {
+    flag: '--client-stall-timeout',
+    env: 'MELI_PROXY_CLIENT_STALL_TIMEOUT',
+    arg: '<ms>',
+    description:
+      'Longest a client may pause while sending a request body, or leave a response unread, before its connection is cut (408 when nothing was answered yet) and its upstream connection freed.',
+    allowed: 'a duration from 100ms to 10m (e.g. 5s)',
+    defaultValue: () => 5_000,
+    parse: duration(100, 600_000),
+  },
+  bodyBuffer: {
+    flag: '--body-buffer',
+    env: 'MELI_PROXY_BODY_BUFFER',
+    arg: '<size>',
+    description:
+      'Request bodies up to this size are received whole before an upstream connection is taken, so slow small uploads never hold one; larger bodies stream. 0 streams every body.',
+    allowed: 'a byte count up to 16mb, bare or with a binary unit kb or mb (e.g. 16kb)',
+    defaultValue: () => 16 * 1024,
+    defaultText: '16kb',
+    parse: size(0, 16 * 1024 ** 2),
+  },
+  upstreamWaitTimeout: {
+    flag: '--upstream-wait-timeout',
+    env: 'MELI_PROXY_UPSTREAM_WAIT_TIMEOUT',
+    arg: '<ms>',
+    description:
+      'Longest a request waits for a free upstream connection (all --upstream-connections busy) before it is answered 503.',
+    allowed: 'a duration from 1ms to 10m (e.g. 5s)',
+    defaultValue: () => 5_000,
+    parse: duration(1, 600_000),
+  },
+  upstreamConnectionsPerClient: {
+    flag: '--upstream-connections-per-client',
+    env: 'MELI_PROXY_UPSTREAM_CONNECTIONS_PER_CLIENT',
+    arg: '<n>',
+    description:
+      'Upstream requests one client address may have in flight at once; one more is answered 503 at once. Behind a load balancer, set --trust-proxy so each client counts on its own. 0 means no cap.',
+    allowed: 'an integer from 0 to 10000',
+    defaultValue: () => 64,
+    parse: integer(0, 10_000),
+  },
+  underscoresInHeaders: {
+    flag: '--underscores-in-headers',
+    env: 'MELI_PROXY_UNDERSCORES_IN_HEADERS',
+    arg: '<on|off>',
+    description:
+      'Forward request header names that contain an underscore. Off by default (as nginx): CGI-style origins read X_Forwarded_For as X-Forwarded-For.',
+    allowed: 'on or off (also true/false, yes/no, 1/0)',
+    defaultValue: () => false,
+    defaultText: 'off',
+    parse: boolean,
+  },
+  maxHeaderFields: {
+    flag: '--max-header-fields',
+    env: 'MELI_PROXY_MAX_HEADER_FIELDS',
+    arg: '<n>',
+    description: 'Most header fields a request may carry; one with more is answered 431.',
+    allowed: 'an integer from 8 to 2000',
+    defaultValue: () => 100,
+    parse: integer(8, 2000),
+  },
 } satisfies Record<string, SettingSpec<unknown>>;
 
 export type SettingKey = keyof typeof SETTINGS;
@@ -559,7 +623,10 @@ export interface ConfigSources {
 
 function invalid(key: SettingKey, value: unknown, source: string): UsageError {
   const spec: SettingSpec<unknown> = SETTINGS[key];
-  const shown = spec.secret ? '(hidden)' : JSON.stringify(typeof value === 'string' ? value : value);
+  // A URL given with credentials (`https://user:password@host`) is shown without them.
+  const shown = spec.secret
+    ? '(hidden)'
+    : JSON.stringify(typeof value === 'string' && value.includes('@') ? maskUrl(value) : value);
   return new UsageError(`Invalid ${spec.flag} ${shown} (from ${source}): expected ${spec.allowed}.`);
 }
 
@@ -651,7 +718,6 @@ export function loadConfig(sources: ConfigSources): Config {
     upstream: pick('upstream'),
     upstreamTimeout: pick('upstreamTimeout'),
     upstreamConnections: pick('upstreamConnections'),
-    upstreamPipelining: pick('upstreamPipelining'),
     adminHost: pick('adminHost'),
     adminPort: pick('adminPort'),
     adminToken: pick('adminToken'),
@@ -679,6 +745,12 @@ export function loadConfig(sources: ConfigSources): Config {
     configFile,
     limits,
     sources: origins,
+    clientStallTimeout: pick('clientStallTimeout'),
+    bodyBuffer: pick('bodyBuffer'),
+    upstreamWaitTimeout: pick('upstreamWaitTimeout'),
+    upstreamConnectionsPerClient: pick('upstreamConnectionsPerClient'),
+    underscoresInHeaders: pick('underscoresInHeaders'),
+    maxHeaderFields: pick('maxHeaderFields'),
   };
 }
 
@@ -745,15 +817,4 @@ export function redactConfig(config: Config): Record<string, unknown> {
     store: maskUrl(config.store),
     sources: undefined,
   };
-}
-
-/** Removes the password (and any user info) from a URL-like string. */
-export function maskUrl(value: string): string {
-  try {
-    const url = new URL(value);
-    if (url.password) url.password = '***';
-    return url.toString();
-  } catch {
-    return value;
-  }
 }
