@@ -12,6 +12,7 @@
  * most `--upstream-connections-per-client` upstream requests at once.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
 import type { Dispatcher } from 'undici';
 import { sendApiError } from './api-error.js';
 import type { ClientSlots } from './client-slots.js';
@@ -104,9 +105,20 @@ export class Forwarder<C extends ForwardContext> {
   /** Streams the request to the upstream and the answer back. Never throws. */
   forward(ctx: C): void {
     const handler = new ForwardHandler(this, ctx, false);
-    if (hasBody(ctx.req)) handler.receive();
-    else handler.dispatch(null);
+    const ahead = (ctx.req.socket as OrderedSocket)[RECEIVING];
+    // A request pipelined behind one whose body is still being read goes upstream after it, in order.
+    if (ahead !== undefined) ahead.follow(() => handler.start());
+    else handler.start();
   }
+}
+
+const RECEIVING = Symbol('request body being received');
+
+/** A client connection, with the request on it whose body is being read before it goes upstream. */
+type OrderedSocket = Socket & { [RECEIVING]?: Leader | undefined };
+
+interface Leader {
+  follow(start: () => void): void;
 }
 
 const HANDLER = Symbol('forward handler');
@@ -147,10 +159,43 @@ class ForwardHandler<C extends ForwardContext> implements Dispatcher.DispatchHan
     ctx.res.on('close', onResponseClose);
   }
 
-  receive(): void {
+  start(): void {
+    if (!hasBody(this.ctx.req)) {
+      this.dispatch(null);
+      return;
+    }
     this.bodyComplete = false;
     this.watch();
+    (this.ctx.req.socket as OrderedSocket)[RECEIVING] = this;
     receiveBody(this.ctx.req, this.forwarder.bodyLimits, this);
+  }
+
+  /** Requests pipelined behind this one while its body is read, started once it is dispatched. */
+  private followers: Array<() => void> | undefined;
+
+  follow(start: () => void): void {
+    this.followers ??= [];
+    this.followers.push(start);
+  }
+
+  /** This request is dispatched (or over): the requests behind it on the connection may go. */
+  private releaseFollowers(): void {
+    const socket = this.ctx.req.socket as OrderedSocket;
+    if (socket[RECEIVING] !== this) return;
+    socket[RECEIVING] = undefined;
+    const followers = this.followers;
+    this.followers = undefined;
+    if (followers === undefined) return;
+    for (let i = 0; i < followers.length; i++) {
+      followers[i]!();
+      // A follower that reads a body of its own has set itself as the connection's leader.
+      const next = socket[RECEIVING] as Leader | undefined;
+      if (next !== undefined) {
+        // That one reads a body in turn: the rest wait for it.
+        for (let j = i + 1; j < followers.length; j++) next.follow(followers[j]!);
+        return;
+      }
+    }
   }
 
   dispatch(body: UpstreamBody): void {
@@ -195,6 +240,7 @@ class ForwardHandler<C extends ForwardContext> implements Dispatcher.DispatchHan
 
   onBodyReady(body: UpstreamBody): void {
     this.dispatch(body);
+    this.releaseFollowers();
   }
 
   onBodyDone(): void {
@@ -483,5 +529,6 @@ class ForwardHandler<C extends ForwardContext> implements Dispatcher.DispatchHan
     }
     this.ctx.clientAborted = clientAborted;
     this.forwarder.settings.onEnd(this.ctx);
+    this.releaseFollowers();
   }
 }

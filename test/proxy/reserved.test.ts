@@ -63,7 +63,11 @@ describe('reserved endpoints', () => {
   it('answers /ready with 200 when the store answers', async () => {
     const response = await httpRequest(proxy.url, '/ready');
     expect(response.status).toBe(200);
-    expect(response.json()).toEqual({ status: 'ready', reasons: [] });
+    expect(response.json()).toEqual({
+      status: 'ready',
+      reasons: [],
+      upstream: { connections: 128, busy: 0, waiting: 0, exhausted: false },
+    });
     expect(origin.requests).toEqual([]);
   });
 
@@ -206,7 +210,10 @@ describe('/ready with a failing store', () => {
     storeDown = true;
     const down = await httpRequest(proxy.url, '/ready');
     expect(down.status).toBe(503);
-    expect(down.json()).toEqual({ status: 'not_ready', reasons: ['store: connection refused by the test'] });
+    expect(down.json()).toMatchObject({
+      status: 'not_ready',
+      reasons: ['store: connection refused by the test'],
+    });
     // Liveness is not readiness: the process itself is fine.
     expect((await httpRequest(proxy.url, '/health')).status).toBe(200);
     // Forwarding does not depend on the store.
