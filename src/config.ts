@@ -35,6 +35,7 @@ import {
   upstreamUrl,
   workerCount,
 } from './settings/values.js';
+import { maskUrl } from './store/url.js';
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
@@ -85,12 +86,54 @@ export const SETTINGS = declareSettings({
     description: 'Keep-alive connections to the upstream per process.',
     allowed: 'an integer from 1 to 10000',
   }),
-  upstreamPipelining: setting({
-    schema: integer(1, 100),
-    default: 1,
+  clientStallTimeout: setting({
+    schema: duration(100, 600_000),
+    default: 5_000,
+    arg: '<ms>',
+    description:
+      'Longest a client may pause while sending a request body, or leave a response unread, before its connection is cut (408 when nothing was answered yet) and its upstream connection freed.',
+    allowed: 'a duration from 100ms to 10m (e.g. 5s)',
+  }),
+  bodyBuffer: setting({
+    schema: size(0, 16 * 1024 ** 2),
+    default: 16 * 1024,
+    arg: '<size>',
+    description:
+      'Request bodies up to this size are received whole before an upstream connection is taken, so slow small uploads never hold one; larger bodies stream. 0 streams every body.',
+    allowed: 'a byte count up to 16mb, bare or with a binary unit kb or mb (e.g. 16kb)',
+    defaultText: '16kb',
+  }),
+  upstreamWaitTimeout: setting({
+    schema: duration(1, 600_000),
+    default: 5_000,
+    arg: '<ms>',
+    description:
+      'Longest a request waits for a free upstream connection (all --upstream-connections busy) before it is answered 503.',
+    allowed: 'a duration from 1ms to 10m (e.g. 5s)',
+  }),
+  upstreamConnectionsPerClient: setting({
+    schema: integer(0, 10_000),
+    default: 64,
     arg: '<n>',
-    description: 'Idempotent requests pipelined per upstream connection (1 disables pipelining).',
-    allowed: 'an integer from 1 to 100',
+    description:
+      'Upstream requests one client address may have in flight at once; one more is answered 503 at once. Behind a load balancer, set --trust-proxy so each client counts on its own. 0 means no cap.',
+    allowed: 'an integer from 0 to 10000',
+  }),
+  underscoresInHeaders: setting({
+    schema: onOff,
+    default: false,
+    arg: '<on|off>',
+    description:
+      'Forward request header names that contain an underscore. Off by default (as nginx): CGI-style origins read X_Forwarded_For as X-Forwarded-For.',
+    allowed: 'on or off (also true/false, yes/no, 1/0)',
+    defaultText: 'off',
+  }),
+  maxHeaderFields: setting({
+    schema: integer(8, 2000),
+    default: 100,
+    arg: '<n>',
+    description: 'Most header fields a request may carry; one with more is answered 431.',
+    allowed: 'an integer from 8 to 2000',
   }),
   adminHost: setting({
     schema: hostname,
@@ -399,15 +442,4 @@ export function redactConfig(config: Config): Record<string, unknown> {
     store: maskUrl(config.store),
     sources: undefined,
   };
-}
-
-/** Removes the password (and any user info) from a URL-like string. */
-export function maskUrl(value: string): string {
-  try {
-    const url = new URL(value);
-    if (url.password) url.password = '***';
-    return url.toString();
-  } catch {
-    return value;
-  }
 }

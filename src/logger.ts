@@ -1,5 +1,6 @@
 import { type DestinationStream, type Logger, pino } from 'pino';
 import type { LogLevel } from './config.js';
+import { isSecretName } from './secret-names.js';
 
 /**
  * Paths that could ever carry a secret if someone logged a whole object by mistake; our own log
@@ -33,37 +34,42 @@ export function createLogger(level: LogLevel, destination?: DestinationStream): 
   );
 }
 
-const SECRET_PARAMS = new Set(['access_token', 'refresh_token', 'client_secret', 'code', 'token']);
-
-function decodedName(name: string): string {
-  try {
-    return decodeURIComponent(name.replace(/\+/g, ' ')).trim().toLowerCase();
-  } catch {
-    return name.toLowerCase();
-  }
-}
-
-/**
- * A request target safe to log: query parameters that carry credentials are masked, whatever the
- * spelling of their name (`access%5Ftoken` is `access_token` to the API).
- */
-export function loggableUrl(url: string): string {
-  const query = url.indexOf('?');
-  if (query === -1 || !url.includes('=', query)) return url;
-  const hash = url.indexOf('#', query);
-  const end = hash === -1 ? url.length : hash;
-  const params = url.slice(query + 1, end).split('&');
+/** Masks the values of secret `name=value` pairs in `part`, split on `separator`. */
+function maskPairs(part: string, separator: string, skipFirst: boolean): string {
+  const pairs = part.split(separator);
   let masked = false;
-  for (let i = 0; i < params.length; i++) {
-    const param = params[i]!;
-    const equals = param.indexOf('=');
-    const name = equals === -1 ? param : param.slice(0, equals);
-    if (SECRET_PARAMS.has(decodedName(name))) {
-      params[i] = `${name}=[redacted]`;
+  for (let i = skipFirst ? 1 : 0; i < pairs.length; i++) {
+    const pair = pairs[i]!;
+    const equals = pair.indexOf('=');
+    const name = equals === -1 ? pair : pair.slice(0, equals);
+    if (isSecretName(name)) {
+      pairs[i] = `${name}=[redacted]`;
       masked = true;
     }
   }
-  return masked ? `${url.slice(0, query + 1)}${params.join('&')}${url.slice(end)}` : url;
+  return masked ? pairs.join(separator) : part;
+}
+
+/**
+ * A request target safe to log: query parameters and path parameters (`/a;access_token=…`) that
+ * carry credentials are masked, whatever the spelling of their name (`access%5Ftoken` is
+ * `access_token` to the API); a fragment is masked the same way as a query.
+ */
+export function loggableUrl(url: string): string {
+  if (!url.includes('=')) return url;
+  const hash = url.indexOf('#');
+  const end = hash === -1 ? url.length : hash;
+  const query = url.indexOf('?');
+  const pathEnd = query === -1 || query > end ? end : query;
+  let path = url.slice(0, pathEnd);
+  if (path.includes(';'))
+    path = path
+      .split('/')
+      .map((segment) => maskPairs(segment, ';', true))
+      .join('/');
+  const search = pathEnd === end ? '' : `?${maskPairs(url.slice(pathEnd + 1, end), '&', false)}`;
+  const fragment = hash === -1 ? '' : `#${maskPairs(url.slice(hash + 1), '&', false)}`;
+  return `${path}${search}${fragment}`;
 }
 
 interface DestinationState {

@@ -5,69 +5,125 @@
  *
  * undici's legacy handler callbacks (onConnect/onHeaders/onData/onComplete/onError) are used on
  * purpose: they receive raw header buffers and skip undici's per-request wrapper objects.
+ *
+ * No client may hold what others need: a body the client stops sending, or a response it stops
+ * reading, is cut after `--client-stall-timeout`; a request that waits longer than
+ * `--upstream-wait-timeout` for a pooled connection is answered 503; one client address holds at
+ * most `--upstream-connections-per-client` upstream requests at once.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
 import type { Dispatcher } from 'undici';
 import { sendApiError } from './api-error.js';
+import type { ClientSlots } from './client-slots.js';
+import type { DeadlineSweep, Watched } from './deadline-sweep.js';
 import { clientResponseHeaders } from './headers.js';
-import { BodyTooLargeError, bodyTooLarge, upstreamBody } from './request-limits.js';
+import {
+  type BodyLimits,
+  type BodyReceiver,
+  hasBody,
+  receiveBody,
+  type UpstreamBody,
+} from './request-body.js';
+import { BodyTooLargeError, bodyTooLarge } from './request-limits.js';
 import { classifyUpstreamError, type UpstreamFailure } from './upstream-errors.js';
-
-export interface ForwardObserver {
-  /** Called once per forwarded request when the client response is done or abandoned. */
-  onForwardEnd(outcome: ForwardOutcome): void;
-}
-
-export interface ForwardOutcome {
-  status: number;
-  failure: UpstreamFailure | undefined;
-  /** Response body bytes written to the client. */
-  bytes: number;
-  /** The client went away before the response was complete. */
-  clientAborted: boolean;
-  /** Milliseconds from dispatch to the upstream's response headers (NaN when none came). */
-  upstreamHeadersMs: number;
-}
 
 /** Lets an upstream 401 to a request sent with an injected token be retried once with a fresh token. */
 export interface UnauthorizedRetry {
-  /** Index in `ForwardRequest.headers` of the injected Authorization value. */
+  /** Index in `ForwardContext.headers` of the injected Authorization value. */
   valueIndex: number;
   /** Resolves with a fresh Authorization value, or undefined when there is none to try. */
   refresh(used: string): Promise<string | undefined>;
 }
 
-export interface ForwardRequest {
-  method: string;
-  path: string;
+/** What forwarding reads from the request's context, and the outcome it writes back into it. */
+export interface ForwardContext {
+  readonly req: IncomingMessage;
+  readonly res: ServerResponse;
+  readonly method: string;
+  readonly path: string;
+  readonly requestId: string;
+  readonly clientIp: string;
+  /** The upstream request headers, flat [name, value, …]. */
   headers: string[];
-  requestId: string;
-  /** Ask the client to close its connection after this response (the server is draining). */
-  closeAfter: () => boolean;
   /** Headers the proxy adds to the client response (rate-limit state). */
-  extraResponseHeaders?: readonly string[] | undefined;
-  retryUnauthorized?: UnauthorizedRetry | undefined;
-  /** Largest body passed on (`--max-body`; 0 or absent: no limit). */
-  maxBody?: number | undefined;
+  limitHeaders: string[] | undefined;
+  retryUnauthorized: UnauthorizedRetry | undefined;
+  /** Outcome: the status answered (0 when none was). */
+  status: number;
+  /** Outcome: response body bytes written to the client. */
+  bytes: number;
+  /** Outcome: the client went away, or was cut, before the response was complete. */
+  clientAborted: boolean;
+  failure: UpstreamFailure | undefined;
+  /** Outcome: ms from dispatch to the upstream's response headers (NaN when none came). */
+  upstreamHeadersMs: number;
+}
+
+export interface ForwardSettings<C extends ForwardContext> {
+  upstream: Dispatcher;
+  /** Size of the upstream pool: more requests in flight than this wait for a connection. */
+  connections: number;
+  /** Ask clients to close their connection after this response (the server is draining). */
+  isDraining: () => boolean;
+  maxBody: number;
+  bodyBuffer: number;
+  stallTimeoutMs: number;
+  waitTimeoutMs: number;
+  slots: ClientSlots;
+  sweep: DeadlineSweep;
+  /** Called once per forwarded request when the client response is done or abandoned. */
+  onEnd(ctx: C): void;
+}
+
+/** Running totals, read when metrics are scraped. */
+export class ForwardCounters {
+  /** Upstream requests dispatched and not finished. */
+  inFlight = 0;
+  /** Of those, the ones still waiting for a pooled connection. */
+  waiting = 0;
+  /** Requests that got an upstream connection, and their total wait for it. */
+  connected = 0;
+  waitMsTotal = 0;
+  waitTimeouts = 0;
+  bodyStalls = 0;
+  readStalls = 0;
+  slotRefusals = 0;
 }
 
 /** A 401 body larger than this is passed on instead of being held for a retry. */
 const HELD_BODY_LIMIT = 64 * 1024;
 
-/** Methods that are safe to pipeline and to retry on a fresh connection. */
-function isIdempotent(method: string): boolean {
-  return method === 'GET' || method === 'HEAD' || method === 'OPTIONS';
+export class Forwarder<C extends ForwardContext> {
+  readonly counters = new ForwardCounters();
+  readonly bodyLimits: BodyLimits;
+
+  constructor(readonly settings: ForwardSettings<C>) {
+    this.bodyLimits = { maxBody: settings.maxBody, bufferSize: settings.bodyBuffer, now: settings.sweep.now };
+  }
+
+  /** Streams the request to the upstream and the answer back. Never throws. */
+  forward(ctx: C): void {
+    const handler = new ForwardHandler(this, ctx, false);
+    const ahead = (ctx.req.socket as OrderedSocket)[RECEIVING];
+    // A request pipelined behind one whose body is still being read goes upstream after it, in order.
+    if (ahead !== undefined) ahead.follow(() => handler.start());
+    else handler.start();
+  }
 }
 
-function hasBody(req: IncomingMessage): boolean {
-  const length = req.headers['content-length'];
-  if (length !== undefined) return length !== '0';
-  return req.headers['transfer-encoding'] !== undefined;
+const RECEIVING = Symbol('request body being received');
+
+/** A client connection, with the request on it whose body is being read before it goes upstream. */
+type OrderedSocket = Socket & { [RECEIVING]?: Leader | undefined };
+
+interface Leader {
+  follow(start: () => void): void;
 }
 
 const HANDLER = Symbol('forward handler');
 
-type TrackedResponse = ServerResponse & { [HANDLER]?: ForwardHandler | undefined };
+type TrackedResponse = ServerResponse & { [HANDLER]?: ForwardHandler<ForwardContext> | undefined };
 
 function onResponseClose(this: ServerResponse): void {
   (this as TrackedResponse)[HANDLER]?.onClientClose();
@@ -77,45 +133,103 @@ function onResponseDrain(this: ServerResponse): void {
   (this as TrackedResponse)[HANDLER]?.onClientDrain();
 }
 
-class ForwardHandler implements Dispatcher.DispatchHandler {
+class ForwardHandler<C extends ForwardContext> implements Dispatcher.DispatchHandler, Watched, BodyReceiver {
   /** A 401 being held back while a fresh token is fetched: [statusText, headers, body chunks]. */
   private held: { statusText: string; headers: Buffer[]; chunks: Buffer[]; size: number } | undefined;
   private abortUpstream: ((error?: Error) => void) | undefined;
   private resumeUpstream: (() => void) | undefined;
   private upstreamPaused = false;
-  private status = 0;
-  private bytes = 0;
+  private pausedAt = 0;
   private finished = false;
-  private failure: UpstreamFailure | undefined;
-  private readonly startedAt = performance.now();
-  private headersAt = Number.NaN;
+  private watched = false;
+  private dispatchedAt = Number.NaN;
+  private connected = false;
+  private bodyComplete = true;
+  bodyWaitingSince = Number.NaN;
 
   constructor(
-    private readonly upstream: Dispatcher,
-    private readonly req: IncomingMessage,
-    private readonly res: ServerResponse,
-    private readonly request: ForwardRequest,
-    private readonly observer: ForwardObserver,
+    private readonly forwarder: Forwarder<C>,
+    private readonly ctx: C,
+    /** Takes over the client slot and in-flight count of a first attempt. */
+    private holdsSlot: boolean,
   ) {
     // One listener function shared by every request (it finds its handler on the response), and
     // 'drain' only once a write has been refused: no closures or wrappers allocated per request.
-    (res as TrackedResponse)[HANDLER] = this;
-    res.on('close', onResponseClose);
+    (ctx.res as TrackedResponse)[HANDLER] = this as unknown as ForwardHandler<ForwardContext>;
+    ctx.res.on('close', onResponseClose);
   }
 
-  dispatch(): void {
-    const idempotent = isIdempotent(this.request.method);
+  start(): void {
+    if (!hasBody(this.ctx.req)) {
+      this.dispatch(null);
+      return;
+    }
+    this.bodyComplete = false;
+    this.watch();
+    (this.ctx.req.socket as OrderedSocket)[RECEIVING] = this;
+    receiveBody(this.ctx.req, this.forwarder.bodyLimits, this);
+  }
+
+  /** Requests pipelined behind this one while its body is read, started once it is dispatched. */
+  private followers: Array<() => void> | undefined;
+
+  follow(start: () => void): void {
+    this.followers ??= [];
+    this.followers.push(start);
+  }
+
+  /** This request is dispatched (or over): the requests behind it on the connection may go. */
+  private releaseFollowers(): void {
+    const socket = this.ctx.req.socket as OrderedSocket;
+    if (socket[RECEIVING] !== this) return;
+    socket[RECEIVING] = undefined;
+    const followers = this.followers;
+    this.followers = undefined;
+    if (followers === undefined) return;
+    for (let i = 0; i < followers.length; i++) {
+      followers[i]!();
+      // A follower that reads a body of its own has set itself as the connection's leader.
+      const next = socket[RECEIVING] as Leader | undefined;
+      if (next !== undefined) {
+        // That one reads a body in turn: the rest wait for it.
+        for (let j = i + 1; j < followers.length; j++) next.follow(followers[j]!);
+        return;
+      }
+    }
+  }
+
+  dispatch(body: UpstreamBody): void {
+    if (this.finished) return;
+    const { settings, counters } = this.forwarder;
+    const ctx = this.ctx;
+    if (!this.holdsSlot) {
+      if (!settings.slots.acquire(ctx.clientIp)) {
+        counters.slotRefusals++;
+        this.answer(
+          503,
+          'service_unavailable',
+          'This client has too many requests in flight through the proxy; retry once some are answered.',
+          'retry-after',
+          '1',
+        );
+        this.finish(false);
+        return;
+      }
+      this.holdsSlot = true;
+      counters.inFlight++;
+    }
+    this.dispatchedAt = settings.sweep.now();
+    counters.waiting++;
+    // Only a request that may queue behind a busy pool needs its wait watched.
+    if (counters.inFlight > settings.connections) this.watch();
     try {
-      this.upstream.dispatch(
+      settings.upstream.dispatch(
         {
-          path: this.request.path,
-          method: this.request.method as Dispatcher.HttpMethod,
-          headers: this.request.headers,
+          path: ctx.path,
+          method: ctx.method as Dispatcher.HttpMethod,
+          headers: ctx.headers,
           // undici takes async iterables as bodies at runtime; its types leave them out.
-          body: upstreamBody(this.req, this.request.maxBody ?? 0) as Dispatcher.DispatchOptions['body'],
-          idempotent,
-          // Non-idempotent requests must not queue behind (or ahead of) others on a pipelined socket.
-          blocking: !idempotent,
+          body: body as Dispatcher.DispatchOptions['body'],
         },
         this,
       );
@@ -124,25 +238,110 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
     }
   }
 
+  onBodyReady(body: UpstreamBody): void {
+    this.dispatch(body);
+    this.releaseFollowers();
+  }
+
+  onBodyDone(): void {
+    this.bodyComplete = true;
+  }
+
+  onBodyTooLarge(limit: number): void {
+    if (!this.finished) this.refuseBody(limit);
+  }
+
+  onBodyAborted(): void {
+    if (this.finished) return;
+    this.ctx.res.destroy();
+    this.finish(true);
+  }
+
+  private watch(): void {
+    if (this.watched) return;
+    this.watched = true;
+    this.forwarder.settings.sweep.watch(this);
+  }
+
+  checkDeadlines(now: number): boolean {
+    const { stallTimeoutMs, waitTimeoutMs } = this.forwarder.settings;
+    const waiting = !this.connected && !Number.isNaN(this.dispatchedAt);
+    if (!this.finished) {
+      if (waiting && now - this.dispatchedAt >= waitTimeoutMs) this.noConnectionInTime();
+      else if (now - this.bodyWaitingSince >= stallTimeoutMs) this.bodyStalled();
+      else if (this.upstreamPaused && now - this.pausedAt >= stallTimeoutMs) this.readStalled();
+    }
+    this.watched = !this.finished && (waiting || !this.bodyComplete || this.upstreamPaused);
+    return this.watched;
+  }
+
+  /** Every pooled connection stayed busy past --upstream-wait-timeout: 503, never a hang. */
+  private noConnectionInTime(): void {
+    const { counters, settings } = this.forwarder;
+    counters.waitTimeouts++;
+    this.answer(
+      503,
+      'service_unavailable',
+      `No upstream connection became free within ${settings.waitTimeoutMs} ms.`,
+      'retry-after',
+      '1',
+    );
+    // The request stays queued in the pool until a connection frees; onConnect aborts it then.
+    this.finish(false);
+  }
+
+  /** The client stopped sending its body: free the upstream connection, 408 if nothing was answered. */
+  private bodyStalled(): void {
+    this.forwarder.counters.bodyStalls++;
+    this.abortUpstream?.(new Error('the client stopped sending its body'));
+    if (this.ctx.res.headersSent) this.ctx.res.destroy();
+    else {
+      this.answer(
+        408,
+        'request_timeout',
+        `The request body stalled for more than ${this.forwarder.settings.stallTimeoutMs} ms.`,
+      );
+    }
+    this.finish(true);
+  }
+
+  /** The client stopped reading the response: cut it and free the upstream connection. */
+  private readStalled(): void {
+    this.forwarder.counters.readStalls++;
+    this.abortUpstream?.(new Error('the client stopped reading the response'));
+    this.ctx.res.destroy();
+    this.finish(true);
+  }
+
   onConnect(abort: (error?: Error) => void): void {
     this.abortUpstream = abort;
-    // The client left while the request waited for a connection: it is not sent at all.
-    if (this.res.destroyed) abort(new Error('client closed the connection'));
+    if (!this.connected) {
+      this.connected = true;
+      const counters = this.forwarder.counters;
+      if (!this.finished) {
+        counters.waiting--;
+        counters.connected++;
+        counters.waitMsTotal += this.forwarder.settings.sweep.now() - this.dispatchedAt;
+      }
+    }
+    // The client left (or was answered) while the request waited for a connection: not sent at all.
+    if (this.finished || this.ctx.res.destroyed) abort(new Error('client closed the connection'));
   }
 
   onHeaders(statusCode: number, rawHeaders: Buffer[], resume: () => void, statusText: string): boolean {
     // 1xx interim responses are the hop's business; Node answers the client's Expect itself.
     if (statusCode < 200) return true;
-    this.status = statusCode;
-    this.headersAt = performance.now();
+    const ctx = this.ctx;
+    ctx.status = statusCode;
+    ctx.upstreamHeadersMs = this.forwarder.settings.sweep.now() - this.dispatchedAt;
     this.resumeUpstream = resume;
-    if (this.res.destroyed) {
+    if (ctx.res.destroyed) {
       // Nobody will read this response: pausing instead would hold the upstream connection (and
       // a graceful shutdown waiting for it) forever.
       this.abortUpstream?.(new Error('client closed the connection'));
       return false;
     }
-    if (statusCode === 401 && this.request.retryUnauthorized && !hasBody(this.req)) {
+    if (statusCode === 401 && ctx.retryUnauthorized && !hasBody(ctx.req)) {
       this.held = { statusText, headers: rawHeaders, chunks: [], size: 0 };
       return true;
     }
@@ -158,20 +357,30 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
    * makes Node end the socket once the response is written instead.
    */
   private closeAfter(): boolean {
-    return !this.req.complete || this.request.closeAfter();
+    return !this.ctx.req.complete || this.forwarder.settings.isDraining();
   }
 
   private writeHead(statusCode: number, statusText: string, rawHeaders: Buffer[]): void {
-    const headers = clientResponseHeaders(rawHeaders, this.request.requestId, this.closeAfter());
-    if (this.request.extraResponseHeaders) headers.push(...this.request.extraResponseHeaders);
-    this.res.writeHead(statusCode, statusText || undefined, headers);
+    const ctx = this.ctx;
+    const headers = clientResponseHeaders(rawHeaders, ctx.requestId, this.closeAfter());
+    if (ctx.limitHeaders) headers.push(...ctx.limitHeaders);
+    ctx.res.writeHead(statusCode, statusText || undefined, headers);
+  }
+
+  /** An answer of the proxy's own in MercadoLibre's error shape. */
+  private answer(status: number, error: string, message: string, ...extra: string[]): void {
+    const ctx = this.ctx;
+    ctx.status = status;
+    extra.push('x-request-id', ctx.requestId);
+    if (this.closeAfter()) extra.push('connection', 'close');
+    sendApiError(ctx.res, status, error, message, extra);
   }
 
   /** Gives up holding a 401: what was held goes to the client as it came. */
   private releaseHeld(): void {
     const held = this.held!;
     this.held = undefined;
-    this.writeHead(this.status, held.statusText, held.headers);
+    this.writeHead(this.ctx.status, held.statusText, held.headers);
     for (const chunk of held.chunks) this.writeChunk(chunk);
   }
 
@@ -188,11 +397,16 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
   }
 
   private writeChunk(chunk: Buffer): boolean {
-    this.bytes += chunk.length;
+    const res = this.ctx.res;
+    this.ctx.bytes += chunk.length;
     // Returning false pauses the upstream socket until the client drains: memory stays flat.
-    if (this.res.write(chunk)) return true;
-    if (!this.upstreamPaused) this.res.once('drain', onResponseDrain);
-    this.upstreamPaused = true;
+    if (res.write(chunk)) return true;
+    if (!this.upstreamPaused) {
+      res.once('drain', onResponseDrain);
+      this.upstreamPaused = true;
+      this.pausedAt = this.forwarder.settings.sweep.now();
+      this.watch();
+    }
     return false;
   }
 
@@ -201,14 +415,14 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
       this.retryWithFreshToken();
       return;
     }
-    this.res.end();
+    this.ctx.res.end();
     this.finish(false);
   }
 
   /** The upstream refused the injected token: refresh it once and send the request again. */
   private retryWithFreshToken(): void {
-    const retry = this.request.retryUnauthorized!;
-    const used = this.request.headers[retry.valueIndex]!;
+    const retry = this.ctx.retryUnauthorized!;
+    const used = this.ctx.headers[retry.valueIndex]!;
     retry.refresh(used).then(
       (fresh) => this.afterRefresh(fresh !== used ? fresh : undefined),
       () => this.afterRefresh(undefined),
@@ -216,42 +430,42 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
   }
 
   private afterRefresh(fresh: string | undefined): void {
-    if (this.finished || this.res.destroyed) return;
+    const ctx = this.ctx;
+    if (this.finished || ctx.res.destroyed) return;
     if (fresh === undefined) {
       this.releaseHeld();
-      this.res.end();
+      ctx.res.end();
       this.finish(false);
       return;
     }
-    const retry = this.request.retryUnauthorized!;
-    const headers = [...this.request.headers];
+    const retry = ctx.retryUnauthorized!;
+    const headers = [...ctx.headers];
     headers[retry.valueIndex] = fresh;
-    // The second attempt reports to the same observer; this handler steps aside without finishing
-    // (the new handler takes over the response's listeners).
-    this.res.off('close', onResponseClose);
-    this.res.off('drain', onResponseDrain);
+    ctx.headers = headers;
+    ctx.retryUnauthorized = undefined;
+    // The second attempt reports through the same context; this handler steps aside without
+    // finishing, handing over its client slot (the new handler takes over the response's listeners).
+    ctx.res.off('close', onResponseClose);
+    ctx.res.off('drain', onResponseDrain);
     this.upstreamPaused = false;
     this.finished = true;
-    new ForwardHandler(
-      this.upstream,
-      this.req,
-      this.res,
-      { ...this.request, headers, retryUnauthorized: undefined },
-      this.observer,
-    ).dispatch();
+    this.holdsSlot = false;
+    new ForwardHandler(this.forwarder, ctx, true).dispatch(null);
   }
 
   onError(error: Error): void {
     if (this.finished) return;
-    if (this.res.destroyed || this.res.writableEnded) {
+    const ctx = this.ctx;
+    const res = ctx.res;
+    if (res.destroyed || res.writableEnded) {
       this.finish(true);
       return;
     }
     this.held = undefined;
-    if (this.req.destroyed && this.req.errored) {
+    if (ctx.req.destroyed && ctx.req.errored) {
       // The client went away while its body was being sent (or before the end of it was read):
       // its failure, not the upstream's.
-      this.res.destroy();
+      res.destroy();
       this.finish(true);
       return;
     }
@@ -260,34 +474,30 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
       this.refuseBody(error.limit);
       return;
     }
-    this.failure = classifyUpstreamError(error);
-    if (this.res.headersSent) {
-      // Too late for a clean error: cutting the connection tells the client the body is incomplete.
-      this.res.destroy();
-    } else {
-      this.status = this.failure.status;
-      const extra = ['x-request-id', this.request.requestId];
-      if (this.closeAfter()) extra.push('connection', 'close');
-      sendApiError(this.res, this.failure.status, this.failure.error, this.failure.message, extra);
-    }
+    const failure = classifyUpstreamError(error);
+    ctx.failure = failure;
+    // Too late for a clean error once headers left: cutting the connection tells the client the
+    // body is incomplete.
+    if (res.headersSent) res.destroy();
+    else this.answer(failure.status, failure.error, failure.message);
     this.finish(false);
   }
 
   /** 413 while nothing was answered yet, else a cut; the connection closes either way. */
   private refuseBody(limit: number): void {
-    if (this.res.headersSent) {
-      this.res.destroy();
-      this.finish(false);
-      return;
+    const res = this.ctx.res;
+    this.abortUpstream?.(new BodyTooLargeError(limit));
+    if (res.headersSent) res.destroy();
+    else {
+      const refusal = bodyTooLarge(limit);
+      this.ctx.status = refusal.status;
+      sendApiError(res, refusal.status, refusal.error, refusal.message, [
+        'x-request-id',
+        this.ctx.requestId,
+        'connection',
+        'close',
+      ]);
     }
-    const refusal = bodyTooLarge(limit);
-    this.status = refusal.status;
-    sendApiError(this.res, refusal.status, refusal.error, refusal.message, [
-      'x-request-id',
-      this.request.requestId,
-      'connection',
-      'close',
-    ]);
     this.finish(false);
   }
 
@@ -299,8 +509,9 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
   }
 
   onClientClose(): void {
-    if (this.upstreamPaused) this.res.off('drain', onResponseDrain);
-    (this.res as TrackedResponse)[HANDLER] = undefined;
+    const res = this.ctx.res as TrackedResponse;
+    if (this.upstreamPaused) res.off('drain', onResponseDrain);
+    res[HANDLER] = undefined;
     if (this.finished) return;
     // The client left mid-response: free the upstream connection instead of reading on.
     this.abortUpstream?.(new Error('client closed the connection'));
@@ -310,23 +521,14 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
   private finish(clientAborted: boolean): void {
     if (this.finished) return;
     this.finished = true;
-    this.observer.onForwardEnd({
-      status: this.status,
-      failure: this.failure,
-      bytes: this.bytes,
-      clientAborted,
-      upstreamHeadersMs: this.headersAt - this.startedAt,
-    });
+    if (!this.connected && !Number.isNaN(this.dispatchedAt)) this.forwarder.counters.waiting--;
+    if (this.holdsSlot) {
+      this.holdsSlot = false;
+      this.forwarder.counters.inFlight--;
+      this.forwarder.settings.slots.release(this.ctx.clientIp);
+    }
+    this.ctx.clientAborted = clientAborted;
+    this.forwarder.settings.onEnd(this.ctx);
+    this.releaseFollowers();
   }
-}
-
-/** Streams `req` to the upstream and the answer back into `res`. Never throws. */
-export function forward(
-  upstream: Dispatcher,
-  req: IncomingMessage,
-  res: ServerResponse,
-  request: ForwardRequest,
-  observer: ForwardObserver,
-): void {
-  new ForwardHandler(upstream, req, res, request, observer).dispatch();
 }

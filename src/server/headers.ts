@@ -54,26 +54,41 @@ function connectionOptions(value: string | undefined): Set<string> | undefined {
   return names;
 }
 
+/** What is the same for every request: where it goes, and what the proxy lets through. */
+export interface HeaderPolicy {
+  upstreamHost: string;
+  /**
+   * Pass on names with an underscore. Off, they are dropped (as nginx's `underscores_in_headers
+   * off`): CGI-style origins map `-` and `_` alike, so `X_Forwarded_For` would pose as ours.
+   */
+  underscoresInHeaders: boolean;
+}
+
+/** What belongs to one request (the request's context carries these fields). */
 export interface ForwardedInfo {
   /** The client's address as the rate limiter and logs see it. */
-  clientIp: string;
+  readonly clientIp: string;
   /**
    * Whether the direct peer is a configured trusted proxy (its X-Forwarded-*, Forwarded and X-Real-IP
    * are kept).
    */
-  peerTrusted: boolean;
+  readonly peerTrusted: boolean;
   /** The immediate peer's address, appended to X-Forwarded-For. */
-  peerIp: string;
-  upstreamHost: string;
-  requestId: string;
+  readonly peerIp: string;
+  readonly requestId: string;
 }
 
 /**
- * Builds the upstream request headers from the client's raw headers: hop-by-hop fields dropped,
- * Host set to the upstream, X-Forwarded-* and X-Request-Id set, Forwarded and X-Real-IP kept only
- * from a trusted peer.
+ * Builds the upstream request headers from the client's raw headers: hop-by-hop fields and (by
+ * policy) names with an underscore dropped, Host set to the upstream, X-Forwarded-* and
+ * X-Request-Id set, Forwarded and X-Real-IP kept only from a trusted peer.
  */
-export function upstreamRequestHeaders(rawHeaders: readonly string[], info: ForwardedInfo): string[] {
+export function upstreamRequestHeaders(
+  rawHeaders: readonly string[],
+  policy: HeaderPolicy,
+  info: ForwardedInfo,
+): string[] {
+  const dropUnderscores = !policy.underscoresInHeaders;
   const out: string[] = [];
   let connection: string | undefined;
   let clientHost: string | undefined;
@@ -85,6 +100,7 @@ export function upstreamRequestHeaders(rawHeaders: readonly string[], info: Forw
   for (let i = 0; i < rawHeaders.length; i += 2) {
     const raw = rawHeaders[i]!;
     const value = rawHeaders[i + 1]!;
+    if (dropUnderscores && raw.includes('_')) continue;
     if (raw.length < 32 && REQUEST_SPECIAL_LENGTH[raw.length] === 1) {
       const name = raw.toLowerCase();
       if (OWNED_REQUEST_FIELDS.has(name)) {
@@ -119,7 +135,7 @@ export function upstreamRequestHeaders(rawHeaders: readonly string[], info: Forw
   // Only a trusted proxy's view of the chain is passed on; anyone else could forge it.
   const forwardedFor =
     info.peerTrusted && priorForwardedFor ? `${priorForwardedFor}, ${info.peerIp}` : info.peerIp;
-  out.push('host', info.upstreamHost);
+  out.push('host', policy.upstreamHost);
   out.push('x-forwarded-for', forwardedFor);
   out.push('x-forwarded-proto', info.peerTrusted && priorProto ? priorProto : 'http');
   const forwardedHost = info.peerTrusted && priorHost ? priorHost : clientHost;

@@ -14,19 +14,24 @@ import Fastify, {
 import type { Dispatcher } from 'undici';
 import type { Config } from '../config.js';
 import { type Decision, normalizePath } from '../limits/index.js';
-import { type Logger, loggableUrl } from '../logger.js';
+import type { Logger } from '../logger.js';
 import { sendApiError } from './api-error.js';
 import { createClientErrorHandler, serverOptions } from './client-guards.js';
-import { type ForwardObserver, type ForwardOutcome, forward, type UnauthorizedRetry } from './forward.js';
+import { ClientSlots } from './client-slots.js';
+import { DeadlineSweep } from './deadline-sweep.js';
+import { Forwarder } from './forward.js';
+import { forwardRecorder } from './forward-record.js';
 import { upstreamRequestHeaders } from './headers.js';
 import { methodIndex, type ProxyMetrics } from './metrics.js';
 import type { RateLimitGate } from './rate-limit.js';
+import { ProxyRequest } from './request-context.js';
 import { continueUnlessRefused, requestRefusal } from './request-limits.js';
 import type { RouteTable } from './routes.js';
 import type { ServerState } from './state.js';
 import type { StatsRecorder } from './stats/recorder.js';
 import type { TrustFunction } from './trusted-proxies.js';
 import { injectAuthorization, type UpstreamAuth } from './upstream-auth.js';
+import { registerUpstreamLoadMetrics, upstreamLoad } from './upstream-load.js';
 
 export const RESERVED_PATHS = ['/health', '/ready', '/metrics'] as const;
 const RESERVED = new Set<string>(RESERVED_PATHS);
@@ -66,73 +71,33 @@ export interface ProxyAppOptions {
   rateLimit?: RateLimitGate | undefined;
 }
 
-/** One forwarded request's bookkeeping: metrics, statistics and the access log line when it ends. */
-class ForwardRecord implements ForwardObserver {
-  constructor(
-    private readonly options: ProxyAppOptions,
-    private readonly req: IncomingMessage,
-    private readonly requestId: string,
-    private readonly clientIp: string,
-    private readonly method: number,
-    private readonly route: number,
-    private readonly startedAt: number,
-  ) {}
-
-  onForwardEnd(outcome: ForwardOutcome): void {
-    const { metrics, logger, config, stats } = this.options;
-    const status = outcome.clientAborted && outcome.status === 0 ? 499 : outcome.status;
-    const ms = performance.now() - this.startedAt;
-    metrics.requestFinished(this.method, this.route, status, ms, outcome.upstreamHeadersMs);
-    stats.record(this.route, status, outcome.bytes, ms, this.clientIp);
-    if (outcome.failure) {
-      metrics.upstreamError(outcome.failure.kind);
-      logger.warn(
-        { reqId: this.requestId, kind: outcome.failure.kind, status, url: loggableUrl(this.req.url ?? '') },
-        'upstream request failed',
-      );
-    }
-    if (config.accessLog) {
-      logger.info(
-        {
-          reqId: this.requestId,
-          method: this.req.method,
-          url: loggableUrl(this.req.url ?? ''),
-          status,
-          bytes: outcome.bytes,
-          ms: Math.round(ms * 10) / 10,
-          ip: this.clientIp,
-          aborted: outcome.clientAborted || undefined,
-        },
-        'request',
-      );
-    }
-  }
-}
-
-/** Answers a request the proxy will not forward; counted like any other response. */
-function refuse(
-  options: ProxyAppOptions,
-  reply: FastifyReply,
-  route: number,
-  status: number,
-  error: string,
-  message: string,
-  extra?: string[],
-): void {
-  reply.hijack();
-  const ms = reply.elapsedTime;
-  options.metrics.countResponse(methodIndex(reply.request.raw.method ?? ''), route, status, ms);
-  options.stats.record(route, status, 0, ms, reply.request.ip);
-  sendApiError(reply.raw, status, error, message, [
-    ...(extra ?? []),
-    'x-request-id',
-    String(reply.request.id),
-  ]);
-}
+const METHODS_ALLOWED = ['allow', 'GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS'];
 
 export async function buildProxyApp(options: ProxyAppOptions): Promise<FastifyInstance> {
-  const { config, logger, metrics, upstream, state, trust, upstreamAuth, routes, rateLimit } = options;
+  const { config, logger, metrics, upstream, state, trust, upstreamAuth, routes, rateLimit, stats } = options;
   const upstreamHost = config.upstream.host;
+  const requestLimits = { maxBody: config.maxBody, maxHeaderFields: config.maxHeaderFields };
+  const headerPolicy = { upstreamHost, underscoresInHeaders: config.underscoresInHeaders };
+
+  /** Answers a request the proxy will not forward; counted like any other response. */
+  const refuse = (
+    reply: FastifyReply,
+    route: number,
+    status: number,
+    error: string,
+    message: string,
+    extra?: string[],
+  ): void => {
+    reply.hijack();
+    const ms = reply.elapsedTime;
+    metrics.countResponse(methodIndex(reply.request.raw.method ?? ''), route, status, ms);
+    stats.record(route, status, 0, ms, reply.request.ip);
+    sendApiError(reply.raw, status, error, message, [
+      ...(extra ?? []),
+      'x-request-id',
+      String(reply.request.id),
+    ]);
+  };
 
   const app = Fastify({
     // No logger for Fastify here: given one, it adds 'finish'/'error' listeners and timestamps to
@@ -142,7 +107,9 @@ export async function buildProxyApp(options: ProxyAppOptions): Promise<FastifyIn
     genReqId: requestIdFor,
     return503OnClosing: true,
     // Slow or oversized clients: Node's limits, set from the configuration (see serverOptions).
-    http: serverOptions(config),
+    // Node's own answer to a missing Host is a bare 400 that keeps the connection open, so a request
+    // pipelined behind it would still be served: requestRefusal answers it instead, and closes.
+    http: { ...serverOptions(config), requireHostHeader: false },
     requestTimeout: config.requestTimeout,
     keepAliveTimeout: config.keepAliveTimeout,
     clientErrorHandler: createClientErrorHandler((status) =>
@@ -152,13 +119,37 @@ export async function buildProxyApp(options: ProxyAppOptions): Promise<FastifyIn
     // forwarded byte for byte like any other, and the upstream answers it.
     frameworkErrors: (error, request, reply) => {
       if (error.code === 'FST_ERR_BAD_URL') handleForward(request, reply);
-      else refuse(options, reply, routes.otherId, 400, 'bad_request', 'The request target is not valid.');
+      else refuse(reply, routes.otherId, 400, 'bad_request', 'The request target is not valid.');
     },
   });
+  // Node would drop the fields past its count silently, the body's framing among them; every field
+  // is kept and a request with too many is refused (requestRefusal).
+  app.server.maxHeadersCount = 0;
 
   // Bodies are never parsed here: they stream to the upstream untouched.
   app.removeAllContentTypeParsers();
   app.addContentTypeParser('*', (_request, _payload, done) => done(null, undefined));
+
+  const forwarder = new Forwarder<ProxyRequest>({
+    upstream,
+    connections: config.upstreamConnections,
+    isDraining: state.isDraining,
+    maxBody: config.maxBody,
+    bodyBuffer: config.bodyBuffer,
+    stallTimeoutMs: config.clientStallTimeout,
+    waitTimeoutMs: config.upstreamWaitTimeout,
+    slots: new ClientSlots(config.upstreamConnectionsPerClient),
+    // A deadline is acted on at most a quarter of the shortest one late.
+    sweep: new DeadlineSweep({
+      intervalMs: Math.max(
+        10,
+        Math.min(1000, Math.min(config.clientStallTimeout, config.upstreamWaitTimeout) / 4),
+      ),
+    }),
+    onEnd: forwardRecorder({ metrics, stats, logger, accessLog: config.accessLog }),
+  });
+  registerUpstreamLoadMetrics(metrics.registry, forwarder.counters);
+  app.addHook('onClose', async () => forwarder.settings.sweep.stop());
 
   // Probes and scrapes are not usage: they are answered without counting.
   app.get('/health', async (_request, reply) => {
@@ -173,6 +164,7 @@ export async function buildProxyApp(options: ProxyAppOptions): Promise<FastifyIn
       status: readiness.ready ? 'ready' : 'not_ready',
       reasons: readiness.reasons,
       dependencies: readiness.dependencies,
+      upstream: upstreamLoad(forwarder.counters, config.upstreamConnections),
     };
   });
 
@@ -183,7 +175,6 @@ export async function buildProxyApp(options: ProxyAppOptions): Promise<FastifyIn
 
   const refuseTarget = (reply: FastifyReply): void =>
     refuse(
-      options,
       reply,
       routes.otherId,
       400,
@@ -191,191 +182,152 @@ export async function buildProxyApp(options: ProxyAppOptions): Promise<FastifyIn
       'The request target must be a path such as /items/MLA123.',
     );
 
-  const METHODS_ALLOWED = ['allow', 'GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS'];
-
   /**
    * Connections answered with `connection: close` because their framing or size was refused. Node
    * goes on parsing what the client already sent on them; none of it may reach the upstream.
    */
   const closing = new WeakSet<Socket>();
 
-  const handleForward = (request: FastifyRequest, reply: FastifyReply): void => {
-    // A request's duration (metrics, access log) counts from its arrival, any wait for a
-    // rate-limit lease or a token refresh included.
-    const startedAt = performance.now();
-    const req = request.raw;
+  /** The pipeline of a forwarded request: match → decide → forward → record (forwarder.settings.onEnd). */
+  const handleForward = (_request: FastifyRequest, reply: FastifyReply): void => {
+    const ctx = new ProxyRequest(reply, performance.now());
+    if (!match(ctx)) return;
+    const decision = rateLimit?.decide(ctx.req, ctx.clientIp, ctx.method, ctx.normalized);
+    if (decision instanceof Promise) awaitDecision(ctx, decision);
+    else decide(ctx, decision);
+  };
+
+  /** Fills in what the request is (method, path, route, client) or refuses it; false when refused. */
+  const match = (ctx: ProxyRequest): boolean => {
+    const { reply, req } = ctx;
     if (closing.has(req.socket)) {
       // Never answered: Node closes the connection once the refusal is written.
       reply.hijack();
-      return;
+      return false;
     }
-    const method = req.method ?? 'GET';
     const path = upstreamPath(req.url ?? '');
     if (path === undefined) {
       refuseTarget(reply);
-      return;
+      return false;
     }
-    const normalized = normalizePath(path);
-    const route = routes.idOf(normalized);
-    if (method === 'TRACE') {
+    ctx.method = req.method ?? 'GET';
+    ctx.path = path;
+    ctx.normalized = normalizePath(path);
+    ctx.route = routes.idOf(ctx.normalized);
+    if (ctx.method === 'TRACE') {
       refuse(
-        options,
         reply,
-        route,
+        ctx.route,
         405,
         'method_not_allowed',
         'TRACE is not forwarded by this proxy.',
         METHODS_ALLOWED,
       );
-      return;
+      return false;
     }
     // GET and HEAD on these paths have their own routes; any other method lands here.
-    if (RESERVED.has(normalized)) {
-      refuse(options, reply, route, 405, 'method_not_allowed', `${normalized} only answers GET and HEAD.`, [
+    if (RESERVED.has(ctx.normalized)) {
+      refuse(reply, ctx.route, 405, 'method_not_allowed', `${ctx.normalized} only answers GET and HEAD.`, [
         'allow',
         'GET, HEAD',
       ]);
-      return;
+      return false;
     }
-    const refusal = requestRefusal(req, config.maxBody);
+    const refusal = requestRefusal(req, requestLimits);
     if (refusal) {
       closing.add(req.socket);
-      refuse(options, reply, route, refusal.status, refusal.error, refusal.message, ['connection', 'close']);
-      return;
+      refuse(reply, ctx.route, refusal.status, refusal.error, refusal.message, ['connection', 'close']);
+      return false;
     }
     // A trusted peer's X-Forwarded-For names the client; a value there that is no address (a port
     // appended, garbage passed through) must not become a counter key of its own.
-    const clientIp =
-      config.trustProxy.length > 0 && isIP(request.ip) === 0 ? (req.socket.remoteAddress ?? '') : request.ip;
-    const decision = rateLimit?.decide(req, clientIp, method, normalized);
-    if (decision instanceof Promise) {
-      // Rare (workers of `serve --workers N` holding rate-limit leases): a counter of this request
-      // has no permit yet; the decision comes once the primary has answered (or --on-store-error
-      // has decided). Anything thrown after it still ends in the error handler, never in a crash.
-      decision
-        .then((later) => {
-          if (closing.has(req.socket)) {
-            // Another request on this connection was refused meanwhile: the connection is closing.
-            reply.hijack();
-            return;
-          }
-          admit(request, reply, method, path, clientIp, route, later, startedAt);
-        })
-        .catch((error: unknown) => {
-          if (!reply.sent) reply.send(error instanceof Error ? error : new Error(String(error)));
-          else {
-            logger.error({ reqId: request.id, err: error }, 'request failed inside the proxy');
-            req.socket.destroy();
-          }
-        });
-      return;
+    const ip = reply.request.ip;
+    ctx.clientIp = config.trustProxy.length > 0 && isIP(ip) === 0 ? (req.socket.remoteAddress ?? '') : ip;
+    return true;
+  };
+
+  /**
+   * Rare (workers of `serve --workers N` holding rate-limit leases): a counter of this request has
+   * no permit yet; the decision comes once the primary has answered (or --on-store-error has
+   * decided). Anything thrown after it still ends in the error handler, never in a crash.
+   */
+  const awaitDecision = (ctx: ProxyRequest, decision: Promise<Decision | undefined>): void => {
+    decision
+      .then((later) => {
+        // Another request on this connection was refused meanwhile: the connection is closing.
+        if (closing.has(ctx.req.socket)) ctx.reply.hijack();
+        else decide(ctx, later);
+      })
+      .catch((error: unknown) => failInside(ctx, error));
+  };
+
+  const failInside = (ctx: ProxyRequest, error: unknown): void => {
+    if (!ctx.reply.sent) ctx.reply.send(error instanceof Error ? error : new Error(String(error)));
+    else {
+      logger.error({ reqId: ctx.requestId, err: error }, 'request failed inside the proxy');
+      ctx.req.socket.destroy();
     }
-    admit(request, reply, method, path, clientIp, route, decision, startedAt);
   };
 
   /** Applies the rate-limit decision (undefined: no rule applied) and forwards what it admits. */
-  const admit = (
-    request: FastifyRequest,
-    reply: FastifyReply,
-    method: string,
-    path: string,
-    clientIp: string,
-    route: number,
-    decision: Decision | undefined,
-    startedAt: number,
-  ): void => {
-    let limitHeaders: string[] | undefined;
+  const decide = (ctx: ProxyRequest, decision: Decision | undefined): void => {
     if (decision && rateLimit) {
-      limitHeaders = rateLimit.headers(decision);
+      ctx.limitHeaders = rateLimit.headers(decision);
       for (const rule of decision.shadowExceeded) {
         metrics.shadowExceededBy(rule);
-        options.stats.recordRule(rule);
+        stats.recordRule(rule);
       }
       if (!decision.allowed) {
         const rule = decision.rejectedBy ?? 'unknown';
         metrics.rateLimitedBy(rule);
-        options.stats.recordRule(rule);
-        refuse(
-          options,
-          reply,
-          route,
-          429,
-          'too_many_requests',
-          `Rate limit "${rule}" exceeded: retry in ${decision.retryAfterSeconds} s.`,
-          limitHeaders,
-        );
+        stats.recordRule(rule);
+        const message = `Rate limit "${rule}" exceeded: retry in ${decision.retryAfterSeconds} s.`;
+        refuse(ctx.reply, ctx.route, 429, 'too_many_requests', message, ctx.limitHeaders);
         return;
       }
     }
-    reply.hijack();
-    const req = request.raw;
-    const res: ServerResponse = reply.raw;
-    if (
-      upstreamAuth?.authorizationSoon &&
-      (req.headers.authorization === undefined || upstreamAuth.overrideClientToken) &&
-      upstreamAuth.currentAuthorization() === undefined
-    ) {
-      // Rare: the token is past its usable time and its refresh is under way. A moment's wait
-      // (bounded by the token manager) beats a call the upstream would take as anonymous.
-      const soon = upstreamAuth.authorizationSoon();
-      if (soon) {
-        soon
-          .then(() => sendUpstream(request, res, method, path, clientIp, route, limitHeaders, startedAt))
-          .catch((error: unknown) => {
-            logger.error({ reqId: request.id, err: error }, 'request failed inside the proxy');
-            res.destroy();
-          });
-        return;
-      }
+    ctx.reply.hijack();
+    const soon = tokenSoon(ctx);
+    if (soon) {
+      soon.then(() => forward(ctx)).catch((error: unknown) => failInside(ctx, error));
+      return;
     }
-    sendUpstream(request, res, method, path, clientIp, route, limitHeaders, startedAt);
+    forward(ctx);
+  };
+
+  /**
+   * Rare: the token is past its usable time and its refresh is under way. A moment's wait (bounded
+   * by the token manager) beats a call the upstream would take as anonymous.
+   */
+  const tokenSoon = (ctx: ProxyRequest): Promise<unknown> | undefined => {
+    if (!upstreamAuth?.authorizationSoon) return undefined;
+    if (ctx.req.headers.authorization !== undefined && !upstreamAuth.overrideClientToken) return undefined;
+    if (upstreamAuth.currentAuthorization() !== undefined) return undefined;
+    return upstreamAuth.authorizationSoon();
   };
 
   /** Builds the upstream request (forwarding headers, injected token) and forwards it. */
-  const sendUpstream = (
-    request: FastifyRequest,
-    res: ServerResponse,
-    method: string,
-    path: string,
-    clientIp: string,
-    route: number,
-    limitHeaders: string[] | undefined,
-    startedAt: number,
-  ): void => {
-    const req = request.raw;
-    const peerIp = req.socket.remoteAddress ?? '';
-    const requestId = String(request.id);
-    const headers = upstreamRequestHeaders(req.rawHeaders, {
-      clientIp,
-      peerIp,
-      peerTrusted: config.trustProxy.length > 0 && trust(peerIp),
-      upstreamHost,
-      requestId,
-    });
-    let retryUnauthorized: UnauthorizedRetry | undefined;
+  const forward = (ctx: ProxyRequest): void => {
+    const req = ctx.req;
+    ctx.peerIp = req.socket.remoteAddress ?? '';
+    ctx.peerTrusted = config.trustProxy.length > 0 && trust(ctx.peerIp);
+    ctx.headers = upstreamRequestHeaders(req.rawHeaders, headerPolicy, ctx);
     if (upstreamAuth) {
-      const valueIndex = injectAuthorization(headers, upstreamAuth, req.headers.authorization !== undefined);
+      const valueIndex = injectAuthorization(
+        ctx.headers,
+        upstreamAuth,
+        req.headers.authorization !== undefined,
+      );
+      const method = ctx.method;
       if (valueIndex !== -1 && (method === 'GET' || method === 'HEAD' || method === 'OPTIONS')) {
-        retryUnauthorized = { valueIndex, refresh: (used) => upstreamAuth.refreshAfterUnauthorized(used) };
+        ctx.retryUnauthorized = {
+          valueIndex,
+          refresh: (used) => upstreamAuth.refreshAfterUnauthorized(used),
+        };
       }
     }
     metrics.requestStarted();
-    forward(
-      upstream,
-      req,
-      res,
-      {
-        method,
-        path,
-        headers,
-        requestId,
-        closeAfter: state.isDraining,
-        extraResponseHeaders: limitHeaders,
-        retryUnauthorized,
-        maxBody: config.maxBody,
-      },
-      new ForwardRecord(options, req, requestId, clientIp, methodIndex(method), route, startedAt),
-    );
+    forwarder.forward(ctx);
   };
 
   app.all('/*', handleForward);
@@ -388,15 +340,8 @@ export async function buildProxyApp(options: ProxyAppOptions): Promise<FastifyIn
       return;
     }
     const route = routes.idOf(normalizePath(upstreamPath(target) ?? '/'));
-    refuse(
-      options,
-      reply,
-      route,
-      405,
-      'method_not_allowed',
-      `Method ${request.raw.method} is not forwarded by this proxy.`,
-      METHODS_ALLOWED,
-    );
+    const message = `Method ${request.raw.method} is not forwarded by this proxy.`;
+    refuse(reply, route, 405, 'method_not_allowed', message, METHODS_ALLOWED);
   });
 
   app.setErrorHandler((error: FastifyError, request, reply) => {
@@ -404,7 +349,6 @@ export async function buildProxyApp(options: ProxyAppOptions): Promise<FastifyIn
       error.statusCode && error.statusCode >= 400 && error.statusCode < 500 ? error.statusCode : 500;
     if (status >= 500) logger.error({ reqId: request.id, err: error }, 'request failed inside the proxy');
     refuse(
-      options,
       reply,
       routes.otherId,
       status,
@@ -413,7 +357,19 @@ export async function buildProxyApp(options: ProxyAppOptions): Promise<FastifyIn
     );
   });
 
-  app.server.on('checkContinue', continueUnlessRefused(app.server, config.maxBody));
+  app.server.on('checkContinue', continueUnlessRefused(app.server, requestLimits));
+
+  // An Expect other than 100-continue: Node would answer a bare 417 and read on to the next request.
+  app.server.on('checkExpectation', (req: IncomingMessage, res: ServerResponse) => {
+    closing.add(req.socket);
+    metrics.countResponse(methodIndex(req.method ?? ''), routes.otherId, 417, 0);
+    sendApiError(res, 417, 'expectation_failed', 'Only "Expect: 100-continue" is supported.', [
+      'x-request-id',
+      requestIdFor(req),
+      'connection',
+      'close',
+    ]);
+  });
 
   // CONNECT never reaches routing: Node hands it to 'connect' listeners, or drops the socket without one.
   app.server.on('connect', (_req: IncomingMessage, socket: Socket) => {

@@ -38,11 +38,26 @@ function hostFields(rawHeaders: readonly string[]): number {
   return count;
 }
 
+export interface RequestLimits {
+  /** `--max-body`; 0: no limit. */
+  maxBody: number;
+  /** `--max-header-fields`. */
+  maxHeaderFields: number;
+}
+
 /**
  * Why a request must not be forwarded, or undefined. Every refusal closes the connection: the
  * framing (or the size) of what follows on it cannot be trusted.
  */
-export function requestRefusal(req: IncomingMessage, maxBody: number): Refusal | undefined {
+export function requestRefusal(req: IncomingMessage, limits: RequestLimits): Refusal | undefined {
+  // The server keeps every field (maxHeadersCount 0): one cut off silently could be the body's framing.
+  if (req.rawHeaders.length > 2 * limits.maxHeaderFields) {
+    return {
+      status: 431,
+      error: 'request_header_fields_too_large',
+      message: `The request has more than ${limits.maxHeaderFields} header fields.`,
+    };
+  }
   if (req.httpVersionMajor !== 1) {
     return {
       status: 505,
@@ -79,12 +94,14 @@ export function requestRefusal(req: IncomingMessage, maxBody: number): Refusal |
       };
     }
   }
-  if (hostFields(req.rawHeaders) > 1) {
+  // RFC 9112 §3.2: an HTTP/1.1 request without Host, or any with two, is answered 400.
+  const hosts = hostFields(req.rawHeaders);
+  if (hosts > 1 || (hosts === 0 && req.httpVersionMinor === 1)) {
     return { status: 400, error: 'bad_request', message: 'A request must carry exactly one Host header.' };
   }
-  if (maxBody > 0) {
+  if (limits.maxBody > 0) {
     const length = req.headers['content-length'];
-    if (length !== undefined && Number(length) > maxBody) return bodyTooLarge(maxBody);
+    if (length !== undefined && Number(length) > limits.maxBody) return bodyTooLarge(limits.maxBody);
   }
   return undefined;
 }
@@ -98,33 +115,10 @@ export function requestRefusal(req: IncomingMessage, maxBody: number): Refusal |
  */
 export function continueUnlessRefused(
   server: Server,
-  maxBody: number,
+  limits: RequestLimits,
 ): (req: IncomingMessage, res: ServerResponse) => void {
   return (req, res) => {
-    if (requestRefusal(req, maxBody) === undefined) res.writeContinue();
+    if (requestRefusal(req, limits) === undefined) res.writeContinue();
     server.emit('request', req, res);
   };
-}
-
-/** The body as undici should send it: none, the request stream, or the stream held to `maxBody`. */
-export function upstreamBody(
-  req: IncomingMessage,
-  maxBody: number,
-): IncomingMessage | AsyncIterable<Buffer> | null {
-  const length = req.headers['content-length'];
-  if (length !== undefined) return length === '0' ? null : req;
-  if (req.headers['transfer-encoding'] === undefined) return null;
-  // A declared length was checked up front (and the parser holds the client to it); a chunked body
-  // is counted as it streams.
-  return maxBody > 0 ? limited(req, maxBody) : req;
-}
-
-async function* limited(req: IncomingMessage, maxBody: number): AsyncGenerator<Buffer> {
-  let received = 0;
-  // destroyOnReturn false: stopping early must not destroy the socket before the 413 is written.
-  for await (const chunk of req.iterator({ destroyOnReturn: false }) as AsyncIterable<Buffer>) {
-    received += chunk.length;
-    if (received > maxBody) throw new BodyTooLargeError(maxBody);
-    yield chunk;
-  }
 }

@@ -6,6 +6,7 @@
  */
 import type { z } from 'zod';
 import { UsageError } from '../errors.js';
+import { maskUrl } from '../store/url.js';
 
 type Env = NodeJS.ProcessEnv;
 
@@ -87,7 +88,10 @@ export type SettingValue<S> = S extends SettingSpec<infer T> ? T : never;
 export function parseSettingValue(setting: Setting<unknown>, raw: unknown, source: string): unknown {
   const result = setting.schema.safeParse(raw);
   if (result.success) return result.data;
-  const shown = setting.secret ? '(hidden)' : JSON.stringify(raw);
+  // A URL given with credentials (`https://user:password@host`) is shown without them.
+  const shown = setting.secret
+    ? '(hidden)'
+    : JSON.stringify(typeof raw === 'string' && raw.includes('@') ? maskUrl(raw) : raw);
   const detail = setting.secret
     ? undefined
     : result.error.issues.find((issue) => issue.code === 'custom' && issue.params?.detail === true)?.message;

@@ -1,6 +1,7 @@
 /**
  * Reads the `--store` setting: which backend, and a form of the URL that is safe to print.
  */
+import { isSecretName } from '../secret-names.js';
 import { StoreConfigError } from './errors.js';
 
 export type StoreTarget =
@@ -14,8 +15,6 @@ const ALLOWED =
   'or a Redis URL such as redis://:password@host:6379/0 (rediss:// for TLS).';
 
 const MASK = '***';
-/** Query parameters that may hold a secret (libpq accepts `password` and `sslpassword`). */
-const SECRET_PARAM = /pass|secret|token/i;
 
 /** Removes credentials from a URL-ish string; unparseable input is masked generously. */
 export function maskUrl(raw: string): string {
@@ -32,7 +31,7 @@ export function maskUrl(raw: string): string {
   }
   if (url.password) url.password = MASK;
   for (const name of [...url.searchParams.keys()]) {
-    if (SECRET_PARAM.test(name)) url.searchParams.set(name, MASK);
+    if (isSecretName(name)) url.searchParams.set(name, MASK);
   }
   return url.toString();
 }

@@ -2,9 +2,10 @@ import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { loadConfig, maskUrl, redactConfig } from '../../src/config.js';
+import { loadConfig, redactConfig } from '../../src/config.js';
 import { configReferenceMarkdown, withConfigReference } from '../../src/config-reference.js';
 import { UsageError } from '../../src/errors.js';
+import { maskUrl } from '../../src/store/url.js';
 
 function tempFile(name: string, content: string): string {
   const dir = mkdtempSync(join(tmpdir(), 'meli-config-'));

@@ -44,7 +44,8 @@ describe('upstream responses', () => {
 
   beforeAll(async () => {
     origin = await startOrigin();
-    proxy = await startTestProxy({ upstream: origin.url, upstreamTimeout: 200 });
+    // bodyBuffer 0: every body streams, which is what the upload cases here are about.
+    proxy = await startTestProxy({ upstream: origin.url, upstreamTimeout: 200, bodyBuffer: 0 });
   });
   afterAll(async () => {
     await proxy?.close();
