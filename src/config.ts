@@ -188,6 +188,14 @@ export const SETTINGS = declareSettings({
     description: 'Least severe level written to the JSON log.',
     allowed: LOG_LEVELS.join(', '),
   }),
+  logFormat: setting({
+    schema: oneOf(['auto', 'json', 'pretty']),
+    default: 'auto',
+    arg: '<auto|json|pretty>',
+    description:
+      'How log lines are written: JSON lines (pino), or pretty lines and a start-up summary for a person; auto is pretty on a terminal and JSON otherwise.',
+    allowed: 'auto, json or pretty',
+  }),
   accessLog: setting({
     schema: onOff,
     default: true,

@@ -1,5 +1,6 @@
 import { type DestinationStream, type Logger, pino } from 'pino';
 import type { LogLevel } from './config.js';
+import { prettyDestination } from './log-pretty.js';
 import { isSecretName } from './secret-names.js';
 
 /**
@@ -20,6 +21,19 @@ const REDACTED_PATHS = [
   'refresh_token',
   'password',
 ];
+
+/** Whether a log format setting means human lines on this output (`auto`: when it is a terminal). */
+export function isPrettyLog(
+  format: 'auto' | 'json' | 'pretty',
+  out: { isTTY?: boolean } = process.stdout,
+): boolean {
+  return format === 'pretty' || (format === 'auto' && out.isTTY === true);
+}
+
+/** Standard output as the log's destination, in the chosen format. */
+export function logDestination(format: 'auto' | 'json' | 'pretty'): DestinationStream | undefined {
+  return isPrettyLog(format) ? prettyDestination(process.stdout) : undefined;
+}
 
 export function createLogger(level: LogLevel, destination?: DestinationStream): Logger {
   return pino(

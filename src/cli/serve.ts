@@ -4,7 +4,7 @@ import closeWithGrace from 'close-with-grace';
 import type { Command } from 'commander';
 import type { ProxyTokenAuth } from '../auth/proxy-auth.js';
 import { loadConfig, SETTING_KEYS, SETTINGS, type SettingKey } from '../config.js';
-import { createLogger, flushLogger } from '../logger.js';
+import { createLogger, flushLogger, isPrettyLog, logDestination } from '../logger.js';
 import { assertAdminExposureAllowed } from '../server/admin-auth.js';
 import { clusterWorkerIndex } from '../server/cluster-worker.js';
 import type { startServer } from '../server/index.js';
@@ -41,8 +41,8 @@ export function registerServe(program: Command, io: CliIO): void {
     // `--workers N`: this process is either the cluster's primary (it forks the workers, which run
     // this same command) or one of the workers; see server/cluster.ts.
     const worker = clusterWorkerIndex(io.env);
-    const logger =
-      worker === undefined ? createLogger(config.logLevel) : createLogger(config.logLevel).child({ worker });
+    const root = createLogger(config.logLevel, logDestination(config.logFormat));
+    const logger = worker === undefined ? root : root.child({ worker });
     // Each role loads only what it runs: a cluster primary serves no request, so the server, its
     // framework and the OAuth client stay out of its memory.
     if (config.workers > 1 && cluster.isPrimary) {
@@ -88,6 +88,18 @@ export function registerServe(program: Command, io: CliIO): void {
       throw error;
     }
     tokenAuth?.manager.registerMetrics(server.metrics.registry);
+    if (isPrettyLog(config.logFormat) && (worker === undefined || worker === 1)) {
+      const { startupSummary } = await import('../server/startup-summary.js');
+      io.stdout.write(
+        startupSummary(config, {
+          proxyUrl: server.proxyUrl,
+          adminUrl: server.adminUrl,
+          store: store.displayUrl,
+          rules: server.rateLimit.rules.length,
+          version: VERSION,
+        }),
+      );
+    }
     if (worker !== undefined) await joinCluster(server);
     // Exits the process when done: 0 after a signal, 1 after an uncaught error.
     const grace = closeWithGrace(

@@ -2,6 +2,7 @@
  * Starts and stops the whole server: proxy port, admin port, upstream pool, and the shutdown
  * sequence (drain, finish in-flight requests within the grace period, flush, close).
  */
+
 import type { AddressInfo } from 'node:net';
 import type { FastifyInstance, FastifyPluginAsync } from 'fastify';
 import type { Config } from '../config.js';
@@ -24,6 +25,7 @@ import { StatsRecorder } from './stats/recorder.js';
 import { compileTrust } from './trusted-proxies.js';
 import { createUpstreamPool } from './upstream.js';
 import type { UpstreamAuth } from './upstream-auth.js';
+import { warnIfUpstreamUnreachable } from './upstream-check.js';
 
 export interface ServerDeps {
   logger: Logger;
@@ -148,6 +150,7 @@ export async function startServer(config: Config, deps: ServerDeps): Promise<Run
     'proxy listening',
   );
   logger.info({ url: adminUrl, authenticated: Boolean(config.adminToken) }, 'admin listening');
+  if (deps.warnAboutSetup !== false) warnIfUpstreamUnreachable(config.upstream, logger);
   if (!config.adminToken && deps.warnAboutSetup !== false) {
     logger.warn('no admin token set: the admin API is open to anyone on this machine (loopback only)');
   }
