@@ -56,7 +56,7 @@ function serveUntil(args: string[], until: RegExp): Promise<{ text: string; stop
 describe('serve start-up output', () => {
   it('--log-format pretty prints a summary a person reads, and log lines that are not JSON', async () => {
     const { text, stop } = await serveUntil(
-      [...serveArgs(env.origin.url, env.dataDir), '--log-format', 'pretty'],
+      [...serveArgs(env.origin.url, env.dir), '--log-format', 'pretty'],
       /Ctrl-C stops it/,
     );
     stop();
@@ -70,7 +70,7 @@ describe('serve start-up output', () => {
   });
 
   it('writes JSON lines and no summary when output is not a terminal', async () => {
-    const proxy = await spawnCli(serveArgs(env.origin.url, env.dataDir));
+    const proxy = await spawnCli(serveArgs(env.origin.url, env.dir));
     await proxy.stop('SIGTERM');
     expect(proxy.stdout).not.toContain('is ready');
     expect(proxy.logRecords().some((record) => record.msg === 'proxy listening')).toBe(true);
