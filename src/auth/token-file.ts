@@ -2,10 +2,11 @@
  * Where `auth login` keeps the token without a database: one keyv document file,
  * `<dir>/tokens.json`, private to its owner (file 0600, directory 0700).
  *
- * Unlike the embedded store's documents.json, which one process holds open, this file is opened
- * for every operation: `auth login` in one process and `serve` in another both see the other's
- * writes (the proxy reads it about once a second, and it is tiny). Writes are atomic (temp file,
- * fsync, rename) through the embedded store's adapter; concurrent writers: the last one wins.
+ * Unlike the embedded store's documents.json, which one process owns, this file is shared by
+ * processes (`auth login` in one, `serve` in another): each operation first reads the file again
+ * if another process replaced it since (a stat when it did not), and each write reaches the file
+ * before the operation resolves. Writes are atomic (temp file, fsync, rename) through the
+ * embedded store's adapter; concurrent writers: the last one wins.
  */
 
 import { mkdir } from 'node:fs/promises';
@@ -51,16 +52,23 @@ export class TokenFileDocuments implements DocumentStore {
     return this.use(false, (documents) => documents.list<T>(prefix));
   }
 
+  private adapter: Promise<JsonFileKeyvAdapter> | undefined;
+
   private async use<R>(writes: boolean, work: (documents: DocumentStore) => Promise<R>): Promise<R> {
     // recursive mkdir applies the mode to every directory it creates; an existing one is left alone.
     if (writes) await mkdir(this.dir, { recursive: true, mode: 0o700 });
-    // flushDelayMs 0: close() below writes at once; the adapter creates the file 0600.
-    const adapter = await JsonFileKeyvAdapter.open({ file: this.file, flushDelayMs: 0 });
-    try {
-      const keyv = new Keyv(adapter, { namespace: DOCUMENT_NAMESPACE, throwOnErrors: true });
-      return await work(new KeyvDocumentStore(keyv, (prefix) => adapter.scan(prefix)));
-    } finally {
-      await adapter.close();
-    }
+    // The adapter creates the file 0600.
+    this.adapter ??= JsonFileKeyvAdapter.open({ file: this.file, flushDelayMs: 0 }).catch(
+      (error: unknown) => {
+        this.adapter = undefined;
+        throw error;
+      },
+    );
+    const adapter = await this.adapter;
+    await adapter.refresh();
+    const keyv = new Keyv(adapter, { namespace: DOCUMENT_NAMESPACE, throwOnErrors: true });
+    const result = await work(new KeyvDocumentStore(keyv, (prefix) => adapter.scan(prefix)));
+    if (writes) await adapter.flush();
+    return result;
   }
 }

@@ -47,6 +47,8 @@ export interface StatsTotals {
 export interface StatsResponse {
   from: string;
   to: string;
+  /** The whole minutes the counts cover, when they differ from from/to (statistics are per minute). */
+  counted?: { from: string; to: string };
   groupBy: GroupBy;
   rows: StatsRow[];
   totals: StatsTotals;

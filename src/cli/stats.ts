@@ -136,6 +136,13 @@ export function formatStats(stats: StatsResponse): string[] {
     '',
     `Total requests: ${formatCount(totals.requests)} · rate limited (429): ${formatCount(totals.rateLimited)} · errors (5xx): ${formatCount(totals.errors)}`,
   );
+  if (stats.counted) {
+    const countedFrom = new Date(stats.counted.from);
+    const countedTo = new Date(stats.counted.to);
+    lines.push(
+      `Counted: ${formatUtc(countedFrom)} → ${formatUtc(countedTo)} (${formatSpan(countedTo.getTime() - countedFrom.getTime())}): statistics are kept per whole minute.`,
+    );
+  }
   return lines;
 }
 

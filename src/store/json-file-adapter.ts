@@ -6,7 +6,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
-import { open, readFile, rename, rm } from 'node:fs/promises';
+import { open, readFile, rename, rm, stat } from 'node:fs/promises';
 import type { KeyvStoreAdapter, StoredData } from 'keyv';
 import { z } from 'zod';
 import { StoreConfigError } from './errors.js';
@@ -47,6 +47,8 @@ export class JsonFileKeyvAdapter extends EventEmitter implements KeyvStoreAdapte
   private writing: Promise<void> | undefined;
   private dirty = false;
   private closed = false;
+  /** Identity of the file content last read or written (inode, size, mtime); '' when absent. */
+  private stamp = '';
 
   private constructor(opts: JsonFileAdapterOptions) {
     super();
@@ -117,6 +119,19 @@ export class JsonFileKeyvAdapter extends EventEmitter implements KeyvStoreAdapte
     return out;
   }
 
+  /**
+   * Reads the file again if another process replaced it since this adapter last read or wrote it
+   * (for a file several processes share). Pending changes are written first, so none are lost.
+   */
+  async refresh(): Promise<void> {
+    const file = this.file;
+    if (!file || this.closed) return;
+    await this.flush();
+    if ((await stampOf(file)) === this.stamp) return;
+    this.entries.clear();
+    await this.load(file);
+  }
+
   /** Writes pending changes now; rejects if the write fails. */
   async flush(): Promise<void> {
     while (this.writing) await this.writing.catch(() => undefined);
@@ -181,6 +196,9 @@ export class JsonFileKeyvAdapter extends EventEmitter implements KeyvStoreAdapte
     this.dirty = false;
     const snapshot = this.snapshot();
     const run = writeAtomically(file, snapshot)
+      .then(async () => {
+        this.stamp = await stampOf(file);
+      })
       .catch((error: unknown) => {
         this.dirty = true;
         throw error;
@@ -204,11 +222,15 @@ export class JsonFileKeyvAdapter extends EventEmitter implements KeyvStoreAdapte
 
   private async load(file: string): Promise<void> {
     let text: string;
+    // Stamped before reading: a write landing in between makes the next refresh read again.
+    let stamp: string;
     try {
+      stamp = await stampOf(file);
       text = await readFile(file, 'utf8');
     } catch (error) {
-      if (isErrno(error, 'ENOENT')) return;
-      throw error;
+      if (!isErrno(error, 'ENOENT')) throw error;
+      this.stamp = '';
+      return;
     }
     let parsed: z.infer<typeof FileFormat>;
     try {
@@ -225,6 +247,8 @@ export class JsonFileKeyvAdapter extends EventEmitter implements KeyvStoreAdapte
       if (entry.expires !== undefined && entry.expires < now) continue;
       this.entries.set(key, entry.expires === undefined ? { value: entry.value } : { ...entry });
     }
+    // Only once the content is in: a file that failed to load is read again next time.
+    this.stamp = stamp;
   }
 }
 
@@ -242,6 +266,16 @@ async function writeAtomically(file: string, content: string): Promise<void> {
     await rename(temp, file);
   } catch (error) {
     await rm(temp, { force: true });
+    throw error;
+  }
+}
+
+async function stampOf(file: string): Promise<string> {
+  try {
+    const info = await stat(file, { bigint: true });
+    return `${info.ino}:${info.size}:${info.mtimeNs}`;
+  } catch (error) {
+    if (isErrno(error, 'ENOENT')) return '';
     throw error;
   }
 }

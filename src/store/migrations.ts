@@ -19,7 +19,7 @@ export const MIGRATIONS: readonly Migration[] = [
   {
     id: 1,
     name: 'documents',
-    // keyv's layout (its @keyv/postgres adapter reads and writes these two columns), with `text`
+    // keyv's key/value layout (as @keyv/postgres has it), with `text`
     // keys instead of its varchar(255). TTLs live inside the serialized value, as keyv does.
     sql: `CREATE TABLE meli_proxy_documents (
       key text PRIMARY KEY,

@@ -1,5 +1,5 @@
 /**
- * The PostgreSQL store: documents (keyv + @keyv/postgres), counters (plain SQL) and checks over
+ * The PostgreSQL store: documents (keyv over the store's pool), counters (plain SQL) and checks over
  * one bounded pool. Opening refuses a database whose schema is behind, unless asked to migrate.
  */
 import Keyv from 'keyv';
@@ -9,7 +9,7 @@ import { errorMessage, StoreNotMigratedError, StoreUnavailableError } from './er
 import { type StoreLogger, silentLogger } from './logger.js';
 import { migrate, pendingMigrations } from './migrations.js';
 import { type CounterTuning, DEFAULT_COUNTER_TUNING, PostgresCounterBackend } from './pg-counters.js';
-import { createKeyvPostgresAdapter, currentSchema, scanDocuments } from './pg-documents.js';
+import { currentSchema, PostgresKeyvAdapter } from './pg-documents.js';
 import { createPool, DEFAULT_POOL_TUNING, type PoolTuning } from './pg-pool.js';
 import { PostgresStatsStore } from './pg-stats.js';
 import { withTimeout } from './timeout.js';
@@ -52,11 +52,9 @@ export async function openPostgresStore(opts: PostgresStoreOptions): Promise<Pos
     throw error;
   }
 
-  const keyv = new Keyv(createKeyvPostgresAdapter(pool, schema), {
-    namespace: DOCUMENT_NAMESPACE,
-    throwOnErrors: true,
-  });
-  const documents = new KeyvDocumentStore(keyv, scanDocuments(pool, schema));
+  const adapter = new PostgresKeyvAdapter(pool, schema);
+  const keyv = new Keyv(adapter, { namespace: DOCUMENT_NAMESPACE, throwOnErrors: true });
+  const documents = new KeyvDocumentStore(keyv, adapter.scan);
   const counters = new PostgresCounterBackend(pool, tuning, logger);
   const stats = new PostgresStatsStore(pool, tuning.queryTimeoutMs);
   let closing: Promise<void> | undefined;

@@ -42,7 +42,7 @@ function newClient(
   return createClient({
     url,
     name: 'meli-proxy',
-    RESP: 2, // the default, made explicit: @keyv/redis types its client as RESP 2
+    RESP: 2, // the default, made explicit: replies are typed for RESP 2
     scripts: { syncCounters: SYNC_COUNTERS_SCRIPT, addStatsBatch: ADD_STATS_BATCH_SCRIPT },
     // Refuse commands while disconnected: callers get an error at once and retry on their own
     // schedule, rather than a queue that grows during an outage and floods the server after it.

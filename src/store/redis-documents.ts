@@ -1,17 +1,15 @@
 /**
- * Documents in Redis through @keyv/redis, on the store's connection. Each document is one string
- * key, `meli-proxy:doc:<key>`, holding keyv's serialized value; a TTL is also set on the key
- * (SET … PX), so Redis drops expired documents by itself.
- *
- * @keyv/redis 5 connects a client that is not open on every call (which would reopen a closed
- * store, and attach its listeners again each time) and disconnects it when keyv does, so we
- * subclass it and hand it the store's current client instead. Listing uses SCAN MATCH with a
- * bounded page size, not keyv's iterator, which walks the whole namespace and ends silently on errors.
+ * Documents in Redis: a keyv storage adapter over the store's connection (redis-client.ts), so
+ * every command is bounded by its timeout and goes to whichever client is current after a
+ * reconnection. keyv keeps what it does well — serialization, the namespace prefix, TTLs inside
+ * the stored value — and each document is one string key, `meli-proxy:doc:<key>`, with a TTL
+ * also set on the key (SET … PX) so that Redis drops expired documents by itself. Listing uses
+ * SCAN MATCH with a bounded page size (`scanDocuments`), never a walk of the whole keyspace.
  */
-import KeyvRedis from '@keyv/redis';
+import { EventEmitter } from 'node:events';
+import type { KeyvStoreAdapter, StoredData } from 'keyv';
 import type { ScanRaw } from './documents.js';
 import type { RedisConnection } from './redis-client.js';
-import type { DocumentStore } from './types.js';
 
 /** keyv namespace of the Redis documents: stored keys are `meli-proxy:doc:<key>`. */
 export const REDIS_DOCUMENT_NAMESPACE = 'meli-proxy:doc';
@@ -19,25 +17,62 @@ export const REDIS_DOCUMENT_NAMESPACE = 'meli-proxy:doc';
 /** Keys per SCAN page (a hint to the server) and hence per MGET. */
 const SCAN_COUNT = 500;
 
-export function createKeyvRedisAdapter(connection: RedisConnection): KeyvRedis<string> {
-  class ConnectionKeyvRedis extends KeyvRedis<string> {
-    override async getClient() {
-      return connection.client();
-    }
+export class RedisKeyvAdapter extends EventEmitter implements KeyvStoreAdapter {
+  /** keyv reads `opts` (dialect, url) to decide on iterators; listing goes through `scan` instead. */
+  readonly opts: Record<string, unknown> = { dialect: 'redis' };
+  namespace?: string;
+  readonly scan: ScanRaw;
 
-    override async disconnect(): Promise<void> {
-      // The connection belongs to the store, which closes it.
-    }
+  constructor(private readonly connection: RedisConnection) {
+    super();
+    this.scan = scanDocuments(connection);
   }
 
-  return new ConnectionKeyvRedis(connection.client(), {
-    namespace: REDIS_DOCUMENT_NAMESPACE,
-    // keyv's own `namespace:key` form, which KeyvDocumentStore.list expects; keyv itself is told
-    // not to prefix (useKeyPrefix: false), so the adapter's prefix is the only one.
-    keyPrefixSeparator: ':',
-    throwOnErrors: true,
-    throwOnConnectError: true,
-  });
+  // keyv types adapter reads as StoredData<Value>, but adapters hold and return the serialized
+  // string, which keyv deserializes itself: hence the casts.
+  async get<Value>(key: string): Promise<StoredData<Value> | undefined> {
+    const value = await this.connection.bound((client) => client.get(key));
+    return (value ?? undefined) as StoredData<Value> | undefined;
+  }
+
+  async getMany<Value>(keys: string[]): Promise<Array<StoredData<Value | undefined>>> {
+    if (keys.length === 0) return [];
+    const values = await this.connection.bound((client) => client.mGet(keys));
+    return values.map((value) => (value ?? undefined) as StoredData<Value | undefined>);
+  }
+
+  async has(key: string): Promise<boolean> {
+    return (await this.connection.bound((client) => client.exists(key))) === 1;
+  }
+
+  async set(key: string, value: unknown, ttl?: number): Promise<boolean> {
+    if (typeof value !== 'string')
+      throw new TypeError('the document adapter stores serialized (string) values only');
+    await this.connection.bound((client) =>
+      typeof ttl === 'number' && ttl > 0
+        ? client.set(key, value, { expiration: { type: 'PX', value: Math.ceil(ttl) } })
+        : client.set(key, value),
+    );
+    return true;
+  }
+
+  async delete(key: string): Promise<boolean> {
+    return (await this.connection.bound((client) => client.del(key))) > 0;
+  }
+
+  async deleteMany(keys: string[]): Promise<boolean> {
+    if (keys.length === 0) return false;
+    return (await this.connection.bound((client) => client.del(keys))) > 0;
+  }
+
+  async clear(): Promise<void> {
+    const rows = await this.scan(this.namespace ? `${this.namespace}:` : '');
+    if (rows.length > 0) await this.deleteMany(rows.map(([key]) => key));
+  }
+
+  async disconnect(): Promise<void> {
+    // The connection belongs to the store, which closes it.
+  }
 }
 
 /** Stored keys starting with `storedPrefix` and their raw values, for DocumentStore.list. */
@@ -71,28 +106,4 @@ export function scanDocuments(connection: RedisConnection): ScanRaw {
 /** A pattern that matches `text` literally (SCAN MATCH is a glob: * ? [ ] \ are special). */
 export function escapeGlob(text: string): string {
   return text.replace(/[*?[\]\\]/g, '\\$&');
-}
-
-/** get/set/delete bounded by the connection's command timeout (list is bounded per page). */
-export class BoundedDocumentStore implements DocumentStore {
-  constructor(
-    private readonly inner: DocumentStore,
-    private readonly connection: RedisConnection,
-  ) {}
-
-  get<T>(key: string): Promise<T | undefined> {
-    return this.connection.bound(() => this.inner.get<T>(key));
-  }
-
-  set<T>(key: string, value: T, ttlMs?: number): Promise<void> {
-    return this.connection.bound(() => this.inner.set(key, value, ttlMs));
-  }
-
-  delete(key: string): Promise<boolean> {
-    return this.connection.bound(() => this.inner.delete(key));
-  }
-
-  list<T>(prefix: string): Promise<Array<[string, T]>> {
-    return this.inner.list<T>(prefix);
-  }
 }

@@ -1,5 +1,5 @@
 /**
- * The Redis store: documents (keyv + @keyv/redis), counters (one Lua script per sync) and checks
+ * The Redis store: documents (keyv over the store's connection), counters (one Lua script per sync) and checks
  * over one connection (see redis-client.ts for timeouts and reconnection). Redis has no schema:
  * there is nothing to migrate, and opening only needs the server to answer.
  */
@@ -18,12 +18,7 @@ import {
   RedisCounterBackend,
   type RedisCounterTuning,
 } from './redis-counters.js';
-import {
-  BoundedDocumentStore,
-  createKeyvRedisAdapter,
-  REDIS_DOCUMENT_NAMESPACE,
-  scanDocuments,
-} from './redis-documents.js';
+import { REDIS_DOCUMENT_NAMESPACE, RedisKeyvAdapter } from './redis-documents.js';
 import { GuardedDocuments, warnWithoutPersistence } from './redis-durability.js';
 import { RedisStatsStore } from './redis-stats.js';
 import type { Store } from './types.js';
@@ -59,16 +54,9 @@ export async function openRedisStore(opts: RedisStoreOptions): Promise<RedisStor
   const connection = new RedisConnection(opts.url, opts.displayUrl, tuning, logger);
   const counters = new RedisCounterBackend(connection, tuning);
   const stats = new RedisStatsStore(connection);
-  const keyv = new Keyv<unknown>(createKeyvRedisAdapter(connection), {
-    namespace: REDIS_DOCUMENT_NAMESPACE,
-    useKeyPrefix: false,
-    throwOnErrors: true,
-  });
-  const documents = new GuardedDocuments(
-    new BoundedDocumentStore(new KeyvDocumentStore(keyv, scanDocuments(connection)), connection),
-    connection,
-    logger,
-  );
+  const adapter = new RedisKeyvAdapter(connection);
+  const keyv = new Keyv<unknown>(adapter, { namespace: REDIS_DOCUMENT_NAMESPACE, throwOnErrors: true });
+  const documents = new GuardedDocuments(new KeyvDocumentStore(keyv, adapter.scan), connection, logger);
   try {
     await connection.open();
     await documents.open();

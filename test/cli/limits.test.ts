@@ -9,7 +9,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { hashToken } from '../../src/limits/index.js';
 import { listStoredRules } from '../../src/limits/rule-store.js';
-import { openStore } from '../../src/store/index.js';
+import { MIGRATIONS, openStore } from '../../src/store/index.js';
 import {
   ADMIN_TOKEN,
   admin,
@@ -590,7 +590,7 @@ describe('limits --store postgres', () => {
   it('refuses an unmigrated database with exit 2 and the migrate hint, without the password', async () => {
     const result = await cli(['limits', 'list', '--store', db.url], {});
     expectExit(result, 2);
-    expect(result.stderr).toContain('needs 6 migration(s)');
+    expect(result.stderr).toContain(`needs ${MIGRATIONS.length} migration(s)`);
     expect(result.stderr).toContain('Run "meli-proxy migrate --store postgres://postgres:***@');
     expect(result.stderr).not.toContain(password);
   });

@@ -8,6 +8,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { createClient } from 'redis';
 import { Pool } from 'undici';
 import { describe, expect, it } from 'vitest';
 import { openStore } from '../../src/store/index.js';
@@ -17,6 +18,13 @@ import { createDatabase, type PostgresServer, startPostgres } from '../support/p
 import { type CliProcess, spawnCli, startTestProxy, useOriginAndDataDir } from '../support/proxy.js';
 import { type RedisServer, skipWithoutRedis, startRedis } from '../support/redis.js';
 import { sleep } from './helpers.js';
+
+/** The rule ids GET /admin/limits reports. */
+async function adminRuleIds(cli: CliProcess): Promise<string[]> {
+  const response = await httpRequest(cli.adminUrl, '/admin/limits');
+  const body = JSON.parse(response.body.toString()) as { rules: Array<{ id: string }> };
+  return body.rules.map((rule) => rule.id);
+}
 
 /** Steady keep-alive load: `concurrency` loops, each one request at a time with a short pause. */
 class Load {
@@ -198,6 +206,8 @@ describe('store outages under load', () => {
     down: () => Promise<void>,
     up: () => Promise<void>,
     downAtMs: number,
+    /** A stalled store fails a flush only when its query timeout (5 s) runs out. */
+    flushFailsWithinMs = 8000,
   ): Promise<Load> {
     const load = new Load(cli.url, 8, TARGETS, 10);
     try {
@@ -213,7 +223,7 @@ describe('store outages under load', () => {
           cli
             .logRecords()
             .some((line) => line.msg === 'cannot write statistics to the store; keeping them to retry'),
-        8000,
+        flushFailsWithinMs,
         'a statistics flush to fail',
       );
       await up();
@@ -251,6 +261,136 @@ describe('store outages under load', () => {
       await server?.stop();
     }
   }, 90_000);
+
+  it('stores exactly what it served through a PostgreSQL stall (SIGSTOP, then SIGCONT)', async () => {
+    let server: PostgresServer | undefined;
+    try {
+      server = await startPostgres();
+      const db = await createDatabase(server.url);
+      const started = Date.now();
+      const cli = await serve(db.url);
+      const pg = server;
+      // Writes sent during the stall time out in the proxy but are applied when the server wakes:
+      // their retries must not count the same requests again.
+      const load = await throughOutage(
+        cli,
+        () => pg.pauseServer(),
+        () => pg.resumeServer(),
+        1000,
+        20_000,
+      );
+      expect(load.errors).toEqual([]);
+      expect([...load.statuses.keys()]).toEqual([200]);
+      expect(await storedTotal(db.url, started)).toBe(load.answered);
+    } finally {
+      await server?.resumeServer().catch(() => undefined);
+      await server?.stop();
+    }
+  }, 120_000);
+
+  it('stores exactly what it served through a PostgreSQL crash (SIGKILL of the postmaster and backends)', async () => {
+    let server: PostgresServer | undefined;
+    try {
+      // Commits reach the WAL before they are acknowledged, as in production.
+      server = await startPostgres({ settings: { synchronous_commit: 'on' } });
+      const db = await createDatabase(server.url);
+      const started = Date.now();
+      const cli = await serve(db.url);
+      const pg = server;
+      const load = await throughOutage(
+        cli,
+        () => pg.crashServer(),
+        () => pg.startServer(),
+        6000,
+      );
+      expect(load.errors).toEqual([]);
+      expect([...load.statuses.keys()]).toEqual([200]);
+      expect(await storedTotal(db.url, started)).toBe(load.answered);
+    } finally {
+      await server?.stop();
+    }
+  }, 120_000);
+
+  it.skipIf(skipWithoutRedis())(
+    'stores exactly what it served through a Redis stall (SIGSTOP, then SIGCONT)',
+    async () => {
+      let redis: RedisServer | undefined;
+      try {
+        redis = await startRedis();
+        const server = redis;
+        const started = Date.now();
+        const cli = await serve(server.url);
+        const load = await throughOutage(
+          cli,
+          async () => server.pause(),
+          async () => server.resume(),
+          6000,
+          20_000,
+        );
+        expect(load.errors).toEqual([]);
+        expect([...load.statuses.keys()]).toEqual([200]);
+        expect(await storedTotal(server.url, started)).toBe(load.answered);
+      } finally {
+        try {
+          redis?.resume();
+        } catch {
+          // not running
+        }
+        await redis?.dispose();
+      }
+    },
+    120_000,
+  );
+
+  it.skipIf(skipWithoutRedis())(
+    'keeps the rules of a Redis restarted without persistence: the proxy writes them back',
+    async () => {
+      let redis: RedisServer | undefined;
+      try {
+        redis = await startRedis();
+        const server = redis;
+        const cli = await serve(server.url);
+        const put = await httpRequest(cli.adminUrl, '/admin/limits/ip-152', {
+          method: 'PUT',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify({ match: { ip: '152.152.152.152' }, limit: '300/m' }),
+        });
+        expect(put.status, put.body.toString()).toBe(200);
+        await waitUntil(async () => (await adminRuleIds(cli)).includes('ip-152'), 15_000, 'the rule to load');
+
+        await server.stop();
+        await server.start();
+        // Every view of the rules while Redis comes back, until it holds the rule again.
+        const seen: string[][] = [];
+        const admin = createClient({ url: server.url });
+        await admin.connect();
+        try {
+          await waitUntil(
+            async () => {
+              seen.push(await adminRuleIds(cli));
+              return (await admin.exists('meli-proxy:doc:limits/ip-152')) === 1;
+            },
+            20_000,
+            'the proxy to write the rule back to Redis',
+          );
+        } finally {
+          await admin.close();
+        }
+        for (const ids of seen) expect(ids).toContain('ip-152');
+        expect(await adminRuleIds(cli)).toContain('ip-152');
+        expect(cli.logRecords().some((line) => String(line.msg).startsWith('Redis lost documents'))).toBe(
+          true,
+        );
+        expect(cli.logRecords().some((line) => String(line.msg).startsWith('Redis runs without AOF'))).toBe(
+          true,
+        );
+        expect(await cli.stop('SIGTERM', 20_000)).toBe(0);
+      } finally {
+        await redis?.dispose();
+      }
+    },
+    120_000,
+  );
 
   it.skipIf(skipWithoutRedis())(
     'keeps serving through a Redis kill and restart, and stores exactly what it served',

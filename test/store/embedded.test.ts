@@ -11,6 +11,7 @@ import {
   StoreConfigError,
   type StoreLogger,
 } from '../../src/store/index.js';
+import { JsonFileKeyvAdapter } from '../../src/store/json-file-adapter.js';
 import { MemoryCounterBackend } from '../../src/store/memory-counters.js';
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -111,6 +112,44 @@ describe('embedded store file', () => {
     await store.close();
     await expect(stat(dataDir)).rejects.toThrow();
     expect(store.displayUrl).toBe('memory');
+  });
+});
+
+describe('a document file shared by processes', () => {
+  it('is read again when another writer replaced it, and only then', async () => {
+    const root = await mkdtemp(path.join(tmpdir(), 'meli-shared-file-'));
+    const file = path.join(root, 'tokens.json');
+    const mine = await JsonFileKeyvAdapter.open({ file, flushDelayMs: 0 });
+    const theirs = await JsonFileKeyvAdapter.open({ file, flushDelayMs: 0 });
+    try {
+      await mine.set('k:a', '"mine"');
+      await mine.flush();
+      await theirs.refresh();
+      expect(await theirs.get('k:a')).toBe('"mine"');
+
+      await theirs.set('k:a', '"theirs"');
+      await theirs.flush();
+      expect(await mine.get('k:a')).toBe('"mine"');
+      await mine.refresh();
+      expect(await mine.get('k:a')).toBe('"theirs"');
+
+      // A file nobody else touched is not read again: an entry only in memory stays.
+      await mine.refresh();
+      await writeFile(`${file}.unrelated`, 'x');
+      expect(await mine.get('k:a')).toBe('"theirs"');
+
+      // A damaged file is refused, and read again (not skipped) once it is repaired.
+      await writeFile(file, 'not json');
+      await expect(mine.refresh()).rejects.toBeInstanceOf(StoreConfigError);
+      await theirs.set('k:b', '"repaired"');
+      await theirs.flush();
+      await mine.refresh();
+      expect(await mine.get('k:b')).toBe('"repaired"');
+    } finally {
+      await mine.close();
+      await theirs.close();
+      await rm(root, { recursive: true, force: true });
+    }
   });
 });
 

@@ -10,6 +10,7 @@
  * in the next one.
  */
 import { randomUUID } from 'node:crypto';
+import { canonicalIp, parseIpInto } from '../../limits/ip.js';
 import type { Logger } from '../../logger.js';
 import { groupRows, mergeRows } from '../../store/stats-rows.js';
 import type { StatDimension, StatRow, StatsStore } from '../../store/types.js';
@@ -33,6 +34,12 @@ export interface StatsRecorderOptions {
 export interface StatsReport {
   from: string;
   to: string;
+  /**
+   * Statistics are kept per minute: the minutes counted for [from, to), when that range is not
+   * whole minutes. The start goes back to the start of its minute; an end in a past minute goes on
+   * to the end of that minute (an end in the current minute stays: nothing later is stored).
+   */
+  counted?: { from: string; to: string };
   groupBy: Exclude<StatDimension, 'total'>;
   rows: Array<{ key: string; requests: number; bytes: number; latencyMsAvg: number }>;
   totals: { requests: number; bytes: number; latencyMsAvg: number; rateLimited: number; errors: number };
@@ -55,6 +62,17 @@ export interface StatsPeers {
   flushAll(): Promise<void>;
 }
 
+const MINUTE_MS = 60_000;
+
+/** The range of whole minutes a query for [from, to) counts (see StatsReport.counted). */
+export function countedRange(from: number, to: number, now: number): { from: number; to: number } {
+  const start = from - (from % MINUTE_MS);
+  if (to % MINUTE_MS === 0) return { from: start, to };
+  const endOfMinute = to - (to % MINUTE_MS) + MINUTE_MS;
+  // In the current minute, what is stored stops at now: `to` itself, give or take the query's time.
+  return { from: start, to: endOfMinute > now ? to : endOfMinute };
+}
+
 function average(sum: number, count: number): number {
   return count > 0 ? Math.round((sum / count) * 100) / 100 : 0;
 }
@@ -72,6 +90,7 @@ export class StatsRecorder {
   private failing = false;
   private dropped = 0;
   private readonly clock: () => number;
+  private readonly ipWords = new Uint32Array(4);
   private readonly flushIntervalMs: number;
   private readonly retentionMs: number;
   private readonly maxPendingRows: number;
@@ -87,8 +106,10 @@ export class StatsRecorder {
   }
 
   /** One answered request (forwarded, rejected or refused). */
-  record(routeId: number, status: number, bytes: number, latencyMs: number, ip: string): void {
+  record(routeId: number, status: number, bytes: number, latencyMs: number, rawIp: string): void {
     const now = this.clock();
+    // One client, one row: `::ffff:1.2.3.4` is `1.2.3.4`, IPv6 in its RFC 5952 form, as the limiter counts.
+    const ip = canonicalIp(rawIp, parseIpInto(rawIp, this.ipWords), this.ipWords);
     this.live.record(now, routeId, status, latencyMs, ip);
     this.minutes.record(now, routeId, status, bytes, latencyMs, ip);
   }
@@ -177,9 +198,13 @@ export class StatsRecorder {
     const total = withPending(totals, 'total', 1)[0];
     const statusRows = withPending(statuses, 'status', wide);
     const statusCount = (name: string) => statusRows.find((row) => row.value === name)?.requests ?? 0;
+    const counted = countedRange(from, to, this.clock());
     return {
       from: new Date(from).toISOString(),
       to: new Date(to).toISOString(),
+      ...(counted.from !== from || counted.to !== to
+        ? { counted: { from: new Date(counted.from).toISOString(), to: new Date(counted.to).toISOString() } }
+        : {}),
       groupBy,
       rows: grouped.map((row) => ({
         key: row.value,
