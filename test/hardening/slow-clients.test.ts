@@ -275,6 +275,36 @@ describe('an exhausted upstream pool', () => {
     }
   });
 
+  it('does not count a wait for a pooled connection against a streaming body as a stall', async () => {
+    const proxy = await startTestProxy({
+      upstream: origin.url,
+      upstreamConnections: 1,
+      upstreamWaitTimeout: 60_000,
+      clientStallTimeout: 200,
+    });
+    try {
+      const holding = httpRequest(proxy.url, '/echo?hold=stall', { timeoutMs: HANG_MS });
+      await origin.waitForRequests(1);
+      // Chunked and larger than --body-buffer: it streams once a connection frees.
+      const body = Buffer.alloc(40_000, 0x61);
+      const waiting = httpRequest(proxy.url, '/echo', {
+        method: 'POST',
+        body: (async function* () {
+          yield body;
+        })(),
+        timeoutMs: HANG_MS,
+      });
+      await sleep(1000);
+      origin.release('stall');
+      expect((await holding).status).toBe(200);
+      const response = await waiting;
+      expect(response.status).toBe(200);
+      expect(response.json()).toMatchObject({ bodyLength: body.length });
+    } finally {
+      await proxy.close();
+    }
+  });
+
   it('answers 503 in the API shape to a request that waits past --upstream-wait-timeout', async () => {
     const proxy = await startTestProxy({
       upstream: origin.url,
