@@ -293,7 +293,6 @@ class ForwardHandler<C extends ForwardContext> implements Dispatcher.DispatchHan
   /** The client stopped sending its body: free the upstream connection, 408 if nothing was answered. */
   private bodyStalled(): void {
     this.forwarder.counters.bodyStalls++;
-    this.abortUpstream?.(new Error('the client stopped sending its body'));
     if (this.ctx.res.headersSent) this.ctx.res.destroy();
     else {
       this.answer(
@@ -302,15 +301,17 @@ class ForwardHandler<C extends ForwardContext> implements Dispatcher.DispatchHan
         `The request body stalled for more than ${this.forwarder.settings.stallTimeoutMs} ms.`,
       );
     }
+    // Finished first: the abort reports back through onError, which must not answer again.
     this.finish(true);
+    this.abortUpstream?.(new Error('the client stopped sending its body'));
   }
 
   /** The client stopped reading the response: cut it and free the upstream connection. */
   private readStalled(): void {
     this.forwarder.counters.readStalls++;
-    this.abortUpstream?.(new Error('the client stopped reading the response'));
     this.ctx.res.destroy();
     this.finish(true);
+    this.abortUpstream?.(new Error('the client stopped reading the response'));
   }
 
   onConnect(abort: (error?: Error) => void): void {
@@ -486,7 +487,6 @@ class ForwardHandler<C extends ForwardContext> implements Dispatcher.DispatchHan
   /** 413 while nothing was answered yet, else a cut; the connection closes either way. */
   private refuseBody(limit: number): void {
     const res = this.ctx.res;
-    this.abortUpstream?.(new BodyTooLargeError(limit));
     if (res.headersSent) res.destroy();
     else {
       const refusal = bodyTooLarge(limit);
@@ -499,6 +499,7 @@ class ForwardHandler<C extends ForwardContext> implements Dispatcher.DispatchHan
       ]);
     }
     this.finish(false);
+    this.abortUpstream?.(new BodyTooLargeError(limit));
   }
 
   onClientDrain(): void {

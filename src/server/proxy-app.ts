@@ -345,6 +345,12 @@ export async function buildProxyApp(options: ProxyAppOptions): Promise<FastifyIn
   });
 
   app.setErrorHandler((error: FastifyError, request, reply) => {
+    // A Content-Type Fastify cannot parse (`json`, `a/b/c`) is the upstream's to judge: bodies are
+    // never parsed here, so it is forwarded like any other.
+    if (error.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE' && request.routeOptions.url !== undefined) {
+      handleForward(request, reply);
+      return;
+    }
     const status =
       error.statusCode && error.statusCode >= 400 && error.statusCode < 500 ? error.statusCode : 500;
     if (status >= 500) logger.error({ reqId: request.id, err: error }, 'request failed inside the proxy');

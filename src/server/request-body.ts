@@ -61,9 +61,11 @@ export function receiveBody(req: IncomingMessage, limits: BodyLimits, receiver: 
     }
     chunks.push(chunk);
     if (received > limits.bufferSize) {
-      // Too large to hold: the rest streams behind what was read.
+      // Too large to hold: the rest streams behind what was read. Until the upstream asks for it
+      // (a pooled connection may take a while) the proxy is not waiting on the client.
       stop();
       req.pause();
+      receiver.bodyWaitingSince = Number.NaN;
       receiver.onBodyReady(streamed(req, chunks, received, limits, receiver));
     }
   };
@@ -89,7 +91,6 @@ async function* streamed(
   limits: BodyLimits,
   receiver: BodyReceiver,
 ): AsyncGenerator<Buffer> {
-  receiver.bodyWaitingSince = Number.NaN;
   for (const chunk of head) yield chunk;
   let received = alreadyReceived;
   // destroyOnReturn false: stopping early must not destroy the socket before a 413 is written.
