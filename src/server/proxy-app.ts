@@ -82,7 +82,7 @@ class ForwardRecord implements ForwardObserver {
     const { metrics, logger, config, stats } = this.options;
     const status = outcome.clientAborted && outcome.status === 0 ? 499 : outcome.status;
     const ms = performance.now() - this.startedAt;
-    metrics.requestFinished(this.method, this.route, status, ms, outcome.upstreamHeadersMs);
+    metrics.requestFinished(this.method, this.route, status, ms, outcome.upstreamHeadersMs, outcome.bytes);
     stats.record(this.route, status, outcome.bytes, ms, this.clientIp);
     if (outcome.failure) {
       metrics.upstreamError(outcome.failure.kind);
