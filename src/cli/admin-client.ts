@@ -73,6 +73,8 @@ export interface TopEntry {
 export interface LiveStats {
   now: number;
   seconds: LiveSecond[];
+  /** Latency over the last 10 complete seconds (absent from older servers). */
+  window?: { seconds: number; p50Ms: number; p99Ms: number };
   topRoutes: TopEntry[];
   topIps: TopEntry[];
   topRules: TopEntry[];

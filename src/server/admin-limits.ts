@@ -14,6 +14,37 @@ import type { RateLimiter } from './rate-limit.js';
 interface LimitsDeps {
   store: Store;
   rateLimit: RateLimiter;
+  /** The /metrics text: under `serve --workers N`, every worker's counts added up. */
+  metrics: { render(): Promise<string> };
+}
+
+interface RuleCounts {
+  matched: number;
+  rejected: number;
+  shadowExceeded: number;
+}
+
+const COUNT_FIELDS: Record<string, keyof RuleCounts> = {
+  meli_proxy_rule_matched_total: 'matched',
+  meli_proxy_rate_limited_total: 'rejected',
+  meli_proxy_shadow_exceeded_total: 'shadowExceeded',
+};
+const COUNT_LINE =
+  /^(meli_proxy_rule_matched_total|meli_proxy_rate_limited_total|meli_proxy_shadow_exceeded_total)\{rule="((?:[^"\\]|\\.)*)"\} (\S+)$/gm;
+
+/**
+ * Per-rule counts read from the metrics exposition, so they are the same the whole host over
+ * (the cluster gathers them from every worker) and only grow, whatever other rules change.
+ */
+export function ruleCountsFrom(exposition: string): Map<string, RuleCounts> {
+  const counts = new Map<string, RuleCounts>();
+  for (const [, family, escaped, value] of exposition.matchAll(COUNT_LINE)) {
+    const rule = escaped!.replace(/\\(.)/g, (_, char: string) => (char === 'n' ? '\n' : char));
+    const entry = counts.get(rule) ?? { matched: 0, rejected: 0, shadowExceeded: 0 };
+    entry[COUNT_FIELDS[family!]!] = Number(value);
+    counts.set(rule, entry);
+  }
+  return counts;
 }
 
 /** A repeated query parameter arrives as a list; only `header` may repeat. */
@@ -29,10 +60,10 @@ interface TestQuery {
 
 const SINGLE_TEST_PARAMS = ['ip', 'path', 'method', 'token', 'tokenHash'] as const;
 
-export function limitsRoutes({ store, rateLimit }: LimitsDeps): FastifyPluginAsync {
+export function limitsRoutes({ store, rateLimit, metrics }: LimitsDeps): FastifyPluginAsync {
   return async (app) => {
     app.get('/admin/limits', async () => {
-      const stats = new Map(rateLimit.ruleStats().map((entry) => [entry.id, entry]));
+      const stats = ruleCountsFrom(await metrics.render());
       return {
         rules: rateLimit.rules.map((rule) => {
           const entry = stats.get(rule.id);

@@ -21,7 +21,7 @@
  *   primary stops the others and exits with that worker's exit code.
  */
 import cluster, { type Worker } from 'node:cluster';
-import { type Aggregator, collectDefaultMetrics, Registry } from 'prom-client';
+import { type Aggregator, Counter, collectDefaultMetrics, Registry } from 'prom-client';
 import type { Config } from '../config.js';
 import { LeaseArbiter } from '../limits/lease-arbiter.js';
 import { flushLogger, type Logger } from '../logger.js';
@@ -29,6 +29,7 @@ import { openStore, parseStoreUrl, type Store } from '../store/index.js';
 import { IpcPeer } from '../store/ipc-peer.js';
 import { serveStore } from '../store/ipc-server.js';
 import { ClusterMetrics, type MetricsJson } from './cluster-metrics.js';
+import { WORKER_RESTARTS_HELP, WORKER_RESTARTS_METRIC } from './metrics.js';
 import type { LiveExport } from './stats/live-window.js';
 
 /** The environment variable that tells a forked process it is worker number N (1-based). */
@@ -60,12 +61,21 @@ export function primaryOwnsStore(config: Config): boolean {
 
 /**
  * Aggregation of metrics whose default (sum) would mislead: a start time is the earliest, health
- * is healthy only if every worker is, a token expiry is the soonest.
+ * is healthy only if every worker is, a token expiry is the soonest, event-loop lag is the worst
+ * process's (an average hides the one worker that is stuck).
  */
 const AGGREGATOR_OVERRIDES: Record<string, Aggregator> = {
   meli_proxy_process_start_time_seconds: 'min',
   meli_proxy_store_healthy: 'min',
   meli_proxy_token_expires_in_seconds: 'min',
+  meli_proxy_nodejs_eventloop_lag_seconds: 'max',
+  meli_proxy_nodejs_eventloop_lag_min_seconds: 'max',
+  meli_proxy_nodejs_eventloop_lag_max_seconds: 'max',
+  meli_proxy_nodejs_eventloop_lag_mean_seconds: 'max',
+  meli_proxy_nodejs_eventloop_lag_stddev_seconds: 'max',
+  meli_proxy_nodejs_eventloop_lag_p50_seconds: 'max',
+  meli_proxy_nodejs_eventloop_lag_p90_seconds: 'max',
+  meli_proxy_nodejs_eventloop_lag_p99_seconds: 'max',
 };
 
 /** Lease keys looked at per sweep of the primary at least (a few ms of its time). */
@@ -100,6 +110,12 @@ export async function runClusterPrimary(options: ClusterPrimaryOptions): Promise
   // The primary's own process metrics count too: its memory is part of the pod's.
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: 'meli_proxy_' });
+  // Added to the workers' own (always 0) series of the same name when /metrics sums them.
+  const workerRestarts = new Counter({
+    name: WORKER_RESTARTS_METRIC,
+    help: WORKER_RESTARTS_HELP,
+    registers: [registry],
+  });
 
   const members = new Map<number, Member>();
   // A dead worker's unused permits are not forgotten (it may have used them): they expire with
@@ -225,6 +241,7 @@ export async function runClusterPrimary(options: ClusterPrimaryOptions): Promise
       return;
     }
     logger.error(detail, 'worker exited unexpectedly: starting a new one');
+    workerRestarts.inc();
     fork(member.index);
   }
 

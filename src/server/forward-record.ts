@@ -21,7 +21,7 @@ export function forwardRecorder(deps: RecordDeps): (ctx: ProxyRequest) => void {
   return (ctx) => {
     const status = ctx.clientAborted && ctx.status === 0 ? 499 : ctx.status;
     const ms = performance.now() - ctx.startedAt;
-    metrics.requestFinished(methodIndex(ctx.method), ctx.route, status, ms, ctx.upstreamHeadersMs);
+    metrics.requestFinished(methodIndex(ctx.method), ctx.route, status, ms, ctx.upstreamHeadersMs, ctx.bytes);
     stats.record(ctx.route, status, ctx.bytes, ms, ctx.clientIp);
     if (ctx.failure) {
       metrics.upstreamError(ctx.failure.kind);

@@ -91,6 +91,7 @@ export async function startServer(config: Config, deps: ServerDeps): Promise<Run
     // A worker of `serve --workers N` whose primary owns the embedded store: exact limits, with
     // permits granted by the primary. With PostgreSQL or Redis, workers share counters as replicas.
     leases: config.workers > 1 && store.kind === 'embedded' ? primaryLeases() : undefined,
+    beforeRulesSwap: () => metrics.rulesReplaced(),
     onStoreHealth: (healthy) => {
       metrics.setStoreHealthy(healthy);
       if (!healthy) metrics.storeError();
@@ -102,6 +103,13 @@ export async function startServer(config: Config, deps: ServerDeps): Promise<Run
   });
   const upstream = createUpstreamPool(config);
   const trust = compileTrust(config.trustProxy);
+  metrics.watch({
+    version: deps.version,
+    ruleStats: () => rateLimit.ruleStats(),
+    limiterKeys: () => rateLimit.limiterStats(),
+    droppedStatsRows: () => stats.droppedRows,
+    upstreamPool: () => upstream.stats,
+  });
 
   const proxyApp = await buildProxyApp({
     config,
@@ -121,7 +129,7 @@ export async function startServer(config: Config, deps: ServerDeps): Promise<Run
     plugins: [
       statusRoutes({ config, state, store, version: deps.version, metrics }),
       statsRoutes(stats),
-      limitsRoutes({ store, rateLimit }),
+      limitsRoutes({ store, rateLimit, metrics }),
       dashboardRoutes(),
       ...(deps.adminPlugins ?? []),
     ],

@@ -4,7 +4,13 @@
  * their labels on every call (~0.7 µs against ~10 ns for an array slot).
  */
 import { Counter, collectDefaultMetrics, Gauge, Registry } from 'prom-client';
+import type { RuleStats } from '../limits/limiter.js';
+import { type MetricSources, type RuleCounters, registerSourceMetrics } from './metrics-sources.js';
 import { LATENCY_BOUNDS_SECONDS, LATENCY_BUCKETS, latencyBucket } from './stats/latency-buckets.js';
+import { UPSTREAM_ERROR_KINDS } from './upstream-errors.js';
+
+export const WORKER_RESTARTS_METRIC = 'meli_proxy_worker_restarts_total';
+export const WORKER_RESTARTS_HELP = 'Worker processes of `serve --workers N` that died and were replaced.';
 
 /** Methods counted individually; anything else is reported as OTHER so labels stay bounded. */
 export const COUNTED_METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS', 'OTHER'] as const;
@@ -12,6 +18,16 @@ const METHOD_INDEX = new Map<string, number>(COUNTED_METHODS.map((method, index)
 const OTHER_METHOD = COUNTED_METHODS.length - 1;
 /** Distinct status codes tracked; a 65th code seen is counted as status "other". */
 const STATUS_SLOTS = 64;
+/** `status_class` of upstream timings: the class of the status the upstream answered. */
+const STATUS_CLASSES = ['1xx', '2xx', '3xx', '4xx', '5xx', 'other'] as const;
+
+function statusClass(status: number): number {
+  const hundreds = Math.floor(status / 100);
+  return hundreds >= 1 && hundreds <= 5 ? hundreds - 1 : STATUS_CLASSES.length - 1;
+}
+
+/** Statuses the proxy answers by itself (rate limited, upstream failed or timed out). */
+const ZERO_STATUSES = [429, 502, 504] as const;
 
 export function methodIndex(method: string): number {
   return METHOD_INDEX.get(method) ?? OTHER_METHOD;
@@ -93,7 +109,9 @@ export class ProxyMetrics {
   private readonly statusCodes: number[] = [];
   private readonly requests: Float64Array;
   private readonly requestDuration: ArrayHistogram;
-  private readonly upstreamDuration = new ArrayHistogram(1);
+  /** By route and status class of the upstream's answer (see STATUS_CLASSES). */
+  private readonly upstreamDuration: ArrayHistogram;
+  private readonly responseBytes: Float64Array;
   private inFlight = 0;
   private renderer: (() => Promise<string>) | undefined;
   private readonly rateLimited: Counter<'rule'>;
@@ -101,11 +119,15 @@ export class ProxyMetrics {
   private readonly upstreamErrors: Counter<'kind'>;
   private readonly storeErrors: Counter;
   private readonly storeHealthy: Gauge;
+  private knownRules: () => readonly RuleStats[] = () => [];
+  private ruleCounters: RuleCounters | undefined;
 
   constructor(private readonly options: MetricsOptions) {
     const { routeCapacity, routeLabel } = options;
     this.requests = new Float64Array(COUNTED_METHODS.length * routeCapacity * STATUS_SLOTS);
     this.requestDuration = new ArrayHistogram(routeCapacity);
+    this.upstreamDuration = new ArrayHistogram(routeCapacity * STATUS_CLASSES.length);
+    this.responseBytes = new Float64Array(routeCapacity);
     collectDefaultMetrics({ register: this.registry, prefix: 'meli_proxy_' });
 
     this.registry.registerMetric(
@@ -130,9 +152,21 @@ export class ProxyMetrics {
     this.registry.registerMetric(
       new ScrapedMetric(
         'meli_proxy_upstream_duration_seconds',
-        'Time from sending a request upstream to receiving its response headers.',
+        'Time from sending a request upstream to receiving its response headers, by route and status class.',
         'histogram',
-        () => this.upstreamDuration.samples('meli_proxy_upstream_duration_seconds', () => ({})),
+        () =>
+          this.upstreamDuration.samples('meli_proxy_upstream_duration_seconds', (series) => ({
+            route: routeLabel(Math.floor(series / STATUS_CLASSES.length)),
+            status_class: STATUS_CLASSES[series % STATUS_CLASSES.length]!,
+          })),
+      ) as never,
+    );
+    this.registry.registerMetric(
+      new ScrapedMetric(
+        'meli_proxy_response_bytes_total',
+        'Body bytes sent to clients on the proxy port (forwarded and proxy-made answers), by route.',
+        'counter',
+        () => this.responseBytesSamples(),
       ) as never,
     );
     const readInFlight = (): number => this.inFlight;
@@ -144,17 +178,29 @@ export class ProxyMetrics {
         this.set(readInFlight());
       },
     });
+    // Every rule in force has its series from 0 (rejections of enforced rules, exceedances of
+    // shadow rules), so the first one is an increase for rate().
+    const knownRules = (mode: RuleStats['mode']): string[] =>
+      this.knownRules()
+        .filter((rule) => rule.mode === mode)
+        .map((rule) => rule.id);
     this.rateLimited = new Counter({
       name: 'meli_proxy_rate_limited_total',
       help: 'Requests rejected with 429, by the rule that rejected them.',
       labelNames: ['rule'],
       registers: [this.registry],
+      collect() {
+        for (const rule of knownRules('enforce')) this.inc({ rule }, 0);
+      },
     });
     this.shadowExceeded = new Counter({
       name: 'meli_proxy_shadow_exceeded_total',
       help: 'Requests over the limit of a shadow-mode rule (let through), by rule.',
       labelNames: ['rule'],
       registers: [this.registry],
+      collect() {
+        for (const rule of knownRules('shadow')) this.inc({ rule }, 0);
+      },
     });
     this.upstreamErrors = new Counter({
       name: 'meli_proxy_upstream_errors_total',
@@ -162,6 +208,7 @@ export class ProxyMetrics {
       labelNames: ['kind'],
       registers: [this.registry],
     });
+    for (const kind of UPSTREAM_ERROR_KINDS) this.upstreamErrors.inc({ kind }, 0);
     this.storeErrors = new Counter({
       name: 'meli_proxy_store_errors_total',
       help: 'Failed operations against the shared store (counter sync, statistics, rules).',
@@ -175,6 +222,27 @@ export class ProxyMetrics {
       aggregator: 'min',
     });
     this.storeHealthy.set(1);
+    // Restarts are counted by the primary of `serve --workers N`; a process on its own has none.
+    new Counter({ name: WORKER_RESTARTS_METRIC, help: WORKER_RESTARTS_HELP, registers: [this.registry] });
+  }
+
+  /**
+   * Connects the metrics read from the server's parts at scrape time (rules, limiter, pool,
+   * statistics). Rules in force get their rejection series from 0.
+   */
+  watch(sources: MetricSources): void {
+    this.knownRules = () => sources.ruleStats();
+    this.ruleCounters = registerSourceMetrics(this.registry, sources);
+  }
+
+  /** The rule set is about to be replaced: its counts so far are kept, the next start from 0. */
+  rulesReplaced(): void {
+    this.ruleCounters?.rebase();
+  }
+
+  /** Per-rule totals since this process started, not reset by rule reloads (empty before watch()). */
+  ruleTotals(): ReturnType<RuleCounters['read']> {
+    return this.ruleCounters?.read() ?? new Map();
   }
 
   requestStarted(): void {
@@ -187,17 +255,21 @@ export class ProxyMetrics {
     status: number,
     durationMs: number,
     upstreamHeadersMs: number,
+    bytes = 0,
   ): void {
     this.inFlight--;
-    this.countResponse(method, route, status, durationMs);
-    if (upstreamHeadersMs >= 0) this.upstreamDuration.observe(0, upstreamHeadersMs);
+    this.countResponse(method, route, status, durationMs, bytes);
+    if (upstreamHeadersMs >= 0) {
+      this.upstreamDuration.observe(route * STATUS_CLASSES.length + statusClass(status), upstreamHeadersMs);
+    }
   }
 
   /** Counts a response (forwarded, or answered by the proxy itself). */
-  countResponse(method: number, route: number, status: number, durationMs: number): void {
+  countResponse(method: number, route: number, status: number, durationMs: number, bytes = 0): void {
     const slot = (method * this.options.routeCapacity + route) * STATUS_SLOTS + this.statusSlot(status);
     this.requests[slot] = this.requests[slot]! + 1;
     this.requestDuration.observe(route, durationMs);
+    if (bytes > 0) this.responseBytes[route] = this.responseBytes[route]! + bytes;
   }
 
   rateLimitedBy(rule: string): void {
@@ -254,21 +326,50 @@ export class ProxyMetrics {
   private requestSamples(): Array<Sample> {
     const values: Array<Sample> = [];
     const routes = this.options.routeCapacity;
-    for (let slot = 0; slot < this.requests.length; slot++) {
-      const count = this.requests[slot]!;
-      if (count === 0) continue;
-      const statusSlot = slot % STATUS_SLOTS;
-      const route = Math.floor(slot / STATUS_SLOTS) % routes;
-      const method = Math.floor(slot / STATUS_SLOTS / routes);
-      values.push({
-        labels: {
-          method: COUNTED_METHODS[method]!,
-          route: this.options.routeLabel(route),
-          status: statusSlot < this.statusCodes.length ? String(this.statusCodes[statusSlot]) : 'other',
-        },
-        value: count,
-      });
+    for (let block = 0; block < this.requests.length; block += STATUS_SLOTS) {
+      let seen = false;
+      const route = Math.floor(block / STATUS_SLOTS) % routes;
+      const method = Math.floor(block / STATUS_SLOTS / routes);
+      for (let statusSlot = 0; statusSlot < STATUS_SLOTS; statusSlot++) {
+        const count = this.requests[block + statusSlot]!;
+        if (count === 0) continue;
+        seen = true;
+        values.push(this.requestSample(method, route, this.statusLabel(statusSlot), count));
+      }
+      if (!seen) continue;
+      // The answers the proxy makes itself exist from 0 wherever traffic goes, so the first one
+      // is an increase for rate() and the error panels read 0 rather than nothing.
+      for (const status of ZERO_STATUSES) {
+        const slot = this.statusIndex[status]!;
+        if (slot === -1 || this.requests[block + slot] === 0) {
+          values.push(this.requestSample(method, route, String(status), 0));
+        }
+      }
     }
     return values;
+  }
+
+  private responseBytesSamples(): Array<Sample> {
+    const values: Array<Sample> = [];
+    const seen = new Set<number>();
+    for (let slot = 0; slot < this.requests.length; slot++) {
+      if (this.requests[slot] === 0) continue;
+      const route = Math.floor(slot / STATUS_SLOTS) % this.options.routeCapacity;
+      if (seen.has(route)) continue;
+      seen.add(route);
+      values.push({ labels: { route: this.options.routeLabel(route) }, value: this.responseBytes[route]! });
+    }
+    return values;
+  }
+
+  private statusLabel(statusSlot: number): string {
+    return statusSlot < this.statusCodes.length ? String(this.statusCodes[statusSlot]) : 'other';
+  }
+
+  private requestSample(method: number, route: number, status: string, value: number): Sample {
+    return {
+      labels: { method: COUNTED_METHODS[method]!, route: this.options.routeLabel(route), status },
+      value,
+    };
   }
 }

@@ -19,6 +19,7 @@ import {
   LeaseClient,
   type LeaseTransport,
   Limiter,
+  type LimiterStats,
   type LimitRequest,
   normalizePath,
   parseRules,
@@ -79,6 +80,8 @@ export interface RateLimiterOptions {
   onStoreError: 'open' | 'deny';
   /** How often rules are re-read from the store (default 1 s). */
   reloadIntervalMs?: number;
+  /** Called just before a new rule set replaces the current one (whose per-rule counts end). */
+  beforeRulesSwap?: () => void;
   onStoreHealth?: (healthy: boolean) => void;
   /**
    * Workers of `serve --workers N`. With `leases` (embedded store, owned by the primary) limits are
@@ -200,6 +203,11 @@ export class RateLimiter implements RateLimitGate {
     return this.limiter.ruleStats();
   }
 
+  /** The limiter's key table: keys tracked and the most it can hold. */
+  limiterStats(): LimiterStats {
+    return this.limiter.stats();
+  }
+
   /** Where a rule in force comes from: the store wins over the config file and the environment. */
   sourceOf(id: string): 'store' | 'config' | 'env' {
     if (this.storedIds.has(id)) return 'store';
@@ -314,6 +322,7 @@ export class RateLimiter implements RateLimitGate {
       });
       this.sync.start();
     }
+    this.options.beforeRulesSwap?.();
     this.limiter = next;
     this.currentRules = rules;
     this.options.logger.info({ rules: rules.map((rule) => rule.id), carried }, 'rate-limit rules loaded');

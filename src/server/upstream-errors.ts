@@ -1,5 +1,16 @@
 /** Maps a failure talking to the upstream onto the status and message the client receives. */
-export type UpstreamErrorKind = 'timeout' | 'refused' | 'reset' | 'dns' | 'tls' | 'protocol' | 'other';
+
+/** Every kind of upstream failure, as the `kind` label of meli_proxy_upstream_errors_total. */
+export const UPSTREAM_ERROR_KINDS = [
+  'timeout',
+  'refused',
+  'reset',
+  'dns',
+  'tls',
+  'protocol',
+  'other',
+] as const;
+export type UpstreamErrorKind = (typeof UPSTREAM_ERROR_KINDS)[number];
 
 export interface UpstreamFailure {
   kind: UpstreamErrorKind;

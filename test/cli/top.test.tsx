@@ -139,6 +139,52 @@ describe('ink view', () => {
 });
 
 describe('top on a terminal', () => {
+  it('draws its first frame at once, before the first answer arrives', async () => {
+    const io = captureIO(env, true);
+    let view: ReturnType<typeof render> | undefined;
+    let release: () => void = () => undefined;
+    const gate = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    const deps: TopDeps = {
+      sleep: (_ms, signal) =>
+        new Promise((resolve) => {
+          signal?.addEventListener('abort', () => resolve());
+        }),
+      fetch: async (input, init) => {
+        await gate;
+        return fetch(input, init);
+      },
+      mount: (element) => {
+        view = render(element);
+        views.push(view);
+        return { unmount: () => view!.unmount() };
+      },
+    };
+    const running = runTop({ interval: '1' }, io, deps);
+    await until(() => view !== undefined, 'the first frame');
+    expect(plain(view!.lastFrame())).toContain('waiting for the first numbers');
+    release();
+    await until(() => /\/items\/:id\s+5,120/.test(plain(view!.lastFrame())), 'the numbers');
+    view!.stdin.write('q');
+    await running;
+  });
+
+  it('still fails with exit 1 and the message when the first answer is an error', async () => {
+    const io = captureIO({ ...env, MELI_PROXY_ADMIN_URL: `http://127.0.0.1:${await closedPort()}` }, true);
+    let unmounted = false;
+    const deps: TopDeps = {
+      sleep: async () => undefined,
+      mount: () => ({
+        unmount: () => {
+          unmounted = true;
+        },
+      }),
+    };
+    await expect(runTop({ interval: '1' }, io, deps)).rejects.toThrow(/no proxy admin API/);
+    expect(unmounted).toBe(true);
+  });
+
   it('draws live numbers, refreshes, and returns when q is pressed', async () => {
     const io = captureIO(env, true);
     let view: ReturnType<typeof render> | undefined;
@@ -211,12 +257,28 @@ describe('top without a terminal', () => {
     expect(text).toMatch(
       /^rps [\d.,]+ · 429\/s [\d.]+ · 5xx [\d.]+% · p50 [\d.]+ ms · p99 [\d.]+ ms \(last 10 s\)$/m,
     );
-    expect(text).toMatch(/^requests\/s, last 60 s: \|.{60}\| [\d,]+ requests$/m);
+    expect(text).toMatch(/^\|.{60}\| [\d,]+\/min$/m);
     expect(text).toMatch(/^TOP ROUTES\s+REQ\/60s\n\/items\/:id\s+5,120$/m);
     expect(text).toMatch(/^TOP CLIENT IPS\s+REQ\/60s\n152\.152\.152\.152\s+4,410$/m);
     expect(text).toMatch(/^TOP RULES\s+HITS\/60s\nip-items\s+288$/m);
     // biome-ignore lint/suspicious/noControlCharactersInRegex: no escape sequences in plain mode
     expect(text).not.toMatch(/\u001b/);
+  });
+
+  it('fits 80 columns with a busy minute (sparkline line included)', () => {
+    const live = liveFixture(NOW);
+    for (const second of live.seconds) second.requests *= 10_000;
+    const lines = formatTopText(summarizeLive(live), 'http://127.0.0.1:8081');
+    const spark = lines.find((line) => /^\|.{60}\| /.test(line));
+    expect(spark).toBeDefined();
+    for (const line of lines) expect(line.length, line).toBeLessThanOrEqual(80);
+  });
+
+  it('p99 comes from the 10 s window the headline claims when the server sends it', () => {
+    const live = { ...liveFixture(NOW), window: { seconds: 10, p50Ms: 3.5, p99Ms: 2_600 } };
+    const summary = summarizeLive(live);
+    expect(summary.p99Ms).toBe(2_600);
+    expect(summary.p50Ms).toBe(3.5);
   });
 
   it('--count 3 prints three snapshots separated by blank lines', async () => {

@@ -258,4 +258,43 @@ describe.skipIf(!CHROMIUM)('admin dashboard with busy data (stand-in admin API)'
     expect(pageErrors).toEqual([]);
     await page.close();
   });
+
+  it('fits a 390 px phone: no table or card wider than its container, headers apart', async () => {
+    const page = await browser.context.newPage();
+    await page.setViewportSize({ width: 390, height: 844 });
+    await page.goto(`${stub.url}/admin/dashboard`);
+    await page.fill('#token', TOKEN);
+    await page.press('#token', 'Enter');
+    await page.waitForSelector('body[data-loaded="true"]');
+    await page.waitForSelector('#routes-body tr[data-key]');
+    // A string, evaluated in the page (the test's own types have no DOM).
+    const overflowing = await page.evaluate<string[]>(`(() => {
+      const found = [];
+      for (const table of Array.from(document.querySelectorAll('table'))) {
+        const container = table.parentElement;
+        if (table.scrollWidth > container.clientWidth) {
+          found.push(\`#\${table.id}: \${table.scrollWidth} px in \${container.clientWidth} px\`);
+        }
+        // Header cells must not run into each other ("REQUESTSHARE"): each one's text fits its box.
+        for (const th of Array.from(table.querySelectorAll('th'))) {
+          if (th.scrollWidth > th.clientWidth + 1) found.push(\`#\${table.id} th "\${th.textContent}" is cut\`);
+        }
+      }
+      for (const card of Array.from(document.querySelectorAll('.card, .kpi'))) {
+        if (card.scrollWidth > card.clientWidth + 1) {
+          found.push(
+            \`\${card.className} "\${card.querySelector('h3')?.textContent ?? ''}": \${card.scrollWidth} px in \${card.clientWidth} px\`,
+          );
+        }
+      }
+      if (document.documentElement.scrollWidth > window.innerWidth) {
+        found.push(\`page: \${document.documentElement.scrollWidth} px in \${window.innerWidth} px\`);
+      }
+      return found;
+    })()`);
+    mkdirSync(ARTIFACTS, { recursive: true });
+    await page.screenshot({ path: path.join(ARTIFACTS, 'dashboard-phone.png'), fullPage: true });
+    expect(overflowing).toEqual([]);
+    await page.close();
+  });
 });

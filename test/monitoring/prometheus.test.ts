@@ -73,6 +73,18 @@ describe.skipIf(!PROMETHEUS)('Prometheus scrapes the proxy', () => {
   beforeAll(async () => {
     origin = await startOrigin();
     proxy = await startTestProxy({ upstream: origin.url });
+    // One enforced and one shadow rule, neither ever exceeded: a healthy proxy with limits.
+    for (const [id, rule] of [
+      ['items-per-ip', { match: { path: '/items/*' }, by: ['ip'], limit: '100000/m' }],
+      ['categories-watch', { match: { path: '/categories/*' }, limit: '100000/m', mode: 'shadow' }],
+    ] as const) {
+      const put = await fetch(`${proxy.adminUrl}/admin/limits/${id}`, {
+        method: 'PUT',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify(rule),
+      });
+      if (!put.ok) throw new Error(`PUT /admin/limits/${id}: ${put.status} ${await put.text()}`);
+    }
     dir = mkdtempSync(path.join(tmpdir(), 'meli-prometheus-'));
     const target = new URL(proxy.url).host;
     writeFileSync(
@@ -164,6 +176,60 @@ describe.skipIf(!PROMETHEUS)('Prometheus scrapes the proxy', () => {
     const byStatus = await query('sum by (status) (meli_proxy_requests_total)');
     expect(byStatus.data?.result.map((series) => series.metric.status)).toContain('200');
   }, 45_000);
+
+  it('every panel of the Grafana dashboards shows data for a healthy proxy (zeros, not "No data")', async () => {
+    // Healthy traffic on both rules' paths, over more than one scrape.
+    const deadline = Date.now() + 30_000;
+    let scrapedRules = false;
+    while (!scrapedRules) {
+      for (const target of ['/items/MLA1', '/categories/MLA97994']) {
+        const response = await fetch(`${proxy.url}${target}`);
+        await response.arrayBuffer();
+        expect(response.status).toBe(200);
+      }
+      const matched = await query('sum(rate(meli_proxy_rule_matched_total[15s])) > 0');
+      scrapedRules = (matched.data?.result.length ?? 0) > 0;
+      if (Date.now() > deadline) throw new Error(`no rule traffic scraped within 30 s\n${output}`);
+      await sleep(250);
+    }
+    const dashboardsDir = path.join(REPO_ROOT, 'deploy/grafana/dashboards');
+    const empty: string[] = [];
+    let count = 0;
+    // The token dashboard needs --inject-token (an OAuth login); its series exist only then.
+    for (const file of readdirSync(dashboardsDir).filter(
+      (name) => name.endsWith('.json') && !name.includes('token'),
+    )) {
+      const dashboard = JSON.parse(readFileSync(path.join(dashboardsDir, file), 'utf8')) as {
+        panels: Array<{ title: string; targets?: Array<{ expr?: string }> }>;
+        templating?: { list: Array<{ name: string; query?: string | { query?: string } }> };
+      };
+      for (const variable of dashboard.templating?.list ?? []) {
+        const text = typeof variable.query === 'string' ? variable.query : variable.query?.query;
+        const values = /^label_values\((\w+), (\w+)\)$/.exec(text ?? '');
+        if (!values) continue;
+        const series = await query(`count by (${values[2]}) (${values[1]})`);
+        count++;
+        if ((series.data?.result.length ?? 0) === 0)
+          empty.push(`${file} variable $${variable.name}: ${text}`);
+      }
+      for (const panel of dashboard.panels) {
+        for (const target of panel.targets ?? []) {
+          if (!target.expr) continue;
+          const expr = target.expr
+            .replaceAll('$__rate_interval', '15s')
+            .replaceAll('$__range', '5m')
+            .replace(/\$\{?[A-Za-z_][A-Za-z0-9_]*\}?/g, '.*');
+          const result = await query(expr);
+          count++;
+          if (result.status !== 'success' || (result.data?.result.length ?? 0) === 0) {
+            empty.push(`${file} "${panel.title}": ${result.error ?? 'no data'}\n  ${expr}`);
+          }
+        }
+      }
+    }
+    expect(empty).toEqual([]);
+    expect(count).toBeGreaterThan(40);
+  }, 60_000);
 
   it('accepts every PromQL expression of the Grafana dashboards', async () => {
     const dashboardsDir = path.join(REPO_ROOT, 'deploy/grafana/dashboards');

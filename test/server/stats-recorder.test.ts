@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { createLogger } from '../../src/logger.js';
 import { HeavyHitters } from '../../src/server/stats/heavy-hitters.js';
-import { quantileMs } from '../../src/server/stats/latency-buckets.js';
+import { LATENCY_BUCKETS, quantileMs } from '../../src/server/stats/latency-buckets.js';
 import { StatsRecorder } from '../../src/server/stats/recorder.js';
 import { openStore, type StatRow, type StatsStore } from '../../src/store/index.js';
 
@@ -26,11 +26,11 @@ describe('heavy hitters', () => {
 
 describe('latency quantiles', () => {
   it('interpolates inside buckets', () => {
-    const counts = new Float64Array(17);
+    const counts = new Float64Array(LATENCY_BUCKETS);
     counts[4] = 100; // (5 ms, 10 ms]
     expect(quantileMs(counts, 0, 0.5)).toBeCloseTo(7.5, 5);
     expect(quantileMs(counts, 0, 0.99)).toBeCloseTo(9.95, 5);
-    expect(quantileMs(new Float64Array(17), 0, 0.5)).toBe(0);
+    expect(quantileMs(new Float64Array(LATENCY_BUCKETS), 0, 0.5)).toBe(0);
   });
 });
 

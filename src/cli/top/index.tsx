@@ -3,8 +3,8 @@
  * `GET /admin/stats/live`. On a terminal it draws with ink and quits on `q`; otherwise (a pipe, a
  * file, CI) it prints one plain-text snapshot, or `--count N` of them, one `--interval` apart.
  *
- * The first request is made before anything is drawn, so an unreachable proxy or a rejected token
- * ends the command with its message and exit status 1 instead of an empty screen.
+ * On a terminal the first frame is drawn at once and filled by the first answer; an unreachable
+ * proxy or a rejected token still ends the command with its message and exit status 1.
  */
 import type { Command } from 'commander';
 import type { ReactElement } from 'react';
@@ -88,10 +88,9 @@ export async function runTop(flags: TopFlags, io: CliIO, deps: TopDeps): Promise
     ...(deps.fetch ? { fetch: deps.fetch } : {}),
   });
 
-  // Fails fast (exit 1, clear message) when the API is not there.
-  let summary = summarizeLive(await client.live());
-
   if (io.stdout.isTTY !== true) {
+    // Fails fast (exit 1, clear message) when the API is not there.
+    let summary = summarizeLive(await client.live());
     const snapshots = count ?? 1;
     for (let index = 0; ; index++) {
       io.stdout.write(`${index > 0 ? '\n' : ''}${formatTopText(summary, client.baseUrl).join('\n')}\n`);
@@ -103,11 +102,18 @@ export async function runTop(flags: TopFlags, io: CliIO, deps: TopDeps): Promise
 
   loadedInk ??= await import('ink');
   const { TopStore, TopView } = await import('./view.js');
+  // The first frame is drawn at once ("waiting for the first numbers"); the first answer fills it.
   const store = new TopStore(client.baseUrl);
-  store.show(summary);
   const stop = new AbortController();
   const quit = () => stop.abort();
   const view = deps.mount(<TopView store={store} onQuit={quit} />, quit);
+  try {
+    // Still fails fast (exit 1, clear message) when the API is not there.
+    store.show(summarizeLive(await client.live()));
+  } catch (error) {
+    view.unmount();
+    throw error;
+  }
   try {
     let refreshes = 1;
     while (!stop.signal.aborted && (count === undefined || refreshes < count)) {

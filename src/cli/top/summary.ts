@@ -3,7 +3,7 @@
  * form (used when stdout is not a terminal).
  *
  * The newest second of the answer is still being counted, so rates use the `windowSeconds`
- * complete seconds before it; latency is that of the newest complete second that saw traffic.
+ * complete seconds before it, and so does latency (quantiles of the window's merged buckets).
  */
 import type { LiveStats, TopEntry } from '../admin-client.js';
 import {
@@ -60,8 +60,10 @@ export function summarizeLive(live: LiveStats, windowSeconds = DEFAULT_WINDOW_SE
     rps: requests / span,
     rateLimitedPerSecond: rateLimited / span,
     errorRate: requests > 0 ? errors / requests : Number.NaN,
-    p50Ms: latest ? latest.p50Ms : Number.NaN,
-    p99Ms: latest ? latest.p99Ms : Number.NaN,
+    // Over the window the rates use, from the server's merged buckets; an older server sends only
+    // per-second figures: then the newest complete second that saw traffic.
+    p50Ms: live.window && requests > 0 ? live.window.p50Ms : latest ? latest.p50Ms : Number.NaN,
+    p99Ms: live.window && requests > 0 ? live.window.p99Ms : latest ? latest.p99Ms : Number.NaN,
     requestsLastMinute: seconds.reduce((sum, second) => sum + second.requests, 0),
     series: seconds.map((second) => second.requests),
     topRoutes: live.topRoutes ?? [],
@@ -103,7 +105,8 @@ export function formatTopText(summary: TopSummary, adminUrl: string): string[] {
     `${headline(summary)
       .map(([label, value]) => `${label} ${value}`)
       .join(' · ')} (last ${summary.windowSeconds} s)`,
-    `requests/s, last 60 s: |${sparkline(summary.series)}| ${formatCount(summary.requestsLastMinute)} requests`,
+    // Requests per second over the last minute; within 80 columns (62 + the minute's count).
+    `|${sparkline(summary.series)}| ${formatCount(summary.requestsLastMinute)}/min`,
   ];
   for (const section of sections(summary)) {
     lines.push('');

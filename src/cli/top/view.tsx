@@ -130,9 +130,9 @@ export function TopView({ store, onQuit }: TopViewProps) {
         <>
           <Headline summary={summary} />
           <Box>
-            <Text dimColor>requests/s, 60 s </Text>
+            {/* Requests per second over the last minute: 60 + the minute's count, within 80 columns. */}
             <Text color="green">{sparkline(summary.series)}</Text>
-            <Text dimColor>{` ${formatCount(summary.requestsLastMinute)} req`}</Text>
+            <Text dimColor>{` ${formatCount(summary.requestsLastMinute)}/min`}</Text>
           </Box>
           <Box marginTop={1}>
             {sections(summary).map((section) => (

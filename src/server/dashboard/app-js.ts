@@ -172,12 +172,15 @@ function summarize(live) {
       break;
     }
   }
+  // Latency over the same 10 s as the rates, from the server's merged buckets; an older server
+  // sends only per-second figures: then the latest second that saw traffic.
+  const windowed = live.window && requests > 0 ? live.window : undefined;
   return {
     rps: requests / span,
     limited: limited / span,
     errorRate: requests > 0 ? errors / requests : Number.NaN,
-    p50: latest ? latest.p50Ms : Number.NaN,
-    p99: latest ? latest.p99Ms : Number.NaN,
+    p50: windowed ? windowed.p50Ms : latest ? latest.p50Ms : Number.NaN,
+    p99: windowed ? windowed.p99Ms : latest ? latest.p99Ms : Number.NaN,
   };
 }
 

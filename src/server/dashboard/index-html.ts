@@ -46,8 +46,8 @@ export const INDEX_HTML = `<!doctype html>
       <div class="kpi"><span class="kpi-label">Requests/s</span><span class="kpi-value" id="live-rps" data-testid="live-rps">–</span><span class="kpi-note">last 10 s</span></div>
       <div class="kpi"><span class="kpi-label">Rate limited/s</span><span class="kpi-value warn" id="live-429" data-testid="live-429">–</span><span class="kpi-note">429 answers</span></div>
       <div class="kpi"><span class="kpi-label">Errors</span><span class="kpi-value bad" id="live-5xx" data-testid="live-5xx">–</span><span class="kpi-note">5xx share</span></div>
-      <div class="kpi"><span class="kpi-label">Latency p50</span><span class="kpi-value" id="live-p50" data-testid="live-p50">–</span><span class="kpi-note">latest second</span></div>
-      <div class="kpi"><span class="kpi-label">Latency p99</span><span class="kpi-value" id="live-p99" data-testid="live-p99">–</span><span class="kpi-note">latest second</span></div>
+      <div class="kpi"><span class="kpi-label">Latency p50</span><span class="kpi-value" id="live-p50" data-testid="live-p50">–</span><span class="kpi-note">last 10 s</span></div>
+      <div class="kpi"><span class="kpi-label">Latency p99</span><span class="kpi-value" id="live-p99" data-testid="live-p99">–</span><span class="kpi-note">last 10 s</span></div>
     </div>
     <div class="charts">
       <figure class="card chart">

@@ -139,4 +139,19 @@ tr:last-child td { border-bottom: 0; }
   .kpis { grid-template-columns: repeat(2, minmax(0, 1fr)); }
   .charts, .tops, .tables { grid-template-columns: 1fr; }
 }
+/* Phones: tables keep every number but drop the share bars (the percentage stays), headers may
+   wrap instead of running into each other, and the page loses its wide margins. */
+@media (max-width: 600px) {
+  main, .foot { padding-left: 10px; padding-right: 10px; }
+  .card { padding: 10px; }
+  th, td { padding: 5px 3px; overflow-wrap: anywhere; }
+  th, th.num { text-transform: none; letter-spacing: 0; font-size: 11px; white-space: normal; overflow-wrap: anywhere; vertical-align: bottom; }
+  td.num { font-size: 12px; }
+  .bar-col .bar { display: none; }
+  .bar-wrap { justify-content: flex-end; }
+  .bar-col, .tables .card:not(.wide) .bar-col { width: 15%; }
+  #routes-table th:first-child { width: 28%; }
+  #ips-table th:first-child { width: 50%; }
+  .share { width: auto; }
+}
 `;

@@ -3,9 +3,15 @@
  * a request is recorded with one index computation and a few array increments.
  */
 
-/** Upper bounds in seconds, as Prometheus `le` labels. */
+/**
+ * Upper bounds in seconds, as Prometheus `le` labels. Dense from 0.5 s to a minute, where slow
+ * upstream answers and --upstream-timeout (30 s by default; any whole 5 s up to 30 lands on a
+ * bound) lie, so a quantile there is read within a quarter of its value, not rounded up to the
+ * next power of ten. 1 s is a bound: the latency SLO counts answers within it.
+ */
 export const LATENCY_BOUNDS_SECONDS = [
-  0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 30, 60,
+  0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 1, 1.5, 2, 2.5, 3, 4, 5, 7.5, 10, 15,
+  20, 25, 30, 45, 60,
 ] as const;
 
 /** Number of buckets including the final +Inf one. */

@@ -8,6 +8,8 @@ import { LATENCY_BUCKETS, latencyBucket, quantileMs } from './latency-buckets.js
 
 const SECONDS = 60;
 const SLOTS = SECONDS + 1;
+/** The window the headline figures (dashboard tiles, `top`) claim: the last 10 complete seconds. */
+export const WINDOW_SECONDS = 10;
 /** Top lists are kept per 10 s (seven sketches cover the last 60 s plus the current part). */
 const TOP_SLOT_SECONDS = 10;
 const TOP_SLOTS = SECONDS / TOP_SLOT_SECONDS + 1;
@@ -30,6 +32,8 @@ export interface TopEntry {
 export interface LiveSnapshot {
   now: number;
   seconds: LiveSecond[];
+  /** Latency over the last WINDOW_SECONDS complete seconds (the newest, partial one left out). */
+  window: { seconds: number; p50Ms: number; p99Ms: number };
   topRoutes: TopEntry[];
   topIps: TopEntry[];
   topRules: TopEntry[];
@@ -158,10 +162,20 @@ export class LiveWindow {
         p99Ms: round(quantileMs(latency, offset, 0.99)),
       });
     }
+    // Quantiles of the window from its merged buckets (not an average of per-second quantiles).
+    const windowLatency = new Float64Array(LATENCY_BUCKETS);
+    for (let i = SECONDS - 1 - WINDOW_SECONDS; i < SECONDS - 1; i++) {
+      for (let b = 0; b < LATENCY_BUCKETS; b++) windowLatency[b]! += latency[i * LATENCY_BUCKETS + b]!;
+    }
     const byRequests = (a: TopEntry, b: TopEntry) => b.requests - a.requests;
     return {
       now: nowMs,
       seconds,
+      window: {
+        seconds: WINDOW_SECONDS,
+        p50Ms: round(quantileMs(windowLatency, 0, 0.5)),
+        p99Ms: round(quantileMs(windowLatency, 0, 0.99)),
+      },
       topRoutes: [...routes]
         .map(([key, requests]) => ({ key, requests }))
         .sort(byRequests)
