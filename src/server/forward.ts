@@ -125,9 +125,12 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
   }
 
   onConnect(abort: (error?: Error) => void): void {
+    // The client left while the request waited for a connection: it is not sent at all. Thrown
+    // rather than abort()ed: undici's abort also destroys the (keep-alive, maybe TLS) connection,
+    // where a throw here fails only this request. Under overload, clients giving up would
+    // otherwise turn into a reconnect per request.
+    if (this.res.destroyed) throw new Error('client closed the connection');
     this.abortUpstream = abort;
-    // The client left while the request waited for a connection: it is not sent at all.
-    if (this.res.destroyed) abort(new Error('client closed the connection'));
   }
 
   onHeaders(statusCode: number, rawHeaders: Buffer[], resume: () => void, statusText: string): boolean {
