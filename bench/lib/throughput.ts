@@ -94,6 +94,7 @@ export async function measureThroughput(job: ThroughputJob): Promise<Map<TargetI
         ips: options.ips,
         threads: options.threads,
         headers: expected.headers,
+        timeoutS: options.timeout,
       };
       const tlsFrom = tlsLog && target.id !== 'direct' ? fileSize(tlsLog) : undefined;
       if (options.warmup > 0) await generator.measure({ ...run, durationS: options.warmup });
