@@ -220,11 +220,11 @@ async function main(): Promise<number> {
   const ctx: BenchContext = { options, tmpDir, nginx, upstream, cert, serverCpus, rulesFile };
 
   const perRun = options.warmup + options.duration;
-  const targetCount = options.only.length - (nginx ? 0 : Number(options.only.includes('nginx')));
-  const proxyRows = options.proxyBins.length * options.nodes.length;
-  const runs = scenarios.length * options.rounds * (targetCount - 1 + proxyRows);
+  const proxyRows = options.only.includes('proxy') ? options.proxyBins.length * options.nodes.length : 0;
+  const rows = options.only.filter((id) => id !== 'proxy' && (id !== 'nginx' || nginx)).length + proxyRows;
+  const runs = scenarios.length * options.rounds * rows;
   log(
-    `throughput: ${scenarios.length} scenario(s) × ${options.rounds} rounds × ~${targetCount - 1 + proxyRows} targets × ` +
+    `throughput: ${scenarios.length} scenario(s) × ${options.rounds} rounds × ${rows} targets × ` +
       `(${options.warmup} s warm-up + ${options.duration} s) ≈ ${Math.ceil((runs * perRun) / 60)} min`,
   );
   const results: ScenarioResult[] = [];

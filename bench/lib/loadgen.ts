@@ -30,6 +30,8 @@ export interface ClosedLoopJob {
   threads?: number;
   /** Request headers on every request (`Accept-Encoding`, `Connection: close`); wrk only. */
   headers?: Record<string, string>;
+  /** Seconds before the client gives up on a response and reconnects (wrk's --timeout). */
+  timeoutS?: number;
 }
 
 export interface LoadGenerator {
@@ -120,6 +122,7 @@ export async function wrkGenerator(binary: string, tmpDir: string): Promise<Load
     async measure(job) {
       const args = [`-t${job.threads ?? 1}`, `-c${job.connections}`, `-d${job.durationS}s`, '--latency'];
       for (const [name, value] of Object.entries(job.headers ?? {})) args.push('-H', `${name}: ${value}`);
+      if (job.timeoutS !== undefined) args.push('--timeout', `${job.timeoutS}s`);
       if (job.ips > 1) {
         let script = scripts.get(job.ips);
         if (!script) {
@@ -132,7 +135,7 @@ export async function wrkGenerator(binary: string, tmpDir: string): Promise<Load
       args.push(job.url);
       const result = await run('wrk', binary, args, {
         cpus: job.cpus,
-        timeoutMs: (job.durationS + 30) * 1000,
+        timeoutMs: (job.durationS + (job.timeoutS ?? 2) + 30) * 1000,
       });
       if (result.exit.code !== 0) {
         throw new Error(

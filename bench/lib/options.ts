@@ -33,6 +33,8 @@ export interface BenchOptions {
   duration: number;
   warmup: number;
   connections: number;
+  /** Seconds a wrk client waits for a response before it gives up and reconnects. */
+  timeout: number;
   /** wrk threads; more than 1 only makes sense with as many load-generator CPUs. */
   threads: number;
   rounds: number;
@@ -70,6 +72,8 @@ Options:
   --duration S          measured seconds per target per round (default 10)
   --warmup S            warm-up seconds before each measurement (default 2)
   --connections N       concurrent connections of the load generator (default 64)
+  --timeout S           seconds a wrk client waits for a response before it reconnects (default 10;
+                        wrk's own is 2, which an overloaded server on a shared core exceeds)
   --threads N           wrk threads (default 1); give the load generator as many CPUs
                         (--loadgen-cpus) on a bigger machine
   --rounds N            rounds; targets are interleaved within each round (default 3)
@@ -186,6 +190,7 @@ export function parseOptions(argv: readonly string[]): BenchOptions | null {
     duration: positiveInt('duration', values.duration, 10),
     warmup: values.warmup === '0' ? 0 : positiveInt('warmup', values.warmup, 2),
     connections: positiveInt('connections', values.connections, 64),
+    timeout: positiveInt('timeout', values.timeout, 10),
     threads: positiveInt('threads', values.threads, 1),
     rounds: positiveInt('rounds', values.rounds, 3),
     workers: values.workers === undefined ? undefined : positiveInt('workers', values.workers, 1),
@@ -228,6 +233,7 @@ function parse(args: string[]) {
       duration: { type: 'string' },
       warmup: { type: 'string' },
       connections: { type: 'string' },
+      timeout: { type: 'string' },
       threads: { type: 'string' },
       rounds: { type: 'string' },
       only: { type: 'string' },

@@ -69,6 +69,25 @@ function describeSample(s: Round): string {
   return `${formatInt(s.rps).padStart(7)} rps  p50 ${s.p50Ms.toFixed(2)} ms  p99 ${s.p99Ms.toFixed(2)} ms${cpu}${rss}${tls}${problems}`;
 }
 
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/**
+ * Waits until the process group `pgid` uses under 10 % of a CPU over 250 ms (at most `maxS`
+ * seconds); resolves with the seconds it took. Without /proc, returns at once.
+ */
+export async function settle(pgid: number, maxS = 30): Promise<number> {
+  const started = performance.now();
+  let last = groupCpuSeconds(pgid);
+  if (last === null) return 0;
+  while (performance.now() - started < maxS * 1000) {
+    await sleep(250);
+    const now = groupCpuSeconds(pgid);
+    if (now === null || now - last < 0.025) break;
+    last = now;
+  }
+  return (performance.now() - started) / 1000;
+}
+
 export interface ThroughputJob {
   options: BenchOptions;
   scenario: Scenario;
@@ -94,9 +113,16 @@ export async function measureThroughput(job: ThroughputJob): Promise<Map<TargetI
         ips: options.ips,
         threads: options.threads,
         headers: expected.headers,
+        timeoutS: options.timeout,
       };
       const tlsFrom = tlsLog && target.id !== 'direct' ? fileSize(tlsLog) : undefined;
-      if (options.warmup > 0) await generator.measure({ ...run, durationS: options.warmup });
+      if (options.warmup > 0) {
+        await generator.measure({ ...run, durationS: options.warmup });
+        // The warm-up's clients leave with requests still queued in the server: let it finish them
+        // (or find them gone) before the measured run, which would otherwise pay for them.
+        const settleS = await settle(target.server.child.pid);
+        if (settleS > 1) log(`${target.label}: ${settleS.toFixed(1)} s to go idle after the warm-up`);
+      }
       const cpuBefore = groupCpuSeconds(target.server.child.pid);
       const wallBefore = performance.now();
       const rss = peakSampler(() => groupRssBytes(target.server.child.pid));

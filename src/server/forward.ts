@@ -325,8 +325,11 @@ class ForwardHandler<C extends ForwardContext> implements Dispatcher.DispatchHan
         counters.waitMsTotal += this.forwarder.settings.sweep.now() - this.dispatchedAt;
       }
     }
-    // The client left (or was answered) while the request waited for a connection: not sent at all.
-    if (this.finished || this.ctx.res.destroyed) abort(new Error('client closed the connection'));
+    // The client left (or was answered) while the request waited for a connection: not sent at
+    // all. Thrown rather than abort()ed: undici's abort also destroys the (keep-alive, maybe TLS)
+    // connection, where a throw here fails only this request; under overload, clients giving up
+    // would otherwise turn into a reconnect per request.
+    if (this.finished || this.ctx.res.destroyed) throw new Error('client closed the connection');
   }
 
   onHeaders(statusCode: number, rawHeaders: Buffer[], resume: () => void, statusText: string): boolean {
