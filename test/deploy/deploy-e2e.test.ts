@@ -112,7 +112,8 @@ describe.skipIf(SKIP_RENDERING)('meli-proxy deploy against a scripted kubectl', 
       /^rollout status deployment\/meli-proxy/,
       /^apply .*Deployment\/prometheus-adapter .*HorizontalPodAutoscaler\/meli-proxy PodDisruptionBudget\/meli-proxy$/,
       /^rollout status deployment\/prometheus-adapter/,
-      /^apply Ingress\/meli-proxy$/,
+      /^apply Ingress\/grafana Ingress\/meli-proxy$/,
+      /^wait --for=jsonpath={.status.loadBalancer.ingress} ingress\/meli-proxy/,
     ].map((pattern) => indexOf(labels, pattern));
     expect(order).toEqual([...order].sort((a, b) => a - b));
     // (The failure watch beside the completion wait may be cancelled before its process even starts;
@@ -283,7 +284,7 @@ describe.skipIf(SKIP_RENDERING)('meli-proxy deploy against a scripted kubectl', 
       },
       { match: ['logs'], stdout: '{"level":"warn","msg":"store unreachable"}\n' },
     ]);
-    const run = await runDeployCli(['deploy', '--context', 'kind-test', '--timeout', '2s'], {
+    const run = await runDeployCli(['deploy', '--context', 'kind-test', '--timeout', '4s'], {
       env: SECRET_ENV,
     });
     expect(run.code).toBe(1);
@@ -291,9 +292,10 @@ describe.skipIf(SKIP_RENDERING)('meli-proxy deploy against a scripted kubectl', 
     const rollout = fake
       .calls()
       .find((call) => command(call).startsWith('rollout status deployment/meli-proxy'))!;
-    expect(rollout.args).toContainEqual(expect.stringMatching(/^--timeout=[12]s$/));
+    expect(rollout, run.stdout).toBeDefined();
+    expect(rollout.args).toContainEqual(expect.stringMatching(/^--timeout=[34]s$/));
     expect(run.stdout).toContain('[6/8] proxy rollout ready: FAILED after');
-    expect(run.stdout).toContain('Timed out after 2.0s waiting for rollout of Deployment/meli-proxy');
+    expect(run.stdout).toContain('Timed out after 4.0s waiting for rollout of Deployment/meli-proxy');
     expect(run.stdout).toContain('Readiness probe failed: HTTP probe failed with statuscode: 503');
     expect(run.stdout).toContain('ReplicaSet/meli-proxy-7c9d8');
     expect(run.stdout).toContain('store unreachable');
