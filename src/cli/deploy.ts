@@ -10,6 +10,7 @@ import { type ChoiceFlags, describeChoices, type InstallChoices, parseChoices } 
 import { assertOwnNamespace, destroyPlan, destroyStages, onlyOwned } from '../deploy/destroy.js';
 import { DEFAULT_KILL_GRACE_MS, executePlan } from '../deploy/executor.js';
 import { execaKubectl, type RunKubectl, withContext } from '../deploy/kubectl.js';
+import { clusterLogin, kubectlPortForward, type LoginDeps, spawnAuthLogin } from '../deploy/login.js';
 import { assertNothingForeign, ownedClusterRefs } from '../deploy/ownership.js';
 import { buildPlan, type GeneratedObject, type Plan } from '../deploy/plan.js';
 import { checkCluster, checkKubectl } from '../deploy/preflight.js';
@@ -39,6 +40,10 @@ export interface DeployDeps {
   now(): number;
   clock(): Date;
   killGraceMs: number;
+  /** `deploy login`: the port-forward to the in-cluster database, for a kubectl context. */
+  portForward(context: string | undefined): LoginDeps['portForward'];
+  /** `deploy login`: runs `meli-proxy auth login` with this environment. */
+  authLogin: LoginDeps['authLogin'];
 }
 
 export function defaultDeployDeps(): DeployDeps {
@@ -58,6 +63,8 @@ export function defaultDeployDeps(): DeployDeps {
     now: Date.now,
     clock: () => new Date(),
     killGraceMs: DEFAULT_KILL_GRACE_MS,
+    portForward: (context) => kubectlPortForward(context),
+    authLogin: (env) => spawnAuthLogin(env),
   };
 }
 
@@ -227,6 +234,17 @@ async function status(flags: DeployFlags, io: CliIO, deps: DeployDeps): Promise<
   }
 }
 
+async function login(flags: DeployFlags, io: CliIO, deps: DeployDeps): Promise<void> {
+  const { plan, run } = await prepare(flags, io, deps);
+  await checkCluster(run, flags.context);
+  await clusterLogin(plan.namespace, io.env, {
+    run,
+    portForward: deps.portForward(flags.context),
+    authLogin: deps.authLogin,
+    say: (line) => io.stdout.write(`${line}\n`),
+  });
+}
+
 async function destroy(flags: DeployFlags, io: CliIO, deps: DeployDeps): Promise<void> {
   const { plan, run, stageTimeoutMs } = await prepare(flags, io, deps);
   assertOwnNamespace(plan, 'destroy');
@@ -319,6 +337,14 @@ export function registerDeploy(program: Command, io: CliIO, deps: DeployDeps = d
     )
     .configureHelp({ showGlobalOptions: true })
     .action(async (_options: unknown, sub: Command) => status(sub.optsWithGlobals<DeployFlags>(), io, deps));
+
+  command
+    .command('login')
+    .description(
+      "Log in to MercadoLibre in the browser, storing the token in the cluster's database, and switch token injection on.",
+    )
+    .configureHelp({ showGlobalOptions: true })
+    .action(async (_options: unknown, sub: Command) => login(sub.optsWithGlobals<DeployFlags>(), io, deps));
 
   command
     .command('destroy')

@@ -26,7 +26,6 @@
 import { spawnSync } from 'node:child_process';
 import { appendFileSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { parseAllDocuments } from 'yaml';
 
 const dir = process.env.FAKE_KUBECTL_DIR;
 if (!dir) {
@@ -68,7 +67,9 @@ function finish(answer) {
 
 async function answerRule(answer) {
   if (answer.hang) {
-    // Keep the event loop alive until a signal ends the process.
+    // Say what there is to say (a port-forward's "Forwarding from …"), then keep the event loop
+    // alive until a signal ends the process.
+    if (answer.stdout) process.stdout.write(answer.stdout);
     setInterval(() => undefined, 60_000);
     return;
   }
@@ -115,6 +116,9 @@ function keyOf(object, namespace) {
   return `${object.kind}/${ns}/${object.metadata.name}`;
 }
 
+// Loaded only by calls that carry manifests: every other call starts faster without it.
+const { parseAllDocuments } = readsStdin ? await import('yaml') : { parseAllDocuments: () => [] };
+
 function objectsOnStdin() {
   const text = stdin.trim();
   if (text.startsWith('{')) return [JSON.parse(text)];
@@ -129,6 +133,15 @@ function apply() {
     const key = keyOf(object, flagValue('--namespace'));
     const before = cluster.objects[key];
     const stored = { ...object, metadata: { ...object.metadata }, status: before?.status ?? {} };
+    // Server-side apply: a second field manager's Secret keys join the first's instead of
+    // replacing them (deploy login sets one key beside those deploy owns).
+    const manager = args.find((arg) => arg.startsWith('--field-manager='));
+    if (before?.data && before.metadata.fieldManager !== manager) {
+      stored.data = { ...before.data, ...object.data };
+      stored.metadata.fieldManager = before.metadata.fieldManager;
+    } else {
+      stored.metadata.fieldManager = manager;
+    }
     const generation = before?.metadata?.generation ?? 0;
     const templateChanged =
       JSON.stringify(before?.spec?.template ?? null) !== JSON.stringify(object.spec?.template ?? null);
