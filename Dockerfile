@@ -3,7 +3,8 @@
 # Three stages: `build` compiles TypeScript with the dev dependencies, `deps` installs the production
 # dependencies only, the final image holds those two results and nothing else (no compiler, no npm
 # cache, no sources), runs as a non-root user and starts `meli-proxy serve`.
-ARG NODE_IMAGE=node:20-bookworm-slim
+# Node 24, the current LTS (Node 20 reached its end of life).
+ARG NODE_IMAGE=node:24-bookworm-slim
 
 FROM ${NODE_IMAGE} AS build
 WORKDIR /app

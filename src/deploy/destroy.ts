@@ -4,12 +4,12 @@
  * the manifests do not name, such as the PostgreSQL volume claims.
  */
 import { UsageError } from '../errors.js';
+import { isClusterScoped } from './customize.js';
 import type { ExecuteResult } from './executor.js';
 import { firstErrorLine, type RunKubectl } from './kubectl.js';
 import { toYaml } from './manifests.js';
 import { type Plan, type PlanStage, stageManifests } from './plan.js';
 import type { DeployReporter } from './report.js';
-import { SECRET_NAME } from './secrets.js';
 
 /** Namespaces a cluster cannot do without: never deleted, whatever the manifests say. */
 export const PROTECTED_NAMESPACES = ['default', 'kube-system', 'kube-public', 'kube-node-lease'];
@@ -22,6 +22,25 @@ export interface DestroyOptions {
   stageTimeoutMs: number;
   reporter: DeployReporter;
   now?: () => number;
+}
+
+/**
+ * The plan without the cluster-scoped objects that are not this install's (another install's, or
+ * a Helm release's APIService): destroy leaves them alone. `owned` holds the `Kind/name` of those
+ * that are ours; the namespace is ours by name.
+ */
+export function onlyOwned(plan: Plan, owned: ReadonlySet<string>): { plan: Plan; kept: string[] } {
+  const kept: string[] = [];
+  const stages = plan.stages.map((stage) => ({
+    ...stage,
+    entries: stage.entries.filter((entry) => {
+      if (!entry.manifest || entry.kind === 'Namespace' || !isClusterScoped(entry.manifest)) return true;
+      if (owned.has(entry.ref)) return true;
+      kept.push(entry.ref);
+      return false;
+    }),
+  }));
+  return { plan: { ...plan, stages }, kept };
 }
 
 /** The stages destroy goes through, in its order. */
@@ -60,12 +79,14 @@ export async function destroyPlan(options: DestroyOptions): Promise<ExecuteResul
         input: toYaml(manifests),
       });
     }
-    if (stage.entries.some((entry) => entry.manifest === undefined && entry.name === SECRET_NAME)) {
+    for (const entry of stage.entries.filter(
+      (item) => item.manifest === undefined && item.kind === 'Secret',
+    )) {
       calls.push({
         args: [
           'delete',
           'secret',
-          SECRET_NAME,
+          entry.name,
           '--namespace',
           plan.namespace,
           '--ignore-not-found',

@@ -6,11 +6,20 @@
  * annotation limited to 256 KiB, which a ConfigMap of Grafana dashboards can exceed.
  */
 import { collectDiagnostics, type DiagnosticTarget } from './diagnostics.js';
-import { firstErrorLine, type RunKubectl } from './kubectl.js';
-import { toYaml } from './manifests.js';
+import { firstErrorLine, type KubectlResult, type RunKubectl } from './kubectl.js';
+import { type Manifest, toYaml } from './manifests.js';
 import { type Plan, type PlanEntry, type PlanStage, stageManifests, type Wait } from './plan.js';
 import type { DeployReporter, Failure } from './report.js';
-import { buildSecret, describeSources, readExistingSecret, SECRET_NAME, withSecretFiles } from './secrets.js';
+import { changedKeys, withSecretChecksums, workloadsToRoll } from './rollout.js';
+import {
+  buildPrometheusAuthSecret,
+  buildSecret,
+  describeSources,
+  PROMETHEUS_AUTH_SECRET,
+  readExistingSecret,
+  SECRET_NAME,
+  withSecretFiles,
+} from './secrets.js';
 import { describeWait, runWait, type WaitContext } from './waits.js';
 
 export const FIELD_MANAGER = 'meli-proxy-deploy';
@@ -61,15 +70,48 @@ function isGeneratedSecret(entry: PlanEntry): boolean {
   return entry.manifest === undefined && entry.kind === 'Secret' && entry.name === SECRET_NAME;
 }
 
+function isGeneratedAuthSecret(entry: PlanEntry): boolean {
+  return entry.manifest === undefined && entry.kind === 'Secret' && entry.name === PROMETHEUS_AUTH_SECRET;
+}
+
+/** What one deploy learns in one stage and needs in a later one. */
+interface RunState {
+  /** The Secret's values as applied (in memory only): pod templates get their checksums. */
+  secretData: Record<string, string> | undefined;
+}
+
+const APPLY_ARGS = [
+  'apply',
+  '--server-side',
+  `--field-manager=${FIELD_MANAGER}`,
+  '--force-conflicts',
+  '--filename',
+  '-',
+];
+
+function applyFailure(what: string, result: KubectlResult, budgetMs: number): string {
+  // Killed by us: kubectl printed nothing worth showing, and "no output" would say nothing.
+  if (result.timedOut)
+    return `${what} timed out after ${Math.ceil(budgetMs / 1000)}s (the API server did not answer in time)`;
+  return `${what}: ${firstErrorLine(result)}`;
+}
+
 function waitTarget(wait: Wait): DiagnosticTarget {
   return { objectKind: wait.objectKind, name: wait.name, selector: wait.selector };
 }
 
-async function applyStage(stage: PlanStage, options: ExecuteOptions, deadline: number): Promise<void> {
+async function applyStage(
+  stage: PlanStage,
+  options: ExecuteOptions,
+  deadline: number,
+  state: RunState,
+): Promise<void> {
   const { run, plan, reporter } = options;
   const now = options.now ?? Date.now;
   const namespace = plan.namespace;
-  const manifests = stageManifests(stage);
+  const manifests = state.secretData
+    ? withSecretChecksums(stageManifests(stage), state.secretData)
+    : stageManifests(stage);
   const remaining = () => Math.max(1000, deadline - now());
 
   // A Job's pod template cannot change: the previous run is deleted (with its pods) before the new
@@ -105,21 +147,11 @@ async function applyStage(stage: PlanStage, options: ExecuteOptions, deadline: n
       stage.id,
       `applying ${manifests.map((manifest) => `${manifest.kind}/${manifest.metadata.name}`).join(', ')}`,
     );
-    const result = await run({
-      args: [
-        'apply',
-        '--server-side',
-        `--field-manager=${FIELD_MANAGER}`,
-        '--force-conflicts',
-        '--filename',
-        '-',
-      ],
-      input: toYaml(manifests),
-      timeoutMs: remaining(),
-    });
-    if (result.exitCode !== 0) {
+    const budget = remaining();
+    const result = await run({ args: APPLY_ARGS, input: toYaml(manifests), timeoutMs: budget });
+    if (result.exitCode !== 0 || result.timedOut) {
       throw new StageFailure({
-        message: `kubectl apply failed in stage "${stage.title}": ${firstErrorLine(result)}`,
+        message: applyFailure(`kubectl apply failed in stage "${stage.title}"`, result, budget),
         events: [],
         logs: [],
         output: errorLines(result.stderr),
@@ -132,28 +164,56 @@ async function applyStage(stage: PlanStage, options: ExecuteOptions, deadline: n
     const existing = await readExistingSecret(run, namespace);
     const secret = buildSecret(namespace, withSecretFiles(options.env), existing, options.random);
     reporter.note(stage.id, `Secret/${SECRET_NAME}: ${describeSources(secret.sources)}`);
-    const result = await run({
-      args: [
-        'apply',
-        '--server-side',
-        `--field-manager=${FIELD_MANAGER}`,
-        '--force-conflicts',
-        '--filename',
-        '-',
-      ],
-      input: JSON.stringify(secret.manifest),
-      timeoutMs: remaining(),
-    });
-    if (result.exitCode !== 0) {
-      // kubectl's message names the object, never the data; still, only its first line is shown.
-      throw new StageFailure({
-        message: `Could not apply Secret/${SECRET_NAME}: ${firstErrorLine(result)}`,
-        ref: `Secret/${SECRET_NAME}`,
-        events: [],
-        logs: [],
-      });
-    }
+    await applySecret(secret.manifest, options, remaining());
+    state.secretData = decode(secret.manifest);
+    reporter.note(stage.id, rollNote(plan, existing, state.secretData));
   }
+  for (const entry of stage.entries) {
+    if (!isGeneratedAuthSecret(entry)) continue;
+    const password = state.secretData?.['prometheus-password'];
+    if (!password) continue;
+    reporter.note(
+      stage.id,
+      `Secret/${PROMETHEUS_AUTH_SECRET}: user admin, the password of prometheus-password`,
+    );
+    await applySecret(buildPrometheusAuthSecret(namespace, password), options, remaining());
+  }
+}
+
+async function applySecret(manifest: Manifest, options: ExecuteOptions, budget: number): Promise<void> {
+  const ref = `Secret/${manifest.metadata.name}`;
+  const result = await options.run({ args: APPLY_ARGS, input: JSON.stringify(manifest), timeoutMs: budget });
+  if (result.exitCode !== 0 || result.timedOut) {
+    // kubectl's message names the object, never the data; still, only its first line is shown.
+    throw new StageFailure({
+      message: applyFailure(`Could not apply ${ref}`, result, budget),
+      ref,
+      events: [],
+      logs: [],
+    });
+  }
+}
+
+function decode(secret: Manifest): Record<string, string> {
+  const data = (secret.data ?? {}) as Record<string, string>;
+  return Object.fromEntries(
+    Object.entries(data).map(([key, value]) => [key, Buffer.from(value, 'base64').toString('utf8')]),
+  );
+}
+
+/** Says which workloads the Secret's changes roll (key names only, never values). */
+function rollNote(
+  plan: Plan,
+  existing: Readonly<Record<string, string>> | undefined,
+  data: Readonly<Record<string, string>>,
+): string {
+  if (existing === undefined) return `Secret/${SECRET_NAME} created`;
+  const changed = changedKeys(existing, data);
+  if (changed.length === 0) return `Secret/${SECRET_NAME} unchanged: no pod restarts for it`;
+  const workloads = workloadsToRoll(plan.stages.flatMap(stageManifests), changed, data);
+  const rolls =
+    workloads.length > 0 ? `rolls ${workloads.join(', ')}` : 'no running workload reads these keys';
+  return `Secret/${SECRET_NAME} changed (${changed.join(', ')}): ${rolls}`;
 }
 
 async function waitStage(stage: PlanStage, options: ExecuteOptions, deadline: number): Promise<void> {
@@ -186,6 +246,7 @@ export async function executePlan(options: ExecuteOptions): Promise<ExecuteResul
     buildSecret(plan.namespace, withSecretFiles(options.env), undefined, options.random);
   }
   const started = now();
+  const state: RunState = { secretData: undefined };
   reporter.start(
     options.title ?? `Deploying to namespace ${plan.namespace}`,
     plan.stages.map((stage) => ({ id: stage.id, number: stage.number, title: stage.title })),
@@ -195,7 +256,7 @@ export async function executePlan(options: ExecuteOptions): Promise<ExecuteResul
     const deadline = stageStart + options.stageTimeoutMs;
     reporter.stageStarted(stage.id);
     try {
-      if (stage.applies) await applyStage(stage, options, deadline);
+      if (stage.applies) await applyStage(stage, options, deadline, state);
       await waitStage(stage, options, deadline);
       reporter.stageDone(stage.id, now() - stageStart);
     } catch (error) {

@@ -12,7 +12,7 @@ import {
   type StageId,
 } from './stages.js';
 
-export type WaitKind = 'rollout' | 'pods-ready' | 'job';
+export type WaitKind = 'rollout' | 'pods-ready' | 'job' | 'available' | 'address';
 
 export interface Wait {
   kind: WaitKind;
@@ -86,6 +86,12 @@ function waitsOn(manifests: readonly Manifest[], readiness: boolean): Wait[] {
     } else if (manifest.kind === 'Job') {
       // The job controller labels its pods with job-name.
       waits.push({ kind: 'job', ...base, selector: `job-name=${manifest.metadata.name}` });
+    } else if (manifest.kind === 'APIService') {
+      // The autoscaler reads its metrics through it: useless until the API server can reach it.
+      waits.push({ kind: 'available', ...base, selector: undefined });
+    } else if (manifest.kind === 'Ingress') {
+      // Until the controller gives it an address, nothing outside the cluster reaches it.
+      waits.push({ kind: 'address', ...base, selector: undefined });
     }
   }
   return waits;

@@ -2,14 +2,17 @@
  * Renders an overlay with `kubectl kustomize`, optionally into another namespace and with another
  * proxy image. Rendering needs the kubectl binary but no cluster.
  */
-import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { stringify } from 'yaml';
+import { parse, stringify } from 'yaml';
 import { UsageError } from '../errors.js';
+import { componentsFor, type InstallChoices } from './choices.js';
+import { applyChoices, scopeToInstall } from './customize.js';
 import { firstErrorLine, type RunKubectl } from './kubectl.js';
-import { containersOf, labelOf, type Manifest, parseManifests } from './manifests.js';
+import { containersOf, isRecord, labelOf, type Manifest, parseManifests } from './manifests.js';
+import { planNamespace } from './plan.js';
 import { COMPONENT_LABEL } from './stages.js';
 
 /** deploy/k8s of this package: two levels up from both src/deploy and dist/deploy. */
@@ -18,9 +21,11 @@ export function defaultManifestsDir(): string {
 }
 
 export interface RenderOptions {
-  /** Holds base/ and overlays/<name>/. */
+  /** Holds base/, overlays/<name>/ and components/<name>/. */
   manifestsDir: string;
   overlay: string;
+  /** Kustomize components (directories under components/) applied on top of the overlay, in order. */
+  components?: readonly string[] | undefined;
   /** Moves every namespaced object (and references to the namespace) here. */
   namespace?: string | undefined;
   /** Replaces the proxy's image (in the proxy Deployment and wherever the same image is used). */
@@ -54,20 +59,40 @@ export async function renderManifests(options: RenderOptions): Promise<Manifest[
     );
   }
 
+  const components = options.components ?? [];
+  for (const component of components) {
+    if (!existsSync(join(options.manifestsDir, 'components', component, 'kustomization.yaml'))) {
+      throw new UsageError(
+        `Unknown component "${component}": no ${join(options.manifestsDir, 'components', component, 'kustomization.yaml')}.`,
+      );
+    }
+  }
+
   let target = overlayDir;
   let wrapper: string | undefined;
-  if (options.namespace !== undefined) {
+  const namespace = options.namespace ?? (components.length > 0 ? overlayNamespace(overlayDir) : undefined);
+  if (namespace !== undefined || components.length > 0) {
     // A throw-away kustomization on top of the overlay: kustomize's own namespace transformer also
-    // rewrites the Namespace object, RoleBinding subjects and the APIService's service reference.
-    // Kustomize refuses absolute resource paths, hence the relative one.
+    // rewrites the Namespace object, RoleBinding subjects and the APIService's service reference,
+    // and gives the objects components add the deployed namespace. Components run in the order
+    // given, each over the result of the previous one. Kustomize refuses absolute paths, hence
+    // the relative ones.
     wrapper = mkdtempSync(join(tmpdir(), 'meli-proxy-kustomize-'));
+    const dir = wrapper;
     writeFileSync(
-      join(wrapper, 'kustomization.yaml'),
+      join(dir, 'kustomization.yaml'),
       stringify({
         apiVersion: 'kustomize.config.k8s.io/v1beta1',
         kind: 'Kustomization',
-        namespace: options.namespace,
-        resources: [relative(wrapper, overlayDir)],
+        ...(namespace === undefined ? {} : { namespace }),
+        resources: [relative(dir, overlayDir)],
+        ...(components.length > 0
+          ? {
+              components: components.map((name) =>
+                relative(dir, join(options.manifestsDir, 'components', name)),
+              ),
+            }
+          : {}),
       }),
     );
     target = wrapper;
@@ -86,6 +111,12 @@ export async function renderManifests(options: RenderOptions): Promise<Manifest[
   } finally {
     if (wrapper) rmSync(wrapper, { recursive: true, force: true });
   }
+}
+
+/** The `namespace:` an overlay's kustomization sets, if it sets one. */
+function overlayNamespace(overlayDir: string): string | undefined {
+  const parsed: unknown = parse(readFileSync(join(overlayDir, 'kustomization.yaml'), 'utf8'));
+  return isRecord(parsed) && typeof parsed.namespace === 'string' ? parsed.namespace : undefined;
 }
 
 /**
@@ -113,4 +144,20 @@ export function setProxyImage(manifests: Manifest[], image: string): void {
       if (container.image === current) container.image = image;
     }
   }
+}
+
+export interface InstallRenderOptions extends Omit<RenderOptions, 'components'> {
+  choices: InstallChoices;
+}
+
+/**
+ * What `deploy` applies: the overlay with the components the choices call for, adjusted for the
+ * target namespace (see customize.ts).
+ */
+export async function renderInstall(options: InstallRenderOptions): Promise<Manifest[]> {
+  const manifests = await renderManifests({ ...options, components: componentsFor(options.choices) });
+  const namespace = planNamespace(manifests);
+  applyChoices(manifests, options.choices, namespace);
+  scopeToInstall(manifests, namespace);
+  return manifests;
 }

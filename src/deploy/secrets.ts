@@ -8,13 +8,29 @@
  * user of the machine could read in the process list. Values are never printed: only where each key
  * came from.
  */
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { RuntimeFailure, UsageError } from '../errors.js';
 import { firstErrorLine, type RunKubectl } from './kubectl.js';
 import { isRecord, type Manifest } from './manifests.js';
 
 export const SECRET_NAME = 'meli-proxy-secrets';
+/** The htpasswd Secret ingress-nginx checks in front of an exposed Prometheus. */
+export const PROMETHEUS_AUTH_SECRET = 'meli-proxy-prometheus-auth';
+export const PROMETHEUS_USER = 'admin';
+
+/** Every key of the Secret and where it comes from, as the dry-run plan shows it. */
+export const SECRET_KEYS: ReadonlyArray<{ key: string; from: string }> = [
+  { key: 'admin-token', from: 'MELI_PROXY_ADMIN_TOKEN, else kept, else generated' },
+  { key: 'client-id', from: 'MELI_CLIENT_ID, else kept (optional)' },
+  { key: 'client-secret', from: 'MELI_CLIENT_SECRET, else kept (optional)' },
+  { key: 'database-url', from: 'MELI_PROXY_DATABASE_URL, else the in-cluster PostgreSQL' },
+  { key: 'grafana-admin-password', from: 'GRAFANA_ADMIN_PASSWORD, else kept, else generated' },
+  { key: 'inject-token', from: 'MELI_PROXY_INJECT_TOKEN, else kept (set on by `deploy login`)' },
+  { key: 'postgres-password', from: 'kept, else generated' },
+  { key: 'prometheus-password', from: 'PROMETHEUS_PASSWORD, else kept, else generated' },
+  { key: 'token-key', from: 'MELI_PROXY_TOKEN_KEY, else kept, else generated (32 random bytes)' },
+];
 
 /** Must match the `postgres` StatefulSet and Service in deploy/k8s/base/postgres.yaml. */
 const DATABASE = { user: 'meli_proxy', database: 'meli_proxy', host: 'postgres', port: 5432 };
@@ -61,6 +77,8 @@ export const SECRET_VARIABLES = [
   'MELI_CLIENT_ID',
   'MELI_CLIENT_SECRET',
   'GRAFANA_ADMIN_PASSWORD',
+  'PROMETHEUS_PASSWORD',
+  'MELI_PROXY_TOKEN_KEY',
 ] as const;
 
 /**
@@ -86,12 +104,28 @@ export function randomSecret(): string {
   return randomBytes(24).toString('hex');
 }
 
+/** An AES-256 key: base64 of 32 random bytes. */
+export function randomKey(): string {
+  return randomBytes(32).toString('base64');
+}
+
+function aes256Key(value: string, variable: string): void {
+  if (Buffer.from(value, 'base64').length !== 32 || !/^[A-Za-z0-9+/]+={0,2}$/.test(value)) {
+    throw new UsageError(`${variable} must be base64 of exactly 32 bytes (its value is not shown).`);
+  }
+}
+
+function onOff(value: string, variable: string): void {
+  if (value !== 'on' && value !== 'off') throw new UsageError(`${variable} must be on or off.`);
+}
+
 /** Builds the Secret from the environment and the values already in the cluster (`existing`). */
 export function buildSecret(
   namespace: string,
   env: NodeJS.ProcessEnv,
   existing: Readonly<Record<string, string>> | undefined,
   random: () => string = randomSecret,
+  randomAesKey: () => string = randomKey,
 ): SecretBuild {
   const specs: KeySpec[] = [
     { key: 'postgres-password', generate: random },
@@ -104,6 +138,14 @@ export function buildSecret(
       generate: random,
       validate: minLength(8),
     },
+    {
+      key: 'prometheus-password',
+      variable: 'PROMETHEUS_PASSWORD',
+      generate: random,
+      validate: minLength(12),
+    },
+    { key: 'token-key', variable: 'MELI_PROXY_TOKEN_KEY', generate: randomAesKey, validate: aes256Key },
+    { key: 'inject-token', variable: 'MELI_PROXY_INJECT_TOKEN', validate: onOff },
   ];
   const data: Record<string, string> = {};
   const sources: SecretKeySource[] = [];
@@ -122,6 +164,11 @@ export function buildSecret(
     }
   };
   for (const spec of specs) pick(spec);
+  if (data['inject-token'] === 'on' && !data['client-secret']) {
+    throw new UsageError(
+      'Token injection is on but the Secret has no client-secret: set MELI_CLIENT_SECRET (and MELI_CLIENT_ID).',
+    );
+  }
 
   // The database URL: given, kept (with the password it was made with), or pointing at the
   // in-cluster PostgreSQL with its password.
@@ -159,6 +206,25 @@ export function buildSecret(
       data: encoded,
     },
     sources,
+  };
+}
+
+/**
+ * The Secret ingress-nginx reads for basic authentication in front of Prometheus: one htpasswd line,
+ * `{SHA}` form (the password is random and long, so an unsalted hash is no weakness here).
+ */
+export function buildPrometheusAuthSecret(namespace: string, password: string): Manifest {
+  const hash = createHash('sha1').update(password, 'utf8').digest('base64');
+  return {
+    apiVersion: 'v1',
+    kind: 'Secret',
+    type: 'Opaque',
+    metadata: {
+      name: PROMETHEUS_AUTH_SECRET,
+      namespace,
+      labels: { 'app.kubernetes.io/part-of': 'meli-proxy', 'app.kubernetes.io/component': 'config' },
+    },
+    data: { auth: Buffer.from(`${PROMETHEUS_USER}:{SHA}${hash}\n`, 'utf8').toString('base64') },
   };
 }
 

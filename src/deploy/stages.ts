@@ -9,7 +9,8 @@
  *   6 proxy          the proxy Deployment and its Services; waits for the rollout
  *   7 monitoring     HorizontalPodAutoscaler, PodDisruptionBudget, Prometheus, prometheus-adapter,
  *                    Grafana; waits for their rollouts
- *   8 ingress        Ingress
+ *   7 monitoring     … and the custom-metrics APIService Available
+ *   8 ingress        Ingresses; waits until the controller gives each an address
  *
  * How an object is placed, first rule that applies:
  *   a. kinds that never depend on a workload (stages 1 and 2) go by kind alone;
@@ -53,7 +54,7 @@ export const STAGES: readonly StageDefinition[] = [
   { id: 'migrate', title: 'migration job complete', waitsFor: 'migrate', applies: true },
   { id: 'proxy', title: 'proxy rollout ready', waitsFor: 'proxy', applies: true },
   { id: 'monitoring', title: 'autoscaling and monitoring', waitsFor: 'monitoring', applies: true },
-  { id: 'ingress', title: 'ingress', waitsFor: undefined, applies: true },
+  { id: 'ingress', title: 'ingress', waitsFor: 'ingress', applies: true },
 ];
 
 export const UNKNOWN_KIND_STAGE: StageId = 'monitoring';

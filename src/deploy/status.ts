@@ -94,6 +94,20 @@ export function healthOf(live: Live): { health: Health; detail: string } {
         return { health: 'failed', detail: `${String(active.reason ?? '')}: ${replicas}` };
       return { health: 'ready', detail: replicas };
     }
+    case 'APIService': {
+      const available = condition(live, 'Available');
+      return available?.status === 'True'
+        ? { health: 'ready', detail: 'Available' }
+        : { health: 'progressing', detail: `not Available: ${String(available?.reason ?? 'no status yet')}` };
+    }
+    case 'Ingress': {
+      const addresses = record(record(live.status).loadBalancer).ingress;
+      const list = Array.isArray(addresses) ? addresses.map(record) : [];
+      const shown = list.map((item) => String(item.ip ?? item.hostname ?? '')).filter(Boolean);
+      return shown.length > 0
+        ? { health: 'ready', detail: `address ${shown.join(', ')}` }
+        : { health: 'progressing', detail: 'no address yet (is the ingress controller running?)' };
+    }
     case 'PersistentVolumeClaim':
       return status.phase === 'Bound'
         ? { health: 'ready', detail: 'Bound' }
@@ -149,6 +163,10 @@ export async function clusterStatus(run: RunKubectl, plan: Plan): Promise<StageS
   const statusOfManifest = (manifest: Manifest): ObjectStatus => {
     const ref = `${manifest.kind}/${manifest.metadata.name}`;
     const object = live.get(key(manifest.kind, manifest.metadata.namespace, manifest.metadata.name));
+    if (!object && manifest.kind === 'Job' && record(manifest.spec).ttlSecondsAfterFinished !== undefined) {
+      // Removed by its TTL once finished; a failed run stays long enough to be seen.
+      return { ref, health: 'present', detail: 'removed after it finished (ttlSecondsAfterFinished)' };
+    }
     if (!object) return { ref, health: 'missing', detail: 'not in the cluster' };
     return { ref, ...healthOf(object) };
   };

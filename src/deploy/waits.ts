@@ -2,6 +2,8 @@
  * Waiting for one object with kubectl, within what is left of the stage's time:
  *   rollout     kubectl rollout status <Kind>/<name>
  *   pods-ready  kubectl wait --for=condition=Ready pod -l <selector>
+ *   available   kubectl wait --for=condition=Available apiservice/<name>
+ *   address     kubectl wait --for=jsonpath={.status.loadBalancer.ingress} ingress/<name>
  *   job         kubectl wait --for=condition=complete job/<name>, raced against
  *               kubectl wait --for=condition=failed job/<name>, so a failed Job stops the deploy at
  *               once instead of after the whole timeout.
@@ -34,6 +36,22 @@ export function describeWait(wait: Wait): string {
       return `pods of ${wait.ref} Ready`;
     case 'job':
       return `${wait.ref} to complete`;
+    case 'available':
+      return `${wait.ref} Available`;
+    case 'address':
+      return `${wait.ref} to get an address`;
+  }
+}
+
+/** What usually keeps a wait from ending, said after a timeout. */
+function timeoutHint(wait: Wait): string {
+  switch (wait.kind) {
+    case 'address':
+      return ' The ingress controller gives the address: check that it runs (`deploy status` lists it).';
+    case 'available':
+      return ' The API server cannot reach the adapter yet: check its pods and Prometheus.';
+    default:
+      return ' Raise --timeout if it is only slow.';
   }
 }
 
@@ -42,7 +60,7 @@ function timeoutOutcome(wait: Wait, context: WaitContext, detail?: string): Wait
   return {
     ok: false,
     reason: 'timeout',
-    message: `Timed out after ${formatElapsed(context.stageTimeoutMs)} waiting for ${describeWait(wait)}${suffix}. Raise --timeout if it is only slow.`,
+    message: `Timed out after ${formatElapsed(context.stageTimeoutMs)} waiting for ${describeWait(wait)}${suffix}.${timeoutHint(wait)}`,
   };
 }
 
@@ -162,5 +180,24 @@ export async function runWait(wait: Wait, context: WaitContext): Promise<WaitOut
     }
     case 'job':
       return waitForJob(wait, context, seconds, killAfter);
+    case 'available':
+    case 'address': {
+      const condition =
+        wait.kind === 'available'
+          ? '--for=condition=Available'
+          : '--for=jsonpath={.status.loadBalancer.ingress}';
+      const result = await run({
+        args: [
+          'wait',
+          condition,
+          `${wait.objectKind.toLowerCase()}/${wait.name}`,
+          '--namespace',
+          namespace,
+          `--timeout=${seconds}`,
+        ],
+        timeoutMs: killAfter,
+      });
+      return judge(wait, context, result);
+    }
   }
 }

@@ -104,7 +104,7 @@ describe('buildSecret', () => {
       () => 'generated-value-0123456789',
     );
     expect(describeSources(built.sources)).toBe(
-      'postgres-password kept, admin-token from MELI_PROXY_ADMIN_TOKEN, client-secret kept, grafana-admin-password generated, database-url kept',
+      'postgres-password kept, admin-token from MELI_PROXY_ADMIN_TOKEN, client-secret kept, grafana-admin-password generated, prometheus-password generated, token-key generated, database-url kept',
     );
     const data = built.manifest.data as Record<string, string>;
     expect(Buffer.from(data['database-url']!, 'base64').toString()).toBe(
@@ -116,8 +116,39 @@ describe('buildSecret', () => {
       'database-url',
       'grafana-admin-password',
       'postgres-password',
+      'prometheus-password',
+      'token-key',
     ]);
     expect(built.manifest.metadata).toMatchObject({ name: SECRET_NAME, namespace: 'shop' });
+  });
+
+  it('generates the token encryption key as base64 of 32 random bytes, keeps it, and checks a given one', () => {
+    const first = buildSecret('ns', {}, undefined);
+    const key = Buffer.from(
+      (first.manifest.data as Record<string, string>)['token-key']!,
+      'base64',
+    ).toString();
+    expect(Buffer.from(key, 'base64')).toHaveLength(32);
+    const again = buildSecret('ns', {}, { 'token-key': key });
+    expect(
+      Buffer.from((again.manifest.data as Record<string, string>)['token-key']!, 'base64').toString(),
+    ).toBe(key);
+    expect(again.sources.find((source) => source.key === 'token-key')?.origin).toBe('kept');
+    expect(() => buildSecret('ns', { MELI_PROXY_TOKEN_KEY: 'c2hvcnQ=' }, undefined)).toThrow(
+      'MELI_PROXY_TOKEN_KEY must be base64 of exactly 32 bytes (its value is not shown).',
+    );
+  });
+
+  it('token injection needs the application secret', () => {
+    expect(() => buildSecret('ns', { MELI_PROXY_INJECT_TOKEN: 'on' }, undefined)).toThrow(/no client-secret/);
+    const on = buildSecret(
+      'ns',
+      { MELI_PROXY_INJECT_TOKEN: 'on', MELI_CLIENT_SECRET: 's3cret-value' },
+      undefined,
+    );
+    expect(
+      Buffer.from((on.manifest.data as Record<string, string>)['inject-token']!, 'base64').toString(),
+    ).toBe('on');
   });
 
   it('uses MELI_PROXY_DATABASE_URL when given, and derives one for the in-cluster database otherwise', () => {

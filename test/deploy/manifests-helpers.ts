@@ -1,7 +1,9 @@
 /** Rendering the real overlays and looking things up in them, for the manifest tests. */
+
+import { DEFAULT_CHOICES, type InstallChoices } from '../../src/deploy/choices.js';
 import { execaKubectl } from '../../src/deploy/kubectl.js';
 import { containersOf, isRecord, type Manifest, podSpecOf } from '../../src/deploy/manifests.js';
-import { defaultManifestsDir, renderManifests } from '../../src/deploy/render.js';
+import { defaultManifestsDir, renderInstall } from '../../src/deploy/render.js';
 import { findRealKubectl } from '../support/fake-kubectl.js';
 
 export const KUBECTL = findRealKubectl();
@@ -9,14 +11,16 @@ export const KUBECTL = findRealKubectl();
 export const SKIP_RENDERING = KUBECTL === undefined && !process.env.CI;
 export const OVERLAYS = ['local', 'production'] as const;
 
+/** Renders an overlay the way `deploy` does (components, then the per-install adjustments). */
 export function render(
   overlay: string,
-  extra: { namespace?: string; image?: string } = {},
+  extra: { namespace?: string; image?: string; choices?: InstallChoices } = {},
 ): Promise<Manifest[]> {
-  return renderManifests({
+  return renderInstall({
     manifestsDir: defaultManifestsDir(),
     overlay,
     run: execaKubectl(KUBECTL ?? 'kubectl'),
+    choices: DEFAULT_CHOICES,
     ...extra,
   });
 }

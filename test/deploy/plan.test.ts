@@ -157,7 +157,8 @@ describe('buildPlan', () => {
       'rollout Deployment/prometheus',
     ]);
     expect(byId.namespace!.waits).toEqual([]);
-    expect(byId.ingress!.waits).toEqual([]);
+    // The ingress stage waits until the controller gives each Ingress an address.
+    expect(byId.ingress!.waits.map((wait) => `${wait.kind} ${wait.ref}`)).toEqual(['address Ingress/web']);
   });
 
   it('adds generated objects (the Secret) to their stage without a manifest to apply', () => {

@@ -32,11 +32,71 @@ export interface FakeKubectl {
   binDir: string;
   /** Environment the stand-in needs (FAKE_KUBECTL_DIR, FAKE_KUBECTL_REAL). */
   env: Record<string, string>;
-  /** Replaces the scenario and forgets earlier calls. */
-  script(rules: FakeRule[]): void;
+  /**
+   * Replaces the scenario and forgets earlier calls; the cluster starts over with what every
+   * cluster needs (DEFAULT_CLUSTER) unless `cluster` says what it runs instead.
+   */
+  script(rules: FakeRule[], cluster?: ClusterObject[]): void;
+  /** Adds or replaces objects in the cluster as it is now (keeps what deploys stored). */
+  seed(objects: ClusterObject[]): void;
+  /** The objects the cluster holds now, by `Kind/namespace/name` (namespace empty when cluster-wide). */
+  objects(): Record<string, ClusterObject>;
   calls(): FakeCall[];
   remove(): void;
 }
+
+export interface ClusterObject {
+  apiVersion: string;
+  kind: string;
+  metadata: { name: string; namespace?: string; labels?: Record<string, string>; [field: string]: unknown };
+  [field: string]: unknown;
+}
+
+const CLUSTER_SCOPED = new Set([
+  'Namespace',
+  'ClusterRole',
+  'ClusterRoleBinding',
+  'APIService',
+  'IngressClass',
+  'CustomResourceDefinition',
+]);
+
+export function clusterKey(object: ClusterObject): string {
+  const namespace = CLUSTER_SCOPED.has(object.kind) ? '' : (object.metadata.namespace ?? 'default');
+  return `${object.kind}/${namespace}/${object.metadata.name}`;
+}
+
+/** An APIService as the API server reports it, Available or not. */
+export function apiService(
+  name: string,
+  available: boolean,
+  labels: Record<string, string> = {},
+): ClusterObject {
+  return {
+    apiVersion: 'apiregistration.k8s.io/v1',
+    kind: 'APIService',
+    metadata: { name, labels },
+    status: {
+      conditions: [
+        {
+          type: 'Available',
+          status: available ? 'True' : 'False',
+          reason: available ? 'Passed' : 'FailedDiscoveryCheck',
+        },
+      ],
+    },
+  };
+}
+
+export function crd(name: string): ClusterObject {
+  return { apiVersion: 'apiextensions.k8s.io/v1', kind: 'CustomResourceDefinition', metadata: { name } };
+}
+
+/** What deploy's prerequisites need: ingress-nginx's IngressClass and a working metrics-server. */
+export const DEFAULT_CLUSTER: ClusterObject[] = [
+  { apiVersion: 'networking.k8s.io/v1', kind: 'IngressClass', metadata: { name: 'nginx' } },
+  apiService('v1beta1.metrics.k8s.io', true),
+];
 
 const SCRIPT = fileURLToPath(new URL('./fake-kubectl.mjs', import.meta.url));
 
@@ -58,13 +118,28 @@ export function createFakeKubectl(realKubectl = findRealKubectl()): FakeKubectl 
   writeFileSync(executable, `#!/bin/sh\nexec "${process.execPath}" "${SCRIPT}" "$@"\n`);
   chmodSync(executable, 0o755);
   const callsFile = join(stateDir, 'calls.jsonl');
+  const clusterFile = join(stateDir, 'cluster.json');
+  const readCluster = (): Record<string, ClusterObject> =>
+    existsSync(clusterFile)
+      ? (JSON.parse(readFileSync(clusterFile, 'utf8')) as { objects: Record<string, ClusterObject> }).objects
+      : {};
+  const writeCluster = (objects: Record<string, ClusterObject>): void =>
+    writeFileSync(clusterFile, JSON.stringify({ objects }));
   const fake: FakeKubectl = {
     binDir,
     env: { FAKE_KUBECTL_DIR: stateDir, ...(realKubectl ? { FAKE_KUBECTL_REAL: realKubectl } : {}) },
-    script(rules) {
+    script(rules, cluster = DEFAULT_CLUSTER) {
       writeFileSync(join(stateDir, 'scenario.json'), JSON.stringify({ rules }));
       writeFileSync(callsFile, '');
+      writeCluster(Object.fromEntries(cluster.map((object) => [clusterKey(object), object])));
     },
+    seed(objects) {
+      writeCluster({
+        ...readCluster(),
+        ...Object.fromEntries(objects.map((object) => [clusterKey(object), object])),
+      });
+    },
+    objects: readCluster,
     calls() {
       if (!existsSync(callsFile)) return [];
       return readFileSync(callsFile, 'utf8')

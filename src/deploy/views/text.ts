@@ -1,5 +1,6 @@
 /** Text shared by both views and by `--dry-run` / `deploy status`. */
 import type { Plan } from '../plan.js';
+import type { PrerequisiteStatus } from '../prerequisites.js';
 import type { Failure } from '../report.js';
 import type { Health, StageStatus } from '../status.js';
 import { describeWait } from '../waits.js';
@@ -63,6 +64,17 @@ export function formatStatus(stages: readonly StageStatus[], heading: string): s
       const detail = object.detail ? `  ${object.detail}` : '';
       lines.push(`      ${object.ref.padEnd(refWidth)}  ${object.health}${detail}`);
     }
+  }
+  return `${lines.join('\n')}\n`;
+}
+
+/** The cluster's prerequisites, each with its install command when missing. */
+export function formatPrerequisites(statuses: readonly PrerequisiteStatus[]): string {
+  if (statuses.length === 0) return '';
+  const lines = ['Prerequisites:'];
+  for (const status of statuses) {
+    lines.push(`${status.ok ? '✔' : '✖'} ${status.name}: ${status.detail}`);
+    if (!status.ok) lines.push(`      install: ${status.install}`);
   }
   return `${lines.join('\n')}\n`;
 }
