@@ -5,7 +5,7 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { FastifyReply } from 'fastify';
-import type { ForwardContext, UnauthorizedRetry } from './forward.js';
+import type { ForwardContext, UnauthorizedRetry } from './forward-context.js';
 import type { ForwardedInfo } from './headers.js';
 import type { UpstreamFailure } from './upstream-errors.js';
 

@@ -3,7 +3,7 @@
  * waiting for one, how long they waited, and what the slow-client defences cut.
  */
 import { Counter, Gauge, type Registry } from 'prom-client';
-import type { ForwardCounters } from './forward.js';
+import type { ForwardCounters } from './forward-context.js';
 
 export interface UpstreamLoad {
   /** Size of the pool (--upstream-connections). */
