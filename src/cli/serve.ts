@@ -4,7 +4,6 @@ import closeWithGrace from 'close-with-grace';
 import type { Command } from 'commander';
 import type { ProxyTokenAuth } from '../auth/proxy-auth.js';
 import { loadConfig, SETTING_KEYS, SETTINGS, type SettingKey } from '../config.js';
-import { startupRules } from '../limits/env.js';
 import { createLogger, flushLogger } from '../logger.js';
 import { assertAdminExposureAllowed } from '../server/admin-auth.js';
 import { clusterWorkerIndex } from '../server/cluster-worker.js';
@@ -49,7 +48,11 @@ export function registerServe(program: Command, io: CliIO): void {
     if (config.workers > 1 && cluster.isPrimary) {
       // What every worker would refuse is refused once, here, before anything is forked.
       assertAdminExposureAllowed(config.adminHost, config.adminToken);
-      startupRules(config.limits, config.configFile ?? 'config file', io.env);
+      (await import('../limits/env.js')).startupRules(
+        config.limits,
+        config.configFile ?? 'config file',
+        io.env,
+      );
       if (config.injectToken) (await import('../auth/proxy-auth.js')).checkTokenInjection(config);
       const { runClusterPrimary } = await import('../server/cluster.js');
       process.exit(await runClusterPrimary({ config, logger }));
