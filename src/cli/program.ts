@@ -41,13 +41,9 @@ export async function runCli(argv: readonly string[], io: CliIO): Promise<number
     return 0;
   } catch (error) {
     if (error instanceof CommanderError) {
-      if (
-        error.code === 'commander.helpDisplayed' ||
-        error.code === 'commander.version' ||
-        error.code === 'commander.help'
-      ) {
-        return 0;
-      }
+      if (error.code === 'commander.helpDisplayed' || error.code === 'commander.version') return 0;
+      // `help` asked for exits 0; help shown because no command was given (bare `meli-proxy`,
+      // `meli-proxy limits`) is a usage error: commander reports it with a non-zero exit code.
       return error.exitCode === 0 ? 0 : 2;
     }
     const code = exitCodeOf(error);

@@ -48,6 +48,11 @@ export function registerServe(program: Command, io: CliIO): void {
     if (config.workers > 1 && cluster.isPrimary) {
       // What every worker would refuse is refused once, here, before anything is forked.
       assertAdminExposureAllowed(config.adminHost, config.adminToken);
+      (await import('../limits/env.js')).startupRules(
+        config.limits,
+        config.configFile ?? 'config file',
+        io.env,
+      );
       if (config.injectToken) (await import('../auth/proxy-auth.js')).checkTokenInjection(config);
       const { runClusterPrimary } = await import('../server/cluster.js');
       process.exit(await runClusterPrimary({ config, logger }));

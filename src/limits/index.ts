@@ -1,5 +1,5 @@
 export { CounterSync, type CounterSyncOptions } from './counter-sync.js';
-export { ENV_GLOBAL, ENV_PER_IP, rulesFromEnv } from './env.js';
+export { ENV_GLOBAL, ENV_PER_IP, rulesFromEnv, startupRules } from './env.js';
 export { RuleError } from './errors.js';
 export {
   formatList,

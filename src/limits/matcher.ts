@@ -15,7 +15,8 @@ import {
   parseIpRange,
   rangeSetContains,
 } from './ip.js';
-import { compilePathPattern, matchPath, type PathPattern } from './path.js';
+import { compilePathPattern } from './path.js';
+import { PathSet } from './path-set.js';
 import type { Rule, RuleMode } from './rule.js';
 import { windowIndex } from './window.js';
 
@@ -60,7 +61,7 @@ export interface CompiledRule {
   /** Index of the window size, for the per-size idle lists of the key table. */
   readonly windowSlot: number;
   readonly ranges: IpRangeSet | undefined;
-  readonly paths: readonly PathPattern[] | undefined;
+  readonly paths: PathSet | undefined;
   readonly methods: readonly string[] | undefined;
   readonly headerNames: readonly string[] | undefined;
   readonly headerValues: readonly (string | undefined)[];
@@ -90,11 +91,16 @@ function compileRule(rule: Rule, index: number): CompiledRule {
             return range;
           }),
         );
-  const paths = m.path?.map((text) => {
-    const pattern = compilePathPattern(text);
-    if (typeof pattern === 'string') throw new RuleError(rule.id, 'match.path', text, pattern);
-    return pattern;
-  });
+  const paths =
+    m.path === undefined
+      ? undefined
+      : new PathSet(
+          m.path.map((text) => {
+            const pattern = compilePathPattern(text);
+            if (typeof pattern === 'string') throw new RuleError(rule.id, 'match.path', text, pattern);
+            return pattern;
+          }),
+        );
   const headerNames = m.header?.map((h) => (h.includes('=') ? h.slice(0, h.indexOf('=')) : h));
   const headerValues =
     m.header?.map((h) => (h.includes('=') ? h.slice(h.indexOf('=') + 1) : undefined)) ?? [];
@@ -177,7 +183,7 @@ export function ruleMatches(rule: CompiledRule, scratch: RequestScratch): boolea
   const request = scratch.request!;
   if (rule.methods !== undefined && !rule.methods.includes(request.method)) return false;
   if (rule.ranges !== undefined && !rangeSetContainsScratch(rule.ranges, scratch)) return false;
-  if (rule.paths !== undefined && !anyPath(rule.paths, request.path)) return false;
+  if (rule.paths !== undefined && !rule.paths.matches(request.path)) return false;
   if (rule.headerNames !== undefined && !anyHeader(rule, request)) return false;
   if (rule.tokenHashes !== undefined) {
     const hash = scratch.tokenHash();
@@ -229,11 +235,6 @@ function partOf(rule: CompiledRule, scratch: RequestScratch, i: number): string 
 function rangeSetContainsScratch(ranges: IpRangeSet, scratch: RequestScratch): boolean {
   const family = scratch.ipFamily();
   return family !== 0 && rangeSetContains(ranges, family, scratch.words);
-}
-
-function anyPath(paths: readonly PathPattern[], path: string): boolean {
-  for (let i = 0; i < paths.length; i++) if (matchPath(paths[i] as PathPattern, path)) return true;
-  return false;
 }
 
 function anyHeader(rule: CompiledRule, request: LimitRequest): boolean {

@@ -15,9 +15,9 @@
  * Matching walks the string with indexOf: no regex, no split, no allocation per request.
  */
 
-const LITERAL = 0;
-const ONE = 1;
-const REST = 2;
+export const LITERAL = 0;
+export const ONE = 1;
+export const REST = 2;
 
 export interface PathPattern {
   /** The pattern as normalised, e.g. `/items/*`; usable as a metrics label. */

@@ -284,6 +284,40 @@ describe.concurrent('the exit status reaches the shell (real binary)', () => {
     expect(result.stderr).toMatch(/bin-broken\.json is not valid JSON/);
   });
 
+  it('serve --workers 2 refuses a bad rule from --config or the environment before forking', async () => {
+    const config = file(
+      'bad-rule.yaml',
+      'limits:\n  - { id: wide, match: { ip: 10.0.0.0/33 }, limit: 1/m }\n',
+    );
+    const fromFile = await runCliProcess(
+      serve('--config', config, '--workers', '2'),
+      {},
+      { timeoutMs: 60_000 },
+    );
+    expect(fromFile.code).toBe(2);
+    expect(fromFile.stderr).toContain(`${config} limits[0]: rule "wide": invalid match.ip "10.0.0.0/33"`);
+    // One message from the primary; no worker was started to fail on its own.
+    expect(fromFile.stderr).not.toMatch(/worker/);
+    const fromEnv = await runCliProcess(
+      serve('--workers', '2'),
+      { MELI_PROXY_LIMIT_PER_IP: 'lots' },
+      { timeoutMs: 60_000 },
+    );
+    expect(fromEnv.code).toBe(2);
+    expect(fromEnv.stderr).toContain('MELI_PROXY_LIMIT_PER_IP');
+    expect(fromEnv.stderr).not.toMatch(/worker/);
+  });
+
+  it('bare meli-proxy (no command) shows the help and exits 2; help asked for exits 0', async () => {
+    const bare = await runCliProcess([]);
+    expect(bare.code).toBe(2);
+    expect(bare.stderr).toContain('Usage: meli-proxy');
+    const group = await runCliProcess(['limits']);
+    expect(group.code).toBe(2);
+    expect(group.stderr).toContain('Usage: meli-proxy limits');
+    expect((await runCliProcess(['help'])).code).toBe(0);
+  });
+
   it('a port already in use → exit 2 naming the setting to change', async () => {
     const origin = await startOrigin();
     try {

@@ -394,6 +394,20 @@ describe('limits through the admin API', () => {
       /--json-rule holds whole rules: drop --ip, --limit/,
     ],
     [['--limit', '1/m'], /Give the rule id, e\.g\. meli-proxy limits set ip-152/],
+    // A rule that would limit every request must say so.
+    [
+      ['everything', '--limit', '1/m'],
+      /Rule "everything" has no match condition .* add --all if that is what you want/,
+    ],
+    [
+      ['narrow', '--all', '--ip', '1.2.3.4', '--limit', '1/m'],
+      /--all means every request, but --ip narrows the rule/,
+    ],
+    [
+      ['j', '--json-rule', '{"limit":"1/m"}'],
+      /--json-rule \(rule "j"\) has no "match", so it would limit every request: add "match: \{\}"/,
+    ],
+    [['j', '--all', '--json-rule', '{"limit":"1/m","match":{}}'], /--all is for a rule given by flags/],
   ])('refuses a malformed rule with exit 2, naming the field: %j', async (args, message) => {
     const result = await cli(['limits', 'set', ...args], env);
     expectExit(result, 2);
@@ -493,7 +507,7 @@ describe('limits through the admin API', () => {
       expect(result.stderr).toMatch(/^meli-proxy: error: admin token rejected: set MELI_PROXY_ADMIN_TOKEN/);
       expect(result.stderr).not.toContain('wrong-token');
     }
-    const set = await cli(['limits', 'set', 'x', '--limit', '1/m'], {
+    const set = await cli(['limits', 'set', 'x', '--all', '--limit', '1/m'], {
       ...env,
       MELI_PROXY_ADMIN_TOKEN: 'nope-nope-nope-nope',
     });
@@ -504,7 +518,7 @@ describe('limits through the admin API', () => {
     const port = await closedPort();
     for (const args of [
       ['list'],
-      ['set', 'x', '--limit', '1/m'],
+      ['set', 'x', '--all', '--limit', '1/m'],
       ['rm', 'x'],
       ['test', '--ip', '1.2.3.4', '--path', '/x'],
     ]) {
@@ -572,7 +586,7 @@ describe('limits --store embedded', () => {
     );
     expectExit(test, 2);
     expect(test.stderr).toContain('`limits test` needs a running proxy');
-    const memory = await cli(['limits', 'set', 'x', '--limit', '1/m', '--store', 'memory'], {});
+    const memory = await cli(['limits', 'set', 'x', '--all', '--limit', '1/m', '--store', 'memory'], {});
     expectExit(memory, 2);
     expect(memory.stderr).toContain('--store memory keeps nothing');
   });
@@ -654,5 +668,40 @@ describe('statuses of the same rules in traffic', () => {
     expect(statusCounts(b)).toEqual({ 200: 2, 429: 1 });
     expectRejectedBy(b[2]!, 'per-ip', 2, 3600);
     expectExit(await cli(['limits', 'rm', 'per-ip'], env), 0);
+  });
+});
+
+describe('limits for every request, and a request that is not one', () => {
+  it('saves a rule with no condition only with --all, or with match: {} in a file', async () => {
+    const flags = await cli(['limits', 'set', 'all-flags', '--all', '--by', 'ip', '--limit', '600/m'], env);
+    expectExit(flags, 0);
+    const dir = mkdtempSync(path.join(tmpdir(), 'limits-cli-'));
+    try {
+      writeFileSync(path.join(dir, 'all.yaml'), '- { id: all-file, match: {}, limit: 50000/s }\n');
+      expectExit(await cli(['limits', 'set', '--file', 'all.yaml'], env, dir), 0);
+      writeFileSync(
+        path.join(dir, 'forgot.yaml'),
+        '- { id: ok, match: { ip: 1.2.3.4 }, limit: 1/m }\n- { id: forgot, limit: 1/m }\n',
+      );
+      const forgot = await cli(['limits', 'set', '--file', 'forgot.yaml'], env, dir);
+      expectExit(forgot, 2);
+      expect(forgot.stderr).toContain(`${path.join(dir, 'forgot.yaml')}[1] (rule "forgot") has no "match"`);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+    const ids = (await adminRules(proxy.adminUrl)).map((rule) => rule.id);
+    expect(ids).toEqual(expect.arrayContaining(['all-flags', 'all-file']));
+    expect(ids).not.toContain('ok');
+    expectExit(await cli(['limits', 'rm', 'all-flags', 'all-file'], env), 0);
+  });
+
+  it('limits test refuses a client address that is none with exit 2, before asking the proxy', async () => {
+    for (const ip of ['notanip', '1.2.3.4/8', '256.1.1.1', '']) {
+      const result = await cli(['limits', 'test', '--ip', ip, '--path', '/items/MLA1'], {
+        MELI_PROXY_ADMIN_URL: `http://127.0.0.1:${await closedPort()}`,
+      });
+      expectExit(result, 2);
+      expect(result.stderr, ip).toContain(`Invalid --ip ${JSON.stringify(ip)}: expected the client address`);
+    }
   });
 });

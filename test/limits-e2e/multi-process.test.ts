@@ -87,7 +87,7 @@ async function hammer(urls: readonly string[], windowEnd: number): Promise<Outco
 
 async function runAccuracy(storeUrl: string, label: string): Promise<void> {
   const rule = `global-${label}`;
-  expectExit(await cli(['limits', 'set', rule, '--limit', `${LIMIT}/10s`, '--store', storeUrl]), 0);
+  expectExit(await cli(['limits', 'set', rule, '--all', '--limit', `${LIMIT}/10s`, '--store', storeUrl]), 0);
   const args = ['serve', '--store', storeUrl, '--port', '0', '--admin-port', '0', '--upstream', origin.url];
   const proxies: CliProcess[] = await Promise.all(
     Array.from({ length: REPLICAS }, () =>

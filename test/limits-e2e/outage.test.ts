@@ -133,7 +133,7 @@ describe('PostgreSQL outage, fail-open (default)', () => {
       ]),
       0,
     );
-    expectExit(await cli(['limits', 'set', 'outage-all', '--limit', '100000/h', '--store', url]), 0);
+    expectExit(await cli(['limits', 'set', 'outage-all', '--all', '--limit', '100000/h', '--store', url]), 0);
     const proxy = await serve(url);
     const traffic = backgroundTraffic(proxy.url, '127.0.0.2', '/users/12345');
     try {

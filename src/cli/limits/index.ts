@@ -14,7 +14,7 @@
  */
 import { type Command, Option } from 'commander';
 import { RuntimeFailure, UsageError } from '../../errors.js';
-import { hashToken, type Rule, serializeRule } from '../../limits/index.js';
+import { hashToken, parseIpInto, type Rule, serializeRule } from '../../limits/index.js';
 import { DEFAULT_ADMIN_URL, type FetchLike } from '../admin-client.js';
 import type { CliIO } from '../io.js';
 import { describeRule, formatRuleList, formatTest } from './format.js';
@@ -129,6 +129,12 @@ export async function runTest(flags: TestFlags, io: CliIO, deps: LimitsDeps = {}
       '`limits test` needs a running proxy (it shows the live counts of its rules): drop --store and point --admin-url (or MELI_PROXY_ADMIN_URL) at the proxy’s admin API.',
     );
   }
+  // Refused here like `limits set` refuses a bad --ip: the proxy would only say it matches nothing.
+  if (parseIpInto(flags.ip.trim(), new Uint32Array(4)) === 0) {
+    throw new UsageError(
+      `Invalid --ip ${JSON.stringify(flags.ip)}: expected the client address of the request, an IPv4 or IPv6 address (e.g. 152.152.152.152).`,
+    );
+  }
   const method = flags.method.toUpperCase();
   await withTarget(flags, io, deps, async (target) => {
     const answer = await target.test({
@@ -200,6 +206,10 @@ export function registerLimits(program: Command, io: CliIO, deps: LimitsDeps = {
         'count each ip, path, method, token or header:<name> separately; repeat or comma-separate',
         collect(true),
       )
+      .option(
+        '--all',
+        'the rule covers every request (required when no --ip/--path/--method/--header/--token)',
+      )
       .option('--limit <n/window>', 'requests per window: 1s, 10s, m, h or d (e.g. 1000/m, 50/10s)')
       .option('--burst <n>', 'extra requests tolerated above the limit before rejecting (default 0)')
       .addOption(
@@ -215,6 +225,7 @@ export function registerLimits(program: Command, io: CliIO, deps: LimitsDeps = {
         "  meli-proxy limits set categories --path '/categories/*' --limit 10000/m\n" +
         "  meli-proxy limits set ip-items --ip 152.152.152.152 --path '/items/*' --limit 10/m\n" +
         "  meli-proxy limits set items-per-ip --path '/items/*' --by ip --limit 100/m --mode shadow\n" +
+        '  meli-proxy limits set per-ip --all --by ip --limit 600/m\n' +
         '  meli-proxy limits set --file rules.yaml --store postgres://meli@db/meli',
     )
     .action((id: string | undefined, flags: RuleFlags & CommonFlags) => runSet(id, flags, io, deps));

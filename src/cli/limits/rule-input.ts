@@ -24,6 +24,8 @@ export interface RuleFlags {
   mode?: string;
   jsonRule?: string;
   file?: string;
+  /** A rule from flags with no match condition: it covers every request, on purpose. */
+  all?: boolean;
 }
 
 /** The rule fields each flag fills, to say which flag a parser error is about. */
@@ -76,12 +78,45 @@ export function rulesToSet(id: string | undefined, flags: RuleFlags, cwd: string
         `${source} holds whole rules: drop ${given.map((name) => FLAG_NAMES[name]).join(', ')} (or put them in the rule).`,
       );
     }
+    if (flags.all) {
+      throw new UsageError(
+        '--all is for a rule given by flags: in --json-rule or --file, a rule for every request says so with "match: {}".',
+      );
+    }
     return flags.jsonRule !== undefined ? fromJson(id, flags.jsonRule) : fromFile(id, flags.file!, cwd);
   }
   if (id === undefined) {
     throw new UsageError(`Give the rule id, e.g. ${EXAMPLE} (or use --json-rule / --file).`);
   }
-  return [fromFlags(id, flags)];
+  // Checked once the rule itself is valid, so that a typo is reported as such first.
+  const rule = fromFlags(id, flags);
+  const conditions = MATCH_FLAGS.filter((name) => flags[name] !== undefined);
+  if (conditions.length === 0 && !flags.all) {
+    throw new UsageError(
+      `Rule "${id}" has no match condition (--ip, --path, --method, --header or --token), so it would limit every request: add --all if that is what you want.`,
+    );
+  }
+  if (conditions.length > 0 && flags.all) {
+    throw new UsageError(
+      `--all means every request, but ${conditions.map((name) => FLAG_NAMES[name]).join(', ')} narrows the rule: give one or the other.`,
+    );
+  }
+  return [rule];
+}
+
+const MATCH_FLAGS = ['ip', 'path', 'method', 'header', 'token'] as const;
+
+/**
+ * A rule without `match` would limit every request: in --json-rule and --file that must be said
+ * with `match: {}`, so that a forgotten condition is not mistaken for a global limit.
+ */
+function requireMatch(data: unknown, where: string): void {
+  if (isRecord(data) && data.match === undefined) {
+    const id = typeof data.id === 'string' ? ` (rule "${data.id}")` : '';
+    throw new UsageError(
+      `${where}${id} has no "match", so it would limit every request: add "match: {}" to the rule if that is what you want, or the conditions it is for.`,
+    );
+  }
 }
 
 function fromFlags(id: string, flags: RuleFlags): Rule {
@@ -125,9 +160,16 @@ function fromJson(id: string | undefined, text: string): Rule[] {
         `--json-rule holds a list of rules, each with its own id: drop the id argument "${id}".`,
       );
     }
-    return parseRules(data, '--json-rule');
+    const rules = parseRules(data, '--json-rule');
+    data.forEach((item, index) => {
+      requireMatch(item, `--json-rule[${index}]`);
+    });
+    return rules;
   }
-  return [parseRule(withId(id, data, '--json-rule'), '--json-rule')];
+  const input = withId(id, data, '--json-rule');
+  const rule = parseRule(input, '--json-rule');
+  requireMatch(input, '--json-rule');
+  return [rule];
 }
 
 function fromFile(id: string | undefined, file: string, cwd: string): Rule[] {
@@ -157,7 +199,11 @@ function fromFile(id: string | undefined, file: string, cwd: string): Rule[] {
     throw new UsageError(`--file holds rules with their own ids: drop the id argument "${id}".`);
   }
   if (list.length === 0) throw new UsageError(`--file ${path} holds no rules.`);
-  return parseRules(list, path);
+  const rules = parseRules(list, path);
+  list.forEach((item, index) => {
+    requireMatch(item, `${path}[${index}]`);
+  });
+  return rules;
 }
 
 /** A single JSON rule may leave its id to the argument; both given must agree. */
