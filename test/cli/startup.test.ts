@@ -19,7 +19,6 @@ import {
   useOriginAndDataDir,
 } from '../support/proxy.js';
 
-const env = useOriginAndDataDir();
 const extra = tempDir();
 afterAll(() => {
   killChildren();
@@ -54,6 +53,8 @@ function serveUntil(args: string[], until: RegExp): Promise<{ text: string; stop
 }
 
 describe('serve start-up output', () => {
+  const env = useOriginAndDataDir();
+
   it('--log-format pretty prints a summary a person reads, and log lines that are not JSON', async () => {
     const { text, stop } = await serveUntil(
       [...serveArgs(env.origin.url, env.dir), '--log-format', 'pretty'],
