@@ -57,6 +57,8 @@ export interface Config {
   configFile: string | undefined;
   /** Anything the file holds under `limits:`; validated by the rate-limit rule parser. */
   limits: unknown[];
+  /** Count a shared rule exactly when limit + burst < exactPerReplica × live replicas (0: only rules that ask). */
+  exactPerReplica: number;
   /** Where each value came from, for error messages and `--print-config`. */
   sources: Partial<Record<SettingKey, string>>;
 }
@@ -540,6 +542,16 @@ export const SETTINGS = {
     defaultText: 'auto',
     parse: workerCount,
   },
+  exactPerReplica: {
+    flag: '--exact-per-replica',
+    env: 'MELI_PROXY_EXACT_PER_REPLICA',
+    arg: '<n>',
+    description:
+      'Replicas sharing PostgreSQL or Redis count a rule exactly (one atomic store operation per request) when its limit + burst is below n × the live replicas, where approximate sharing (up to about 2 × replicas over per window) would be too coarse; other rules are shared approximately. A rule can say `counting: exact` or `approximate` itself. 0 leaves it to the rules.',
+    allowed: 'an integer from 0 to 1000',
+    defaultValue: () => 25,
+    parse: integer(0, 1000),
+  },
 } satisfies Record<string, SettingSpec<unknown>>;
 
 export type SettingKey = keyof typeof SETTINGS;
@@ -678,6 +690,7 @@ export function loadConfig(sources: ConfigSources): Config {
     tokenUrl: pick('tokenUrl'),
     configFile,
     limits,
+    exactPerReplica: pick('exactPerReplica'),
     sources: origins,
   };
 }

@@ -24,6 +24,7 @@ import {
   REDIS_DOCUMENT_NAMESPACE,
   scanDocuments,
 } from './redis-documents.js';
+import { RedisExactCounters } from './redis-exact.js';
 import { RedisStatsStore } from './redis-stats.js';
 import type { Store } from './types.js';
 
@@ -82,6 +83,7 @@ export async function openRedisStore(opts: RedisStoreOptions): Promise<RedisStor
     displayUrl: opts.displayUrl,
     documents,
     counters,
+    exact: new RedisExactCounters(connection),
     stats,
     async check() {
       if (closing) throw new Error(`the store ${opts.displayUrl} is closed`);

@@ -220,7 +220,7 @@ describe('parseRule', () => {
     [
       { id: 'r', limits: '1/m', limit: '1/m' },
       'limits',
-      /invalid limits "1\/m": expected only the fields id, match, by, limit, burst and mode/,
+      /invalid limits "1\/m": expected only the fields id, match, by, limit, burst, mode and counting/,
     ],
     ['ip-152', 'rule', /^rule: invalid rule "ip-152": expected an object with at least id and limit/],
   ])('refuses %j at %s', (input, field, message) => {

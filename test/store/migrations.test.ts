@@ -43,7 +43,13 @@ describe('store migrations', () => {
     const ids = MIGRATIONS.map((m) => m.id);
     expect(ids).toEqual([...ids].sort((a, b) => a - b));
     expect(new Set(ids).size).toBe(ids.length);
-    expect(MIGRATIONS.map((m) => m.name)).toEqual(['documents', 'counters', 'replicas', 'stats_minute']);
+    expect(MIGRATIONS.map((m) => m.name)).toEqual([
+      'documents',
+      'counters',
+      'replicas',
+      'stats_minute',
+      'take_exact',
+    ]);
   });
 
   it('apply once, record themselves, and do nothing the second time', async () => {
