@@ -7,11 +7,12 @@
  * the Retry-After the primary computed), or neither. A counter with a permit is within, one with a
  * known refusal is over, and one with neither is PENDING: the whole decision waits (nothing
  * counted, an ask queued) unless another enforced rule already refuses the request. Committing
- * spends one permit per counter. Shadow rules never hold a request up: without a permit they count
- * it anyway (a debt the next grant pays) and ask in the background; their verdict is the one a
- * single process would give, from the primary's estimate plus what this worker spent since.
- * Permits of a window that has ended are void and go back to the primary. While the primary does
- * not answer, failClosed decides for counters without permits.
+ * spends one permit per counter. Shadow rules never refuse, but their verdict (would this request
+ * have been refused?) needs the primary's count as much as an enforced rule's does, so they wait
+ * for permits the same way; over their limit they count the request as a debt, charged with the
+ * next ask. Their counts are thus the ones a single process would have. Permits of a window that
+ * has ended are void and go back to the primary. While the primary does not answer, failClosed
+ * decides for counters without permits (shadow ones are admitted and owe).
  *
  * Invariant: `permits` > 0 are unspent permits of the slot's window; < 0 admissions the primary has
  * not counted yet (a debt). `current` and `previous` are this worker's own counts (statistics only).
@@ -115,9 +116,9 @@ export class LeaseCounting implements CounterPolicy {
   }
 
   /**
-   * WITHIN with a permit in hand, or admitted without one (a shadow rule, or the primary
-   * unreachable with failClosed off); OVER with a known refusal, or the primary unreachable with
-   * failClosed on; PENDING when the primary must be asked first.
+   * WITHIN with a permit in hand, or admitted without one (the primary unreachable with failClosed
+   * off, or a shadow rule); OVER with a known refusal, or the primary unreachable with failClosed
+   * on; PENDING when the primary must be asked first.
    */
   evaluate(s: DecisionScratch, i: number, slot: number, rule: CompiledRule, now: number): number {
     const permits = this.permits[slot]!;
@@ -135,11 +136,6 @@ export class LeaseCounting implements CounterPolicy {
         state = OVER;
         retry = 1000;
       }
-    } else if (rule.shadow) {
-      // Shadow rules never hold a request up: count it now, settle with the next grant. Whether it
-      // would have been refused is judged from the primary's estimate plus what was spent since.
-      this.ask(slot, 0);
-      return judgeSliding(s, i, rule, 0, this.estimate[slot]! - permits);
     } else state = PENDING;
     s.state[i] = state;
     s.retryMs[i] = retry;
@@ -147,9 +143,9 @@ export class LeaseCounting implements CounterPolicy {
     return state;
   }
 
-  commit(s: DecisionScratch, i: number, slot: number): void {
-    // A known refusal of a shadow rule is not counted against the primary's budget.
-    if (s.state[i] === OVER) return;
+  commit(_s: DecisionScratch, _i: number, slot: number): void {
+    // Without a permit (a shadow rule over its limit, the primary unreachable) this is a debt,
+    // charged with the next ask: the primary counts every request that went through.
     const left = --this.permits[slot]!;
     // Half the lease is used: ask for the next one now, so steady traffic never waits.
     if (left > 0 && 2 * left <= this.leaseSize[slot]! && this.asking[slot] === 0) this.ask(slot, 0);
