@@ -17,7 +17,7 @@
  * Invariant: `permits` > 0 are unspent permits of the slot's window; < 0 admissions the primary has
  * not counted yet (a debt). `current` and `previous` are this worker's own counts (statistics only).
  */
-import { type CounterPolicy, judgeSliding } from './counting.js';
+import type { CounterPolicy } from './counting.js';
 import { type DecisionScratch, OVER, PENDING, WITHIN } from './decision.js';
 import type { KeyTable } from './key-table.js';
 import type { LeaseAsk, LeaseGrant, LeaseReturn } from './lease-arbiter.js';
