@@ -39,7 +39,7 @@ export interface CounterSyncOptions {
   readonly onStoreError?: 'open' | 'deny';
   /** A push slower than this marks the store unhealthy (default 2000 ms); it stays the one in flight. */
   readonly timeoutMs?: number;
-  /** c in the allowance formula (default 0.25); see limiter.ts for the bound it buys. */
+  /** c in the allowance formula (default 0.25); see docs/rate-limiting.md for the bound it buys. */
   readonly shareFactor?: number;
   /** Replicas to assume until the store first answers (default 1). */
   readonly initialReplicas?: number;
