@@ -590,7 +590,7 @@ describe('limits --store postgres', () => {
   it('refuses an unmigrated database with exit 2 and the migrate hint, without the password', async () => {
     const result = await cli(['limits', 'list', '--store', db.url], {});
     expectExit(result, 2);
-    expect(result.stderr).toContain('needs 4 migration(s)');
+    expect(result.stderr).toContain('needs 5 migration(s)');
     expect(result.stderr).toContain('Run "meli-proxy migrate --store postgres://postgres:***@');
     expect(result.stderr).not.toContain(password);
   });

@@ -50,7 +50,7 @@ describe('meli-proxy migrate', () => {
     const dry = await cli(['migrate', '--store', db.url, '--dry-run'], {});
     expectExit(dry, 0);
     expect(dry.stdout).toBe(
-      `Would apply 4 migrations to ${masked} (dry run: nothing changed):\n` +
+      `Would apply ${NAMES.length} migrations to ${masked} (dry run: nothing changed):\n` +
         NAMES.map((name, i) => `  ${String(i + 1).padStart(3)}  ${name}`).join('\n') +
         '\n',
     );
@@ -59,7 +59,7 @@ describe('meli-proxy migrate', () => {
     const first = await cli(['migrate', '--store', db.url], {});
     expectExit(first, 0);
     expect(first.stdout).toBe(
-      `Applied 4 migrations to ${masked}:\n` +
+      `Applied ${NAMES.length} migrations to ${masked}:\n` +
         NAMES.map((name, i) => `  ${String(i + 1).padStart(3)}  ${name}`).join('\n') +
         '\n',
     );
@@ -181,7 +181,7 @@ describe('serve and the schema', () => {
     );
     expect(result.code, result.stdout + result.stderr).toBe(2);
     expect(result.stderr).toContain(
-      'needs 4 migration(s) (1 documents, 2 counters, 3 replicas, 4 stats_minute)',
+      'needs 5 migration(s) (1 documents, 2 counters, 3 replicas, 4 stats_minute, 5 take_exact)',
     );
     expect(result.stderr).toContain(`Run "meli-proxy migrate --store ${db.url.replace(password, '***')}"`);
     expect(result.stderr).toContain('or pass --migrate');
