@@ -336,3 +336,19 @@ describe('rulesFromEnv', () => {
     );
   });
 });
+
+describe('counting', () => {
+  it('is kept only when given, and survives a round trip', () => {
+    expect(parseRule({ id: 'auto', limit: '10/m' }).counting).toBeUndefined();
+    expect(serializeRule(parseRule({ id: 'auto', limit: '10/m' }))).not.toHaveProperty('counting');
+    const exact = parseRule({ id: 'tiny', limit: '10/m', counting: 'exact' });
+    expect(exact.counting).toBe('exact');
+    expect(parseRule(serializeRule(exact))).toEqual(exact);
+  });
+
+  it('refuses anything but exact or approximate, saying what to write', () => {
+    expect(errorOf(() => parseRule({ id: 'r', limit: '10/m', counting: 'strict' })).message).toBe(
+      'rule "r": invalid counting "strict": expected "exact" or "approximate" (leave it out to let the proxy choose by limit and replica count)',
+    );
+  });
+});
