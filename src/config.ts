@@ -288,6 +288,14 @@ export const SETTINGS = declareSettings({
       "While the shared store is unreachable: keep limiting locally and let traffic through (open), or stop admitting past each replica's share (deny).",
     allowed: 'open or deny',
   }),
+  exactPerReplica: setting({
+    schema: integer(0, 1000),
+    default: 25,
+    arg: '<n>',
+    description:
+      'Replicas sharing PostgreSQL or Redis count a rule exactly (one atomic store operation per request) when its limit + burst is below n × the live replicas, where approximate sharing (up to about 2 × replicas over per window) would be too coarse; other rules are shared approximately. A rule can say `counting: exact` or `approximate` itself. 0 leaves it to the rules.',
+    allowed: 'an integer from 0 to 1000',
+  }),
   legacyRateLimitHeaders: setting({
     schema: onOff,
     default: false,

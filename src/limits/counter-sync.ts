@@ -1,7 +1,8 @@
 /**
  * Replica side of shared counters: pushes this process's admissions to a CounterBackend in the
  * background and feeds the returned global totals back into the limiter. The hot path never waits
- * for it; the bound on what replicas can over-admit meanwhile is derived in limiter.ts.
+ * for it (except a rule counted exactly: `decideByStore`); the bound on what replicas can
+ * over-admit meanwhile is derived in docs/rate-limiting.md.
  *
  * Delivery. One push in flight at a time, every `syncIntervalMs` (a tick that finds a push still
  * in flight is skipped). Deltas are consumed only when a push is acknowledged, so a failed push
@@ -21,9 +22,12 @@
  */
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
-import type { CounterBackend } from '../store/types.js';
+import type { CounterBackend, ExactCounterStore, ExactTakeResult } from '../store/types.js';
+import type { Decision } from './decision.js';
+import type { ExactTake } from './exact-policy.js';
 import { LinkHealth } from './health.js';
-import type { Limiter, PendingDelta } from './limiter.js';
+import type { Limiter } from './limiter.js';
+import type { PendingDelta } from './shared-policy.js';
 
 export interface CounterSyncOptions {
   readonly backend: CounterBackend;
@@ -35,10 +39,14 @@ export interface CounterSyncOptions {
   readonly onStoreError?: 'open' | 'deny';
   /** A push slower than this marks the store unhealthy (default 2000 ms); it stays the one in flight. */
   readonly timeoutMs?: number;
-  /** c in the allowance formula (default 0.25); see limiter.ts for the bound it buys. */
+  /** c in the allowance formula (default 0.25); see docs/rate-limiting.md for the bound it buys. */
   readonly shareFactor?: number;
   /** Replicas to assume until the store first answers (default 1). */
   readonly initialReplicas?: number;
+  /** The store's exact counting; rules are counted exactly only when it is given. */
+  readonly exact?: ExactCounterStore | undefined;
+  /** Count a rule exactly when limit + burst < this × live replicas (default 0: only `counting: exact`). */
+  readonly exactPerReplica?: number;
   /** Called once per health transition, e.g. to log "store unreachable" once and "recovered" once. */
   readonly onStateChange?: (healthy: boolean, error: Error | undefined) => void;
   readonly clock?: () => number;
@@ -56,6 +64,7 @@ export class CounterSync {
   private readonly health: LinkHealth;
   private lastOk: number | undefined;
   private replicaCount: number;
+  private readonly exact: ExactCounterStore | undefined;
 
   constructor(limiter: Limiter, options: CounterSyncOptions) {
     this.limiter = limiter;
@@ -68,8 +77,12 @@ export class CounterSync {
     this.replicaCount = Math.max(1, options.initialReplicas ?? 1);
     if (!(this.intervalMs > 0))
       throw new RangeError(`syncIntervalMs must be positive, got ${this.intervalMs}`);
+    this.exact = options.exact;
     limiter.enableSharing({
       failClosed: options.onStoreError === 'deny',
+      syncIntervalMs: this.intervalMs,
+      exact: this.exact !== undefined,
+      exactPerReplica: options.exactPerReplica ?? 0,
       ...(options.shareFactor === undefined ? {} : { shareFactor: options.shareFactor }),
       initialReplicas: this.replicaCount,
     });
@@ -112,6 +125,34 @@ export class CounterSync {
   /** Live replicas as last reported by the store. */
   get replicas(): number {
     return this.replicaCount;
+  }
+
+  /**
+   * Decides a request the limiter left to the store (STORE_PENDING): one atomic operation, bounded
+   * by `timeoutMs`. A failure marks the store unhealthy (the next acknowledged push marks it healthy
+   * again), and --on-store-error decides this request and the exact ones after it meanwhile.
+   */
+  async decideByStore(take: ExactTake): Promise<Decision> {
+    let result: ExactTakeResult | undefined;
+    if (this.exact && this.health.healthy) {
+      let timer: NodeJS.Timeout | undefined;
+      try {
+        result = await Promise.race([
+          this.exact.take(take.counters),
+          new Promise<never>((_, reject) => {
+            timer = setTimeout(
+              () => reject(new Error(`shared counter store did not decide within ${this.timeoutMs} ms`)),
+              this.timeoutMs,
+            );
+          }),
+        ]);
+      } catch (error) {
+        this.health.report(false, error instanceof Error ? error : new Error(String(error)));
+      } finally {
+        clearTimeout(timer);
+      }
+    }
+    return take.settle(result);
   }
 
   private tick(): void {

@@ -22,6 +22,7 @@ export {
 export { LeaseClient, type LeaseClientOptions } from './lease-client.js';
 export {
   type Decision,
+  type ExactTake,
   LEASE_PENDING,
   type LeaseOptions,
   type LeaseRequest,
@@ -32,6 +33,7 @@ export {
   type RuleStats,
   type RuleUsage,
   type SharingOptions,
+  STORE_PENDING,
 } from './limiter.js';
 export type { LimitRequest, RuleInfo } from './matcher.js';
 export { compilePathPattern, matchPath, normalizePath, type PathPattern } from './path.js';
@@ -41,6 +43,7 @@ export {
   parseRule,
   parseRules,
   type Rule,
+  type RuleCounting,
   type RuleMatch,
   type RuleMode,
   serializeRule,

@@ -7,8 +7,7 @@
  * skip the Map and the string: the address is kept as a 32-bit number in a typed array and found
  * through an open-addressing hash of slot numbers (linear probing, at most half full, deletions by
  * backward shift, in ip4-index.ts). Such a key costs ~60 bytes of resident memory, all outside the
- * JS heap (on the embedded store, the fields only a shared store's sync writes stay untouched zero
- * pages), against ~136 with a Map entry and a string; and a heap that holds a million small objects
+ * JS heap (the counting policies' own per-slot arrays stay untouched zero pages until their mode uses them), against ~136 with a Map entry and a string; and a heap that holds a million small objects
  * also makes V8 let its garbage grow to several times that before collecting (measured: 500 MB RSS
  * at 1,000,000 client addresses, against ~230 MB with this index).
  *
@@ -45,17 +44,11 @@ export class KeyTable {
   current = new Float64Array(0);
   /** Best known total of the window before it (all replicas, when shared). */
   previous = new Float64Array(0);
-  /** Last total of that window returned by the shared store (includes our acknowledged part). */
-  global = new Float64Array(0);
-  /** How many of `current` the store has acknowledged. */
-  acked = new Float64Array(0);
-  /** When the store last acknowledged a push for this slot (epoch ms; 0 = never). */
-  ackedAt = new Float64Array(0);
   /** Rule index, to find the window and limits of a slot from the slot alone. */
   rule = new Uint16Array(0);
   /** Bumped when a slot is freed and when it is reused, so that whoever kept a slot number can tell. */
   generation = new Uint32Array(0);
-  /** 1 while the slot is on the dirty list (has deltas the store has not acknowledged). */
+  /** 1 while the slot is on the dirty list (its policy has background work: deltas to push, permits held). */
   dirty = new Uint8Array(0);
   private next = new Int32Array(0);
   private prev = new Int32Array(0);
@@ -68,28 +61,9 @@ export class KeyTable {
   /** The IPv4-keyed slots, by (rule, address). */
   private readonly ip4Index = new Ip4Index(this);
 
-  /** Slots with unacknowledged deltas, each once; compacted by the sync pass. */
+  /** Slots on the dirty list, each once; compacted by the policy's background pass. */
   dirtyList = new Int32Array(64);
   dirtyCount = 0;
-
-  /**
-   * Lease mode (limiter.ts, lease-client.ts) only; empty otherwise, so other modes pay nothing.
-   * `global` then holds the primary's estimate at the last grant, and the dirty list the slots
-   * holding permits.
-   */
-  private leasing = false;
-  /** Permits held for the slot's window; negative = admitted without one (shadow rule, outage). */
-  permits = new Float64Array(0);
-  /** When the last grant arrived (epoch ms), and how many permits it brought: recent demand. */
-  leaseAt = new Float64Array(0);
-  leaseSize = new Float64Array(0);
-  /** Known refusal: deny locally until `deniedUntil`; Retry-After counts to `retryAt`. */
-  deniedUntil = new Float64Array(0);
-  retryAt = new Float64Array(0);
-  /** Requests waiting for this slot's next ask (sizes the ask). */
-  waiting = new Int32Array(0);
-  /** 0 no ask, 1 an ask queued for the next batch, 2 an ask in flight. */
-  asking = new Uint8Array(0);
 
   constructor(maxKeys: number) {
     if (!Number.isInteger(maxKeys) || maxKeys < 1 || maxKeys > 2 ** 30) {
@@ -104,13 +78,6 @@ export class KeyTable {
 
   get size(): number {
     return this.count;
-  }
-
-  /** Allocates the lease-mode arrays (see `permits`). */
-  enableLeases(): void {
-    if (this.leasing) return;
-    this.leasing = true;
-    this.growLeases(this.capacity);
   }
 
   get allocated(): number {
@@ -182,24 +149,10 @@ export class KeyTable {
     this.windowStart[slot] = windowStart;
     this.current[slot] = 0;
     this.previous[slot] = 0;
-    // Only a shared store's sync writes these, and a slot never used before holds zeros already:
-    // writing them anyway would make their pages resident for nothing (~24 MB per million keys).
-    if (this.global[slot] !== 0) this.global[slot] = 0;
-    if (this.acked[slot] !== 0) this.acked[slot] = 0;
-    if (this.ackedAt[slot] !== 0) this.ackedAt[slot] = 0;
     this.rule[slot] = rule;
     this.generation[slot] = (this.generation[slot]! + 1) >>> 0;
     this.listOf[slot] = list;
     this.linkHead(slot, list);
-    if (this.leasing) {
-      this.permits[slot] = 0;
-      this.leaseAt[slot] = 0;
-      this.leaseSize[slot] = 0;
-      this.deniedUntil[slot] = 0;
-      this.retryAt[slot] = 0;
-      this.waiting[slot] = 0;
-      this.asking[slot] = 0;
-    }
   }
 
   /** The partitions and slots of one rule (for carrying counters over to a new rule set). */
@@ -311,9 +264,6 @@ export class KeyTable {
     this.windowStart = resize(this.windowStart, capacity);
     this.current = resize(this.current, capacity);
     this.previous = resize(this.previous, capacity);
-    this.global = resize(this.global, capacity);
-    this.acked = resize(this.acked, capacity);
-    this.ackedAt = resize(this.ackedAt, capacity);
     this.rule = resize(this.rule, capacity);
     this.generation = resize(this.generation, capacity);
     this.dirty = resize(this.dirty, capacity);
@@ -322,17 +272,6 @@ export class KeyTable {
     this.listOf = resize(this.listOf, capacity);
     this.ip4 = resize(this.ip4, capacity);
     this.capacity = capacity;
-    if (this.leasing) this.growLeases(capacity);
-  }
-
-  private growLeases(capacity: number): void {
-    this.permits = resize(this.permits, capacity);
-    this.leaseAt = resize(this.leaseAt, capacity);
-    this.leaseSize = resize(this.leaseSize, capacity);
-    this.deniedUntil = resize(this.deniedUntil, capacity);
-    this.retryAt = resize(this.retryAt, capacity);
-    this.waiting = resize(this.waiting, capacity);
-    this.asking = resize(this.asking, capacity);
   }
 }
 

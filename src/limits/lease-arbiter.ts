@@ -2,7 +2,7 @@
  * Exact limits across the workers of one host (`serve --workers N`, embedded store): the primary's
  * side. The primary keeps the authoritative sliding-window counts of every counter key and hands
  * the workers permits ("leases") out of them; a worker admits a request only with a permit in hand
- * (lease-client.ts, and the lease mode of limiter.ts).
+ * (lease-client.ts, and lease-policy.ts).
  *
  * Why this is exact. A permit is counted as admitted the moment it is granted, and it is granted
  * only while the sliding estimate a single process would compute (sliding.ts: previous window

@@ -16,6 +16,12 @@ import { formatLimit, LIMIT_EXPECTED, type Limit, parseLimit } from './window.js
 
 export type PartitionKey = 'ip' | 'path' | 'method' | 'token' | `header:${string}`;
 export type RuleMode = 'enforce' | 'shadow';
+/**
+ * How replicas sharing a store count a rule: `exact` decides every request through one atomic store
+ * operation, `approximate` in memory within a bounded over-admission; absent, the proxy picks exact
+ * when the limit is small next to the replica count (--exact-per-replica).
+ */
+export type RuleCounting = 'exact' | 'approximate';
 
 export interface RuleMatch {
   /** Canonical addresses or CIDR ranges; any of them. IPv4-mapped IPv6 is stored as IPv4. */
@@ -44,17 +50,20 @@ export interface Rule {
    */
   readonly burst: number;
   readonly mode: RuleMode;
+  /** Only when given; see RuleCounting. */
+  readonly counting?: RuleCounting;
 }
 
 export const MAX_BURST = 1_000_000_000;
 
 const EXPECTED = {
   rule: 'an object with at least id and limit (e.g. { id: ip-152, match: { ip: 152.152.152.152 }, limit: 1000/m })',
-  fields: 'only the fields id, match, by, limit, burst and mode',
+  fields: 'only the fields id, match, by, limit, burst, mode and counting',
   id: 'a slug of 1 to 64 characters: lower-case letters, digits, ".", "_" or "-", starting with a letter or digit (e.g. ip-152)',
   limit: LIMIT_EXPECTED,
   burst: `a whole number of extra requests from 0 to ${MAX_BURST} (e.g. 20)`,
   mode: '"enforce" (the default) or "shadow"',
+  counting: '"exact" or "approximate" (leave it out to let the proxy choose by limit and replica count)',
   by: 'a list of ip, path, method, token or header:<name>, each at most once (e.g. [ip])',
   match: 'an object with any of ip, path, method, header, token and tokenHash',
   matchFields: 'only the fields ip, path, method, header, token and tokenHash',
@@ -85,6 +94,7 @@ const RuleShape = z.strictObject({
   limit: z.string(),
   burst: z.number().int().min(0).max(MAX_BURST).optional(),
   mode: z.enum(['enforce', 'shadow']).optional(),
+  counting: z.enum(['exact', 'approximate']).optional(),
 });
 
 type RuleInput = z.infer<typeof RuleShape>;
@@ -166,6 +176,7 @@ export function parseRule(input: unknown, where?: string): Rule {
     limit,
     burst: rule.burst ?? 0,
     mode: rule.mode ?? 'enforce',
+    ...(rule.counting === undefined ? {} : { counting: rule.counting }),
   };
 }
 
@@ -203,6 +214,7 @@ export function serializeRule(rule: Rule): Record<string, unknown> {
   out.limit = formatLimit(rule.limit);
   if (rule.burst > 0) out.burst = rule.burst;
   if (rule.mode !== 'enforce') out.mode = rule.mode;
+  if (rule.counting !== undefined) out.counting = rule.counting;
   return out;
 }
 

@@ -1,5 +1,5 @@
 /**
- * Sliding-window-counter arithmetic (the algorithm is explained in limiter.ts). Counts live in two
+ * Sliding-window-counter arithmetic (the algorithm is explained in docs/rate-limiting.md). Counts live in two
  * aligned fixed windows; the estimate of the last `windowMs` is the current window's count plus the
  * previous window's count weighted by how much of it the sliding window still covers.
  *

@@ -8,7 +8,7 @@
  *   the host's rate-limit counts and grants the workers permits out of them (limits/lease-arbiter.ts),
  *   so limits are exact across workers: together they admit what one process would. With
  *   PostgreSQL or Redis the workers connect themselves and share counters like replicas (within
- *   the bound derived in limits/limiter.ts).
+ *   the bound in docs/rate-limiting.md).
  * - Aggregates what a single scrape or view must show for the whole server: `/metrics` on any worker
  *   returns every worker's metrics summed (prom-client's AggregatorRegistry; counters never go down
  *   when a worker dies or misses a scrape: cluster-metrics.ts), `/admin/stats/live`

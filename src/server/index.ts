@@ -87,6 +87,7 @@ export async function startServer(config: Config, deps: ServerDeps): Promise<Run
     legacyHeaders: config.legacyRateLimitHeaders,
     syncIntervalMs: config.syncInterval,
     onStoreError: config.onStoreError,
+    exactPerReplica: config.exactPerReplica,
     workers: config.workers,
     // A worker of `serve --workers N` whose primary owns the embedded store: exact limits, with
     // permits granted by the primary. With PostgreSQL or Redis, workers share counters as replicas.

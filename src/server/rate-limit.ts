@@ -28,6 +28,7 @@ import {
   type RuleUsage,
   rateLimitHeaderList,
   rulesFromEnv,
+  STORE_PENDING,
   serializeRule,
 } from '../limits/index.js';
 import { listStoredRules } from '../limits/rule-store.js';
@@ -78,6 +79,11 @@ export interface RateLimiterOptions {
   legacyHeaders: boolean;
   syncIntervalMs: number;
   onStoreError: 'open' | 'deny';
+  /**
+   * Rules are counted exactly across replicas (one atomic store operation per request) when
+   * limit + burst < exactPerReplica × live replicas; 0 leaves it to rules that say `counting: exact`.
+   */
+  exactPerReplica?: number;
   /** How often rules are re-read from the store (default 1 s). */
   reloadIntervalMs?: number;
   /** Called just before a new rule set replaces the current one (whose per-rule counts end). */
@@ -95,6 +101,13 @@ export interface RateLimiterOptions {
    * embedded store (counters are then not synchronised through the store).
    */
   leases?: LeaseTransport | undefined;
+}
+
+/** A decision the route needs to know about: undefined when no rule applied and nothing to report. */
+function visible(decision: Decision): Decision | undefined {
+  return decision.rule === undefined && decision.allowed && decision.shadowExceeded.length === 0
+    ? undefined
+    : decision;
 }
 
 export class RateLimiter implements RateLimitGate {
@@ -159,6 +172,11 @@ export class RateLimiter implements RateLimitGate {
     normalizedPath: string,
   ): Decision | undefined | Promise<Decision | undefined> {
     const decision = this.decideNow(req, clientIp, method, normalizedPath);
+    if (decision === STORE_PENDING) {
+      // A rule counted exactly: the store decides, in one atomic operation.
+      const take = this.limiter.takeStorePending();
+      return this.sync!.decideByStore(take).then(visible);
+    }
     if (decision !== LEASE_PENDING) return decision;
     // Rare: a counter holds no permit yet. Park the request until the primary has answered; one
     // whose client has gone meanwhile takes no permit (it is not forwarded either).
@@ -180,10 +198,8 @@ export class RateLimiter implements RateLimitGate {
     view.path = normalizedPath;
     const decision = this.limiter.decide(view);
     view.req = undefined;
-    if (decision === LEASE_PENDING) return decision;
-    return decision.rule === undefined && decision.allowed && decision.shadowExceeded.length === 0
-      ? undefined
-      : decision;
+    if (decision === LEASE_PENDING || decision === STORE_PENDING) return decision;
+    return visible(decision);
   }
 
   headers(decision: Decision): string[] {
@@ -259,6 +275,27 @@ export class RateLimiter implements RateLimitGate {
     return this.reloadHost ? this.reloadHost() : this.reload();
   }
 
+  private newSync(next: Limiter): CounterSync {
+    return new CounterSync(next, {
+      backend: this.options.store.counters,
+      exact: this.options.store.exact,
+      exactPerReplica: this.options.exactPerReplica ?? 0,
+      replicaId: this.replicaId,
+      syncIntervalMs: this.options.syncIntervalMs,
+      onStoreError: this.options.onStoreError,
+      initialReplicas: this.options.workers ?? 1,
+      onStateChange: (healthy, error) => {
+        if (healthy) this.options.logger.info('shared counters are in sync again');
+        else
+          this.options.logger.warn(
+            { err: error, onStoreError: this.options.onStoreError },
+            `cannot reach the shared store: limiting locally (${this.options.onStoreError === 'open' ? 'fail-open' : 'fail-closed'})`,
+          );
+        this.options.onStoreHealth?.(healthy);
+      },
+    });
+  }
+
   /** Re-reads the store's rules; swaps the limiter when the effective rule set changed. */
   reload(): Promise<void> {
     this.reloading ??= this.reloadOnce().finally(() => {
@@ -301,27 +338,12 @@ export class RateLimiter implements RateLimitGate {
     // Leases: permits move with their counters (or go back to the primary), and answers to asks
     // still in flight land in the new limiter.
     this.leaseClient?.prepare(next);
+    // Sharing is switched on before the counts move over, so that their sync state moves too.
+    const sync = this.shared ? this.newSync(next) : undefined;
     const carried = next.adoptCounts(this.limiter);
     this.leaseClient?.replace(this.limiter, next);
-    if (this.shared) {
-      this.sync = new CounterSync(next, {
-        backend: this.options.store.counters,
-        replicaId: this.replicaId,
-        syncIntervalMs: this.options.syncIntervalMs,
-        onStoreError: this.options.onStoreError,
-        initialReplicas: this.options.workers ?? 1,
-        onStateChange: (healthy, error) => {
-          if (healthy) this.options.logger.info('shared counters are in sync again');
-          else
-            this.options.logger.warn(
-              { err: error, onStoreError: this.options.onStoreError },
-              `cannot reach the shared store: limiting locally (${this.options.onStoreError === 'open' ? 'fail-open' : 'fail-closed'})`,
-            );
-          this.options.onStoreHealth?.(healthy);
-        },
-      });
-      this.sync.start();
-    }
+    this.sync = sync;
+    sync?.start();
     this.options.beforeRulesSwap?.();
     this.limiter = next;
     this.currentRules = rules;

@@ -82,6 +82,60 @@ export const MIGRATIONS: readonly Migration[] = [
     );
     CREATE INDEX meli_proxy_stats_batches_applied_at ON meli_proxy_stats_batches (applied_at)`,
   },
+  {
+    id: 7,
+    name: 'take_exact',
+    // Exact shared counting (src/store/pg-exact.ts): one call judges a request's counters by their
+    // sliding estimates and counts it in all or none. The rows are locked in key order, as the
+    // sync's upserts lock them, so the two never deadlock; each statement inside sees the rows as
+    // committed when it runs (READ COMMITTED), so the check and the increment agree.
+    sql: `CREATE FUNCTION meli_proxy_take_exact(
+      p_keys text[], p_starts bigint[], p_window_ms integer[], p_left_ms double precision[],
+      p_caps double precision[]
+    ) RETURNS TABLE (ok_all boolean, prev_n bigint, cur_n bigint)
+    LANGUAGE plpgsql AS $fn$
+    DECLARE
+      v_count integer := coalesce(array_length(p_keys, 1), 0);
+      v_prev bigint[] := array_fill(0::bigint, ARRAY[v_count]);
+      v_cur bigint[] := array_fill(0::bigint, ARRAY[v_count]);
+      v_p bigint;
+      v_c bigint;
+      v_ok boolean := true;
+      i integer;
+    BEGIN
+      INSERT INTO meli_proxy_counters AS c (key, window_start, window_ms, n, expires_at)
+      SELECT d.k, d.s, d.w, 0, to_timestamp((d.s + 2 * d.w::bigint) / 1000.0)
+        FROM unnest(p_keys, p_starts, p_window_ms) AS d(k, s, w)
+       ORDER BY d.k, d.s
+      ON CONFLICT (key, window_start) DO NOTHING;
+      PERFORM 1 FROM meli_proxy_counters c
+        JOIN unnest(p_keys, p_starts) AS d(k, s) ON c.key = d.k AND c.window_start = d.s
+       ORDER BY c.key, c.window_start
+         FOR UPDATE OF c;
+      FOR i IN 1 .. v_count LOOP
+        SELECT coalesce(max(c.n), 0) INTO v_c FROM meli_proxy_counters c
+         WHERE c.key = p_keys[i] AND c.window_start = p_starts[i];
+        SELECT coalesce(max(c.n), 0) INTO v_p FROM meli_proxy_counters c
+         WHERE c.key = p_keys[i] AND c.window_start = p_starts[i] - p_window_ms[i];
+        v_cur[i] := v_c;
+        v_prev[i] := v_p;
+        IF floor(v_p * p_left_ms[i] / p_window_ms[i] + 1e-9) + v_c + 1 > p_caps[i] THEN
+          v_ok := false;
+        END IF;
+      END LOOP;
+      IF v_ok THEN
+        UPDATE meli_proxy_counters c SET n = c.n + 1
+          FROM unnest(p_keys, p_starts) AS d(k, s)
+         WHERE c.key = d.k AND c.window_start = d.s;
+        FOR i IN 1 .. v_count LOOP
+          v_cur[i] := v_cur[i] + 1;
+        END LOOP;
+      END IF;
+      RETURN QUERY SELECT v_ok, t.p, t.c
+        FROM unnest(v_prev, v_cur) WITH ORDINALITY AS t(p, c, o) ORDER BY t.o;
+    END
+    $fn$`,
+  },
 ];
 
 /** Any constant works as long as every meli-proxy version uses the same one. */

@@ -10,6 +10,7 @@ import { type StoreLogger, silentLogger } from './logger.js';
 import { migrate, pendingMigrations } from './migrations.js';
 import { type CounterTuning, DEFAULT_COUNTER_TUNING, PostgresCounterBackend } from './pg-counters.js';
 import { currentSchema, PostgresKeyvAdapter } from './pg-documents.js';
+import { PostgresExactCounters } from './pg-exact.js';
 import { createPool, DEFAULT_POOL_TUNING, type PoolTuning } from './pg-pool.js';
 import { PostgresStatsStore } from './pg-stats.js';
 import { withTimeout } from './timeout.js';
@@ -64,6 +65,7 @@ export async function openPostgresStore(opts: PostgresStoreOptions): Promise<Pos
     displayUrl: opts.displayUrl,
     documents,
     counters,
+    exact: new PostgresExactCounters(pool),
     stats,
     async check() {
       if (closing) throw new Error(`the store ${opts.displayUrl} is closed`);

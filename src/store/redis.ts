@@ -20,6 +20,7 @@ import {
 } from './redis-counters.js';
 import { REDIS_DOCUMENT_NAMESPACE, RedisKeyvAdapter } from './redis-documents.js';
 import { GuardedDocuments, warnWithoutPersistence } from './redis-durability.js';
+import { RedisExactCounters } from './redis-exact.js';
 import { RedisStatsStore } from './redis-stats.js';
 import type { Store } from './types.js';
 
@@ -74,6 +75,7 @@ export async function openRedisStore(opts: RedisStoreOptions): Promise<RedisStor
     displayUrl: opts.displayUrl,
     documents,
     counters,
+    exact: new RedisExactCounters(connection),
     stats,
     async check() {
       if (closing) throw new Error(`the store ${opts.displayUrl} is closed`);

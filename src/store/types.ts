@@ -28,6 +28,36 @@ export interface CounterBackend {
   sync(replicaId: string, deltas: readonly CounterDelta[]): Promise<CounterSyncResult>;
 }
 
+/** One counter of an exact decision: the window a request falls in, and how to judge it. */
+export interface ExactCounter {
+  /** Counter identity, as in CounterDelta; its rows are the same ones sync() adds deltas to. */
+  key: string;
+  /** Start of the request's window (epoch ms, aligned); the previous window starts windowMs earlier. */
+  windowStart: number;
+  windowMs: number;
+  /** Milliseconds left in the window: the previous window weighs previous × leftMs / windowMs. */
+  leftMs: number;
+  /** limit + burst: admitted while floor(weighted previous) + current + 1 ≤ cap. */
+  cap: number;
+}
+
+export interface ExactTakeResult {
+  /** Whether every counter had room; then each was incremented by one, else none was. */
+  admitted: boolean;
+  /** Per counter, in order: the previous window's total. */
+  previous: number[];
+  /** Per counter, in order: the current window's total, after the increment when admitted. */
+  current: number[];
+}
+
+/**
+ * Exact shared counting: one atomic store operation per request (a Lua script, a PostgreSQL
+ * function call) judges every counter by its sliding estimate and counts the request in all or none.
+ */
+export interface ExactCounterStore {
+  take(counters: readonly ExactCounter[]): Promise<ExactTakeResult>;
+}
+
 /** A key/value document store (keyv semantics) for rules, tokens and other small documents. */
 export interface DocumentStore {
   get<T>(key: string): Promise<T | undefined>;
@@ -85,6 +115,8 @@ export interface Store {
   readonly displayUrl: string;
   readonly documents: DocumentStore;
   readonly counters: CounterBackend;
+  /** Exact shared counting, on the stores replicas share (PostgreSQL, Redis). */
+  readonly exact?: ExactCounterStore;
   readonly stats: StatsStore;
   /** Resolves when the store answers; rejects with the reason otherwise. Used by `/ready`. */
   check(): Promise<void>;

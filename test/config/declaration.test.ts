@@ -31,6 +31,7 @@ describe('settings declared once', () => {
       dataDir: '--data-dir MELI_PROXY_DATA_DIR',
       logLevel: '--log-level MELI_PROXY_LOG_LEVEL',
       logFormat: '--log-format MELI_PROXY_LOG_FORMAT',
+      exactPerReplica: '--exact-per-replica MELI_PROXY_EXACT_PER_REPLICA',
       accessLog: '--access-log MELI_PROXY_ACCESS_LOG',
       shutdownGrace: '--shutdown-grace MELI_PROXY_SHUTDOWN_GRACE',
       injectToken: '--inject-token MELI_PROXY_INJECT_TOKEN',

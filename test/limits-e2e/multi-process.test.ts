@@ -2,7 +2,7 @@
  * Accuracy across replicas: four real `meli-proxy serve` processes sharing one store, one rule of
  * 1000 requests per 10 s with no partition, and far more offered within one window, spread evenly
  * over the four (concurrent clients, round-robin). The whole deployment must admit about 1000:
- * at most 1050 (the bound derived in src/limits/limiter.ts is limit + 2R = 1008) and at least 900
+ * at most 1050 (the bound derived in docs/rate-limiting.md is limit + 2R = 1008) and at least 900
  * (the shares must not starve it). The store's own total must equal what was admitted.
  *
  * Run against PostgreSQL and against Redis. The load starts with enough of the aligned 10 s window

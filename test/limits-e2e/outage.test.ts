@@ -8,7 +8,7 @@
  * store_healthy 1, one "in sync again" line, and the counts admitted meanwhile reach the store.
  *
  * --on-store-error deny: with two replicas sharing a rule, a replica cut off from the store spends
- * only its share of what was left (c/R of it, see src/limits/limiter.ts), then rejects until the
+ * only its share of what was left (c/R of it, see docs/rate-limiting.md), then rejects until the
  * store answers again.
  */
 import pg from 'pg';

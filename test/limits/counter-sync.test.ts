@@ -275,3 +275,29 @@ describe('CounterSync delivery and outages', () => {
     expect(backend.total('k', T0)).toBe(0);
   });
 });
+
+describe('RateLimit headers under approximate sharing', () => {
+  it("a refusal by the replica's share reports the quota it knows is left and when the share refills", async () => {
+    const backend = new MemoryBackend(() => 1);
+    const cluster = replicas(2, [{ id: 'shared', limit: '100/m' }], backend);
+    await warmUp(cluster, prng(7));
+    expect(cluster.every((r) => r.sync.replicas === 2)).toBe(true);
+
+    // A burst on one replica, faster than a push: its share (c/R of 100) runs out first.
+    const a = cluster[0]!.limiter;
+    const decisions = Array.from({ length: 60 }, () => a.decide(request()));
+    const admitted = decisions.filter((d) => d.allowed).length;
+    const refused = decisions.filter((d) => !d.allowed);
+    expect(admitted).toBeGreaterThan(0);
+    expect(refused.length).toBeGreaterThan(0);
+    for (const d of refused) {
+      expect(d.rejectedBy).toBe('shared');
+      // Not r=0: 100 − what this replica admitted is still left in the window as far as it knows.
+      expect(d.remaining).toBe(100 - admitted);
+      // The share refills with the next acknowledged push, within the sync interval.
+      expect(d.retryAfterSeconds).toBe(1);
+      expect(d.resetSeconds).toBe(1);
+    }
+    for (const replica of cluster) await settle(replica.sync.stop());
+  });
+});

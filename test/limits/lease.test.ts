@@ -301,7 +301,7 @@ describe('workers holding leases', () => {
     await settle(workers);
   });
 
-  it('decides synchronously while permits last, and a shadow rule never holds a request up', async () => {
+  it('decides synchronously while permits last, and a shadow rule never refuses', async () => {
     const now = T0;
     const clock = () => now;
     const arbiter = new LeaseArbiter({ workers: () => 1 });
@@ -326,7 +326,7 @@ describe('workers holding leases', () => {
       expect(d.allowed).toBe(true);
     }
     expect(waited).toBeLessThanOrEqual(8);
-    // The shadow rule had one permit: it is exceeded, reported, and never blocked or held anyone up.
+    // The shadow rule had one permit: it is exceeded and reported, and never blocked anyone.
     const shadowed = w.limiter.decide(request(), now);
     expect(shadowed).toMatchObject({ allowed: true, shadowExceeded: ['watch'] });
     expect(w.limiter.ruleStats().find((r) => r.id === 'watch')?.shadowExceeded).toBeGreaterThan(190);

@@ -169,7 +169,14 @@ describe('Limiter', () => {
     // 9 of the previous window + 1 of this one.
     expect(l.decide(request(), T0 + 11_000).allowed).toBe(false);
     const ok = l.decide(request(), T0 + 12_000);
-    expect(ok).toMatchObject({ allowed: true, retryAfterSeconds: 0, resetSeconds: 8 });
+    expect(ok).toMatchObject({ allowed: true, retryAfterSeconds: 0, remaining: 0 });
+    // A 200 with nothing remaining and the 429 after it agree on when to come back.
+    const next = l.decide(request(), T0 + 12_000);
+    expect(next.allowed).toBe(false);
+    expect(ok.resetSeconds).toBe(next.retryAfterSeconds);
+    // With quota left, the reset is the end of the window.
+    const roomy = limiter([{ id: 'ten', limit: '10/10s' }]);
+    expect(roomy.decide(request(), T0 + 2000)).toMatchObject({ remaining: 9, resetSeconds: 8 });
   });
 
   it('shadow rules count and report but never reject', () => {

@@ -220,7 +220,7 @@ describe('parseRule', () => {
     [
       { id: 'r', limits: '1/m', limit: '1/m' },
       'limits',
-      /invalid limits "1\/m": expected only the fields id, match, by, limit, burst and mode/,
+      /invalid limits "1\/m": expected only the fields id, match, by, limit, burst, mode and counting/,
     ],
     ['ip-152', 'rule', /^rule: invalid rule "ip-152": expected an object with at least id and limit/],
   ])('refuses %j at %s', (input, field, message) => {
@@ -333,6 +333,22 @@ describe('rulesFromEnv', () => {
   it('names the variable in errors', () => {
     expect(errorOf(() => rulesFromEnv({ MELI_PROXY_LIMIT_PER_IP: '600/min' })).message).toBe(
       'MELI_PROXY_LIMIT_PER_IP: rule "default-per-ip": invalid limit "600/min": expected N/<window> where window is 1s, 10s, 1m, 1h or 1d (e.g. 1000/m)',
+    );
+  });
+});
+
+describe('counting', () => {
+  it('is kept only when given, and survives a round trip', () => {
+    expect(parseRule({ id: 'auto', limit: '10/m' }).counting).toBeUndefined();
+    expect(serializeRule(parseRule({ id: 'auto', limit: '10/m' }))).not.toHaveProperty('counting');
+    const exact = parseRule({ id: 'tiny', limit: '10/m', counting: 'exact' });
+    expect(exact.counting).toBe('exact');
+    expect(parseRule(serializeRule(exact))).toEqual(exact);
+  });
+
+  it('refuses anything but exact or approximate, saying what to write', () => {
+    expect(errorOf(() => parseRule({ id: 'r', limit: '10/m', counting: 'strict' })).message).toBe(
+      'rule "r": invalid counting "strict": expected "exact" or "approximate" (leave it out to let the proxy choose by limit and replica count)',
     );
   });
 });

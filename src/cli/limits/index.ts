@@ -215,6 +215,10 @@ export function registerLimits(program: Command, io: CliIO, deps: LimitsDeps = {
       .addOption(
         new Option('--mode <mode>', 'enforce (reject with 429) or shadow (only report); default enforce'),
       )
+      .option(
+        '--counting <how>',
+        'across replicas sharing a store: exact (one atomic store operation per request) or approximate; default: exact when the limit is small next to the replica count',
+      )
       .option('--json-rule <json>', 'a whole rule (or a list of rules) as JSON')
       .option('--file <file>', 'a YAML or JSON file with a list of rules (or a config file with limits:)'),
   )

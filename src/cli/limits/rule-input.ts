@@ -22,6 +22,7 @@ export interface RuleFlags {
   limit?: string;
   burst?: string;
   mode?: string;
+  counting?: string;
   jsonRule?: string;
   file?: string;
   /** A rule from flags with no match condition: it covers every request, on purpose. */
@@ -39,9 +40,21 @@ const FLAG_OF_FIELD: ReadonlyArray<[RegExp, string]> = [
   [/^limit$/, '--limit'],
   [/^burst$/, '--burst'],
   [/^mode$/, '--mode'],
+  [/^counting$/, '--counting'],
 ];
 
-const RULE_FLAGS = ['ip', 'path', 'method', 'header', 'token', 'by', 'limit', 'burst', 'mode'] as const;
+const RULE_FLAGS = [
+  'ip',
+  'path',
+  'method',
+  'header',
+  'token',
+  'by',
+  'limit',
+  'burst',
+  'mode',
+  'counting',
+] as const;
 const FLAG_NAMES: Record<(typeof RULE_FLAGS)[number], string> = {
   ip: '--ip',
   path: '--path',
@@ -52,6 +65,7 @@ const FLAG_NAMES: Record<(typeof RULE_FLAGS)[number], string> = {
   limit: '--limit',
   burst: '--burst',
   mode: '--mode',
+  counting: '--counting',
 };
 
 const EXAMPLE = 'meli-proxy limits set ip-152 --ip 152.152.152.152 --limit 1000/m';
@@ -135,6 +149,7 @@ function fromFlags(id: string, flags: RuleFlags): Rule {
     input.burst = /^\s*\d{1,10}\s*$/.test(flags.burst) ? Number(flags.burst) : flags.burst;
   }
   if (flags.mode !== undefined) input.mode = flags.mode;
+  if (flags.counting !== undefined) input.counting = flags.counting;
   try {
     return parseRule(input);
   } catch (error) {

@@ -1,0 +1,152 @@
+/**
+ * Exact shared counting: four real `meli-proxy serve` processes sharing one store, two rules whose
+ * limits are small next to four replicas (10/m and 50/m: approximate sharing would admit up to
+ * about 2 × 4 more per window), so each request is decided by one atomic store operation. Far more
+ * is offered, concurrently from all four, and exactly the limit must be admitted: not one more,
+ * not one less. The store's totals equal what was admitted.
+ *
+ * Run against PostgreSQL and against Redis. The rules are new and the load stays inside one
+ * aligned minute, so the previous window is empty and the sliding estimate is this window's count.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { openStore } from '../../src/store/index.js';
+import { type Origin, startOrigin } from '../peers/origin.js';
+import { testDatabase } from '../support/postgres.js';
+import { type CliProcess, killChildren, spawnCli } from '../support/proxy.js';
+import { type RedisServer, skipWithoutRedis, startRedis } from '../support/redis.js';
+import { Clients, cli, expectExit, roomInWindow, sleep } from './helpers.js';
+
+const REPLICAS = 4;
+const WINDOW_MS = 60_000;
+const RULES = [
+  { id: 'exact-items', path: '/items/*', target: '/items/MLA1', limit: 10, offered: 120 },
+  { id: 'exact-sites', path: '/sites/*', target: '/sites/MLA/search?q=x', limit: 50, offered: 240 },
+] as const;
+
+let origin: Origin;
+beforeAll(async () => {
+  origin = await startOrigin();
+});
+afterAll(async () => {
+  killChildren();
+  await origin?.close();
+});
+
+interface Tally {
+  admitted: number;
+  rejected: number;
+  other: number;
+  perReplica: number[];
+}
+
+/** `offered` requests to `target`, 8 at a time per replica, all four replicas at once. */
+async function offer(
+  clients: Clients,
+  urls: readonly string[],
+  target: string,
+  offered: number,
+): Promise<Tally> {
+  const tally: Tally = { admitted: 0, rejected: 0, other: 0, perReplica: urls.map(() => 0) };
+  let issued = 0;
+  const worker = async (w: number) => {
+    while (issued < offered) {
+      const replica = (w + issued++) % urls.length;
+      const hit = await clients.hit(urls[replica]!, target);
+      if (hit.status === 200) {
+        tally.admitted++;
+        tally.perReplica[replica]!++;
+      } else if (hit.status === 429) tally.rejected++;
+      else tally.other++;
+    }
+  };
+  await Promise.all(Array.from({ length: 8 * urls.length }, (_, w) => worker(w)));
+  return tally;
+}
+
+async function runExact(storeUrl: string, label: string): Promise<void> {
+  for (const rule of RULES) {
+    const id = `${rule.id}-${label}`;
+    expectExit(
+      await cli([
+        'limits',
+        'set',
+        id,
+        '--path',
+        rule.path,
+        '--limit',
+        `${rule.limit}/m`,
+        '--store',
+        storeUrl,
+      ]),
+      0,
+    );
+  }
+  const args = ['serve', '--store', storeUrl, '--port', '0', '--admin-port', '0', '--upstream', origin.url];
+  const proxies: CliProcess[] = await Promise.all(
+    Array.from({ length: REPLICAS }, () =>
+      spawnCli([...args, '--access-log', 'off'], {}, { timeoutMs: 30_000 }),
+    ),
+  );
+  const clients = new Clients();
+  try {
+    // Every replica pushes every 100 ms: a few rounds and each knows there are four.
+    await sleep(1000);
+    const windowEnd = await roomInWindow(WINDOW_MS, 30_000);
+    const urls = proxies.map((p) => p.url);
+    const tallies = await Promise.all(RULES.map((rule) => offer(clients, urls, rule.target, rule.offered)));
+    expect(Date.now(), 'the load spilled into the next window').toBeLessThan(windowEnd);
+    RULES.forEach((rule, r) => {
+      const tally = tallies[r]!;
+      console.info(
+        `[exact ${label}] ${rule.limit}/m: offered ${rule.offered} over ${REPLICAS} replicas, admitted ${tally.admitted} (per replica ${tally.perReplica.join('/')})`,
+      );
+      expect(tally.other).toBe(0);
+      expect(tally.admitted).toBe(rule.limit);
+      expect(tally.rejected).toBe(rule.offered - rule.limit);
+    });
+
+    // The store's totals are exactly what was admitted.
+    const windowStart = windowEnd - WINDOW_MS;
+    await sleep(400);
+    const store = await openStore(storeUrl, { dataDir: '/nonexistent' });
+    try {
+      for (const rule of RULES) {
+        const key = `${rule.id}-${label}`;
+        const { totals } = await store.counters.sync(`probe-${label}`, [
+          { key, windowStart, windowMs: WINDOW_MS, delta: 0 },
+        ]);
+        expect(totals.get(`${key}@${windowStart}`)).toBe(rule.limit);
+      }
+    } finally {
+      await store.close();
+    }
+  } finally {
+    await clients.close();
+    const codes = await Promise.all(proxies.map((p) => p.stop()));
+    expect(codes).toEqual(proxies.map(() => 0));
+  }
+}
+
+describe('small limits across four replicas are exact', () => {
+  it('PostgreSQL: 10/m and 50/m admit exactly 10 and 50 under concurrent load from all four', async () => {
+    const db = await testDatabase();
+    try {
+      expectExit(await cli(['migrate', '--store', db.url]), 0);
+      await runExact(db.url, 'pg');
+    } finally {
+      await db.drop();
+    }
+  }, 120_000);
+
+  describe.skipIf(skipWithoutRedis())('Redis', () => {
+    let redis: RedisServer;
+    beforeAll(async () => {
+      redis = await startRedis();
+    });
+    afterAll(() => redis?.dispose());
+
+    it('Redis: 10/m and 50/m admit exactly 10 and 50 under concurrent load from all four', async () => {
+      await runExact(redis.url, 'redis');
+    }, 120_000);
+  });
+});
