@@ -53,6 +53,12 @@ export interface Config {
   clientId: string | undefined;
   clientSecret: string | undefined;
   tokenUrl: URL;
+  /** File holding the key ring that encrypts the stored token (else MELI_PROXY_TOKEN_KEY). */
+  tokenKeyFile: string | undefined;
+  /** Client addresses and CIDRs whose requests get the injected token. */
+  injectClients: string[];
+  /** Host names accepted with --inject-token besides localhost, IP literals, single labels and *.svc names. */
+  injectHosts: string[];
   /** The config file read, if any (absolute path). */
   configFile: string | undefined;
   /** Anything the file holds under `limits:`; validated by the rate-limit rule parser. */
@@ -232,6 +238,19 @@ function logLevel(raw: unknown): LogLevel {
   const found = LOG_LEVELS.find((level) => level === text);
   if (!found) throw new InvalidValue();
   return found;
+}
+
+/** Loopback and private ranges (RFC 1918, ULA): who gets the injected token by default. */
+const PRIVATE_NETWORKS = ['127.0.0.0/8', '::1', '10.0.0.0/8', '172.16.0.0/12', '192.168.0.0/16', 'fc00::/7'];
+
+function hostNameList(raw: unknown): string[] {
+  const items = Array.isArray(raw) ? raw.map(asString) : asString(raw).split(',');
+  const list = items.map((item) => item.trim().toLowerCase()).filter((item) => item.length > 0);
+  for (const item of list) {
+    if (!/^(\*\.)?[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$/.test(item))
+      throw new InvalidValue();
+  }
+  return list;
 }
 
 export const SETTINGS = {
@@ -540,6 +559,40 @@ export const SETTINGS = {
     defaultText: 'auto',
     parse: workerCount,
   },
+  tokenKeyFile: {
+    flag: '--token-key-file',
+    env: 'MELI_PROXY_TOKEN_KEY_FILE',
+    arg: '<file>',
+    description:
+      'File with the key that encrypts the stored token (32 random bytes in base64; more keys after it, one per line, still decrypt during a rotation). Instead, the keys may be given in MELI_PROXY_TOKEN_KEY. Required for a postgres:// or redis:// store.',
+    allowed: 'a file path',
+    defaultValue: () => undefined,
+    defaultText: '(none)',
+    parse: (raw: unknown) => resolve(nonEmpty(1)(raw)),
+  },
+  injectClients: {
+    flag: '--inject-clients',
+    env: 'MELI_PROXY_INJECT_CLIENTS',
+    arg: '<cidrs>',
+    description:
+      'With --inject-token, the client addresses (after --trust-proxy) whose requests get the token; others are forwarded without it.',
+    allowed: 'a comma-separated list of IPv4/IPv6 addresses or CIDRs',
+    defaultValue: () => [...PRIVATE_NETWORKS],
+    defaultText: PRIVATE_NETWORKS.join(','),
+    parse: cidrList,
+  },
+  injectHosts: {
+    flag: '--inject-hosts',
+    env: 'MELI_PROXY_INJECT_HOSTS',
+    arg: '<names>',
+    description:
+      'With --inject-token, DNS names a request may carry in Host besides localhost, IP literals, single-label names and cluster-local *.svc names; any other name is refused with 421 (DNS rebinding).',
+    allowed:
+      'a comma-separated list of host names, each optionally starting with *. (e.g. proxy.internal,*.corp.example)',
+    defaultValue: () => [],
+    defaultText: '(none)',
+    parse: hostNameList,
+  },
 } satisfies Record<string, SettingSpec<unknown>>;
 
 export type SettingKey = keyof typeof SETTINGS;
@@ -676,6 +729,9 @@ export function loadConfig(sources: ConfigSources): Config {
     clientId: pick('clientId'),
     clientSecret: pick('clientSecret'),
     tokenUrl: pick('tokenUrl'),
+    tokenKeyFile: pick('tokenKeyFile'),
+    injectClients: pick('injectClients'),
+    injectHosts: pick('injectHosts'),
     configFile,
     limits,
     sources: origins,

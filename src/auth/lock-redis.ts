@@ -8,9 +8,7 @@
  * keep that rare case from losing the token.
  */
 import { randomUUID } from 'node:crypto';
-import { type StoreLogger, silentLogger } from '../store/logger.js';
-import { DEFAULT_REDIS_CONNECTION_TUNING, RedisConnection } from '../store/redis-client.js';
-import { maskUrl } from '../store/url.js';
+import type { RedisConnection } from '../store/redis-client.js';
 import type { Lock, LockHandle, LockOptions } from './lock.js';
 
 /** Deletes the key only while it still holds this owner's value. */
@@ -21,17 +19,14 @@ export function redisLockKey(name: string): string {
   return `meli-proxy:lock:${name}`;
 }
 
+/**
+ * On an open connection it shares with the token's slot (which closes it): a lock that opened a
+ * connection of its own on first use would stay broken if that one attempt timed out.
+ */
 export class RedisLock implements Lock {
-  private readonly connection: RedisConnection;
-  private opening: Promise<void> | undefined;
-
-  constructor(url: string, logger: StoreLogger = silentLogger) {
-    this.connection = new RedisConnection(url, maskUrl(url), DEFAULT_REDIS_CONNECTION_TUNING, logger);
-  }
+  constructor(private readonly connection: RedisConnection) {}
 
   async acquire(name: string, options: LockOptions): Promise<LockHandle | undefined> {
-    this.opening ??= this.connection.open();
-    await this.opening;
     const key = redisLockKey(name);
     const owner = randomUUID();
     const deadline = Date.now() + options.waitMs;
@@ -49,9 +44,8 @@ export class RedisLock implements Lock {
     }
   }
 
-  close(): Promise<void> {
-    return this.connection.close();
-  }
+  /** The connection belongs to the token slot, which closes it. */
+  async close(): Promise<void> {}
 
   private handle(key: string, owner: string): LockHandle {
     let released = false;

@@ -5,10 +5,11 @@
  * Unlike the embedded store's documents.json, which one process holds open, this file is opened
  * for every operation: `auth login` in one process and `serve` in another both see the other's
  * writes (the proxy reads it about once a second, and it is tiny). Writes are atomic (temp file,
- * fsync, rename) through the embedded store's adapter; concurrent writers: the last one wins.
+ * fsync, rename) through the embedded store's adapter; writers serialise on a lock file
+ * (token-slot.ts), which makes their compare-and-set atomic.
  */
 
-import { mkdir } from 'node:fs/promises';
+import { chmod, mkdir, stat } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import path from 'node:path';
 import Keyv from 'keyv';
@@ -52,8 +53,8 @@ export class TokenFileDocuments implements DocumentStore {
   }
 
   private async use<R>(writes: boolean, work: (documents: DocumentStore) => Promise<R>): Promise<R> {
-    // recursive mkdir applies the mode to every directory it creates; an existing one is left alone.
-    if (writes) await mkdir(this.dir, { recursive: true, mode: 0o700 });
+    // The token is the seller's credential: its directory is private whoever made it first.
+    if (writes) await privateDirectory(this.dir);
     // flushDelayMs 0: close() below writes at once; the adapter creates the file 0600.
     const adapter = await JsonFileKeyvAdapter.open({ file: this.file, flushDelayMs: 0 });
     try {
@@ -63,4 +64,11 @@ export class TokenFileDocuments implements DocumentStore {
       await adapter.close();
     }
   }
+}
+
+/** Creates `dir` 0700, or takes group and other access away from an existing one. */
+async function privateDirectory(dir: string): Promise<void> {
+  await mkdir(dir, { recursive: true, mode: 0o700 });
+  const { mode } = await stat(dir);
+  if ((mode & 0o077) !== 0) await chmod(dir, mode & 0o700);
 }

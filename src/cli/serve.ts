@@ -48,15 +48,16 @@ export function registerServe(program: Command, io: CliIO): void {
     if (config.workers > 1 && cluster.isPrimary) {
       // What every worker would refuse is refused once, here, before anything is forked.
       assertAdminExposureAllowed(config.adminHost, config.adminToken);
-      if (config.injectToken) (await import('../auth/proxy-auth.js')).checkTokenInjection(config);
+      if (config.injectToken) (await import('../auth/proxy-auth.js')).checkTokenInjection(config, io.env);
       const { runClusterPrimary } = await import('../server/cluster.js');
       process.exit(await runClusterPrimary({ config, logger }));
     }
-    const [{ startServer }, { primaryOwnsStore }, { joinCluster, primaryStore }] = await Promise.all([
-      import('../server/index.js'),
-      import('../server/cluster.js'),
-      import('../server/cluster-worker.js'),
-    ]);
+    const [{ startServer }, { primaryOwnsStore }, { joinCluster, primaryRefreshLock, primaryStore }] =
+      await Promise.all([
+        import('../server/index.js'),
+        import('../server/cluster.js'),
+        import('../server/cluster-worker.js'),
+      ]);
     // V8 lets the old generation grow to ~3-4× what survives a full GC before collecting again; with
     // a million rate-limit keys that garbage alone took RSS past 300 MB. Collecting at 1.5× keeps a
     // serving process within ~220 MB there (bench/README.md) for a few ms of GC every second or so.
@@ -70,7 +71,9 @@ export function registerServe(program: Command, io: CliIO): void {
     try {
       if (config.injectToken) {
         const { startProxyTokenAuth } = await import('../auth/proxy-auth.js');
-        tokenAuth = await startProxyTokenAuth({ config, store, logger, env: io.env });
+        // The workers of one host refresh through the primary's lock; elsewhere the store's is used.
+        const hostLock = worker !== undefined && primaryOwnsStore(config) ? primaryRefreshLock() : undefined;
+        tokenAuth = await startProxyTokenAuth({ config, logger, env: io.env, hostLock });
       }
       server = await startServer(config, {
         logger,

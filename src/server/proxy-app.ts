@@ -19,6 +19,7 @@ import { sendApiError } from './api-error.js';
 import { createClientErrorHandler, serverOptions } from './client-guards.js';
 import { type ForwardObserver, type ForwardOutcome, forward, type UnauthorizedRetry } from './forward.js';
 import { upstreamRequestHeaders } from './headers.js';
+import { createInjectionGuard } from './injection-guard.js';
 import { methodIndex, type ProxyMetrics } from './metrics.js';
 import type { RateLimitGate } from './rate-limit.js';
 import { continueUnlessRefused, requestRefusal } from './request-limits.js';
@@ -133,6 +134,9 @@ function refuse(
 export async function buildProxyApp(options: ProxyAppOptions): Promise<FastifyInstance> {
   const { config, logger, metrics, upstream, state, trust, upstreamAuth, routes, rateLimit } = options;
   const upstreamHost = config.upstream.host;
+  // With --inject-token: which clients get the token, and which Host names are refused.
+  const injection = upstreamAuth ? createInjectionGuard(config) : undefined;
+  const injects = (clientIp: string): boolean => injection?.allowsClient(clientIp) === true;
 
   const app = Fastify({
     // No logger for Fastify here: given one, it adds 'finish'/'error' listeners and timestamps to
@@ -243,6 +247,11 @@ export async function buildProxyApp(options: ProxyAppOptions): Promise<FastifyIn
     // appended, garbage passed through) must not become a counter key of its own.
     const clientIp =
       config.trustProxy.length > 0 && isIP(request.ip) === 0 ? (req.socket.remoteAddress ?? '') : request.ip;
+    const misdirected = injection?.refuseHost(req.headers.host);
+    if (misdirected) {
+      refuse(options, reply, route, misdirected.status, misdirected.error, misdirected.message);
+      return;
+    }
     const decision = rateLimit?.decide(req, clientIp, method, normalized);
     if (decision instanceof Promise) {
       // Rare (workers of `serve --workers N` holding rate-limit leases): a counter of this request
@@ -308,6 +317,7 @@ export async function buildProxyApp(options: ProxyAppOptions): Promise<FastifyIn
     const res: ServerResponse = reply.raw;
     if (
       upstreamAuth?.authorizationSoon &&
+      injects(clientIp) &&
       (req.headers.authorization === undefined || upstreamAuth.overrideClientToken) &&
       upstreamAuth.currentAuthorization() === undefined
     ) {
@@ -349,7 +359,7 @@ export async function buildProxyApp(options: ProxyAppOptions): Promise<FastifyIn
       requestId,
     });
     let retryUnauthorized: UnauthorizedRetry | undefined;
-    if (upstreamAuth) {
+    if (upstreamAuth && injects(clientIp)) {
       const valueIndex = injectAuthorization(headers, upstreamAuth, req.headers.authorization !== undefined);
       if (valueIndex !== -1 && (method === 'GET' || method === 'HEAD' || method === 'OPTIONS')) {
         retryUnauthorized = { valueIndex, refresh: (used) => upstreamAuth.refreshAfterUnauthorized(used) };

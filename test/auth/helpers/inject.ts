@@ -34,7 +34,7 @@ export async function startInjectingProxy(
   });
   const logger = createLogger(config.logLevel, logs);
   const store = await openStore('memory', { dataDir: dir, logger });
-  const auth = await startProxyTokenAuth({ config, store, logger, env: {}, ...(tuning ? { tuning } : {}) });
+  const auth = await startProxyTokenAuth({ config, logger, env: {}, ...(tuning ? { tuning } : {}) });
   const server = await startServer(config, {
     logger,
     store,
