@@ -17,6 +17,7 @@ export async function startInjectingProxy(
   dir: string,
   logs: DestinationStream,
   tuning?: Partial<Pick<TokenManagerOptions, 'jitter'>>,
+  flags: Record<string, unknown> = {},
 ): Promise<{ server: RunningServer; auth: ProxyTokenAuth }> {
   const config = loadConfig({
     env: {},
@@ -30,6 +31,7 @@ export async function startInjectingProxy(
       clientSecret: meli.client.secret,
       tokenUrl: meli.tokenUrl,
       logLevel: 'info',
+      ...flags,
     },
   });
   const logger = createLogger(config.logLevel, logs);
