@@ -3,6 +3,7 @@
  * is a function that presses Allow (or Deny) on the fake page and follows the redirect to the
  * local listener, as a real one would.
  */
+import { randomBytes } from 'node:crypto';
 import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -354,6 +355,45 @@ describe('meli-proxy auth', () => {
     const noSecret = await run(loginArgs(), { env: { XDG_CONFIG_HOME: path.join(home, 'c') } });
     expect(noSecret.code).toBe(2);
     expect(noSecret.stderr).toContain('MELI_CLIENT_SECRET');
+  });
+
+  it('rotate-key seals a stored token, then moves it to a new key while the old one still opens it', async () => {
+    await freshHome();
+    const file = path.join(home, 'config', 'meli-proxy', 'tokens.json');
+    expect((await run(loginArgs(), { browser: pressing('allow') })).code).toBe(0);
+    expect(await readFile(file, 'utf8')).toContain('APP_USR-');
+    const oldKey = randomBytes(32).toString('base64');
+    const newKey = randomBytes(32).toString('base64');
+    const withKey = (key: string) => ({ env: { ...env(), MELI_PROXY_TOKEN_KEY: key } });
+
+    const noKey = await run(['auth', 'rotate-key']);
+    expect(noKey.code).toBe(2);
+    expect(noKey.stderr).toContain('openssl rand -base64 32');
+
+    const sealed = await run(['auth', 'rotate-key', '--json'], withKey(oldKey));
+    expect(sealed.code, sealed.stderr).toBe(0);
+    const first = JSON.parse(sealed.stdout) as { from: string | null; to: string };
+    expect(first.from).toBeNull();
+    expect(await readFile(file, 'utf8')).not.toContain('APP_USR-');
+    expect(await readFile(file, 'utf8')).not.toContain('TG-');
+    const status = await run(['auth', 'status'], withKey(oldKey));
+    expect(status.code).toBe(0);
+    expect(status.stdout).toContain(`encrypted with key ${first.to}`);
+    const keyless = await run(['auth', 'status']);
+    expect(keyless.code).toBe(2);
+    expect(keyless.stderr).toContain(`sealed with key ${first.to}`);
+
+    const rotated = await run(['auth', 'rotate-key', '--json'], withKey(`${newKey},${oldKey}`));
+    expect(rotated.code, rotated.stderr).toBe(0);
+    const second = JSON.parse(rotated.stdout) as { from: string; to: string };
+    expect(second.from).toBe(first.to);
+    expect(second.to).not.toBe(first.to);
+    expect((await run(['auth', 'status'], withKey(newKey))).code).toBe(0);
+    expect((await run(['auth', 'status'], withKey(oldKey))).code).toBe(2);
+    for (const result of [sealed, rotated, status]) {
+      expect(`${result.stdout}${result.stderr}`).not.toContain(oldKey);
+      expect(`${result.stdout}${result.stderr}`).not.toContain(newKey);
+    }
   });
 
   it('keeps the token under --data-dir when one is given', async () => {
