@@ -10,6 +10,7 @@
 import { randomUUID } from 'node:crypto';
 import type { RedisConnection } from '../store/redis-client.js';
 import type { Lock, LockHandle, LockOptions } from './lock.js';
+import { TOKEN_COMMAND_TIMEOUT_MS } from './token-slot-redis.js';
 
 /** Deletes the key only while it still holds this owner's value. */
 const RELEASE_SCRIPT =
@@ -31,11 +32,13 @@ export class RedisLock implements Lock {
     const owner = randomUUID();
     const deadline = Date.now() + options.waitMs;
     for (let pause = 20; ; pause = Math.min(pause * 2, 200)) {
-      const reply = await this.connection.bound((client) =>
-        client.set(key, owner, {
-          condition: 'NX',
-          expiration: { type: 'PX', value: Math.max(1, Math.round(options.ttlMs)) },
-        }),
+      const reply = await this.connection.bound(
+        (client) =>
+          client.set(key, owner, {
+            condition: 'NX',
+            expiration: { type: 'PX', value: Math.max(1, Math.round(options.ttlMs)) },
+          }),
+        TOKEN_COMMAND_TIMEOUT_MS,
       );
       if (reply === 'OK') return this.handle(key, owner);
       const left = deadline - Date.now();
@@ -53,10 +56,16 @@ export class RedisLock implements Lock {
       release: async () => {
         if (released) return;
         released = true;
-        // Failing to delete is harmless: the key expires after its TTL.
-        await this.connection
-          .bound((client) => client.eval(RELEASE_SCRIPT, { keys: [key], arguments: [owner] }))
-          .catch(() => undefined);
+        // A lock left behind holds every refresh up until its TTL: try twice, then let it expire.
+        const release = () =>
+          this.connection.bound(
+            (client) => client.eval(RELEASE_SCRIPT, { keys: [key], arguments: [owner] }),
+            TOKEN_COMMAND_TIMEOUT_MS,
+          );
+        await release().catch(async () => {
+          await new Promise((resolve) => setTimeout(resolve, 200));
+          await release().catch(() => undefined);
+        });
       },
     };
   }

@@ -6,6 +6,8 @@
  *   comes it takes the fleet-wide lock, re-reads the stored token, and refreshes only if the stored
  *   one is still the one it planned to refresh; otherwise another replica did it, and it adopts
  *   that. MercadoLibre's refresh tokens are single use, so this is what keeps `invalid_grant` away.
+ * - Saves are compare-and-set (TokenSource.saveRefreshed): a refresh whose lock ran out, or that
+ *   raced a new login or a logout, writes nothing and adopts what is stored instead.
  * - Every `pollIntervalMs` it re-reads the stored token, to pick up other replicas' refreshes and
  *   new logins (or a logout) early.
  * - An upstream 401 to a request sent with the injected token asks for one refresh, through the

@@ -27,7 +27,7 @@ export class PostgresTokenSlot implements TokenSlot {
       connectionString: url,
       application_name: 'meli-proxy-token',
       max: 2,
-      connectionTimeoutMillis: 2000,
+      connectionTimeoutMillis: 5000,
       idleTimeoutMillis: 30_000,
       query_timeout: 5000,
       keepAlive: true,

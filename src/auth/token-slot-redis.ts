@@ -15,6 +15,12 @@ import {
 
 export const REDIS_TOKEN_KEY = `${REDIS_DOCUMENT_NAMESPACE}:${TOKEN_KEY}`;
 
+/**
+ * Bound on each token command. Off the request path, so more patient than the store's: a refresh
+ * that gives up on a busy server has spent its refresh token for nothing.
+ */
+export const TOKEN_COMMAND_TIMEOUT_MS = 5000;
+
 /** ARGV: document, lineage, atMostGeneration. 1 when written. */
 const REPLACE_IF = `
 local current = redis.call('GET', KEYS[1])
@@ -32,26 +38,37 @@ export class RedisTokenSlot implements TokenSlot {
   constructor(private readonly connection: RedisConnection) {}
 
   async read(): Promise<unknown> {
-    const raw = await this.connection.bound((client) => client.get(REDIS_TOKEN_KEY));
+    const raw = await this.connection.bound(
+      (client) => client.get(REDIS_TOKEN_KEY),
+      TOKEN_COMMAND_TIMEOUT_MS,
+    );
     return typeof raw === 'string' ? deserializeDocument(raw) : undefined;
   }
 
   async put(document: TokenVersion): Promise<void> {
-    await this.connection.bound((client) => client.set(REDIS_TOKEN_KEY, serializeDocument(document)));
+    await this.connection.bound(
+      (client) => client.set(REDIS_TOKEN_KEY, serializeDocument(document)),
+      TOKEN_COMMAND_TIMEOUT_MS,
+    );
   }
 
   async replaceIf(lineage: string, atMostGeneration: number, document: TokenVersion): Promise<boolean> {
-    const written = await this.connection.bound((client) =>
-      client.eval(REPLACE_IF, {
-        keys: [REDIS_TOKEN_KEY],
-        arguments: [serializeDocument(document), lineage, String(atMostGeneration)],
-      }),
+    const written = await this.connection.bound(
+      (client) =>
+        client.eval(REPLACE_IF, {
+          keys: [REDIS_TOKEN_KEY],
+          arguments: [serializeDocument(document), lineage, String(atMostGeneration)],
+        }),
+      TOKEN_COMMAND_TIMEOUT_MS,
     );
     return written === 1;
   }
 
   async remove(): Promise<boolean> {
-    const removed = await this.connection.bound((client) => client.del(REDIS_TOKEN_KEY));
+    const removed = await this.connection.bound(
+      (client) => client.del(REDIS_TOKEN_KEY),
+      TOKEN_COMMAND_TIMEOUT_MS,
+    );
     return removed === 1;
   }
 

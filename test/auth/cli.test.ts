@@ -4,7 +4,7 @@
  * local listener, as a real one would.
  */
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, readFile, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { PassThrough } from 'node:stream';
@@ -399,8 +399,12 @@ describe('meli-proxy auth', () => {
   it('keeps the token under --data-dir when one is given', async () => {
     await freshHome();
     const dataDir = path.join(home, 'elsewhere');
+    // A directory someone made readable by all: the token's directory is made private.
+    await mkdir(dataDir, { mode: 0o755 });
+    await chmod(dataDir, 0o755);
     const login = await run([...loginArgs(), '--data-dir', dataDir], { browser: pressing('allow') });
     expect(login.code, login.stderr).toBe(0);
+    expect((await stat(dataDir)).mode & 0o777).toBe(0o700);
     expect(login.stdout).toContain(path.join(dataDir, 'tokens.json'));
     expect((await stat(path.join(dataDir, 'tokens.json'))).mode & 0o777).toBe(0o600);
     expect((await run(['auth', 'status'])).code).toBe(1);

@@ -110,9 +110,8 @@ describe('TokenManager', () => {
     const subject = manager(tokens, new InProcessLock());
     await subject.start();
     await until(() => tokens.token?.generation === 2);
-    const elapsed = Date.now() - first.obtainedAt;
-    expect(elapsed).toBeGreaterThanOrEqual(700);
-    expect(elapsed).toBeLessThan(950);
+    // Not before 75 % of the lifetime (80 % less the jitter); how late depends on a busy machine.
+    expect(Date.now() - first.obtainedAt).toBeGreaterThanOrEqual(700);
     expect(tokens.token!.refreshToken).not.toBe(first.refreshToken);
     expect(tokens.token!.nickname).toBe(meli.user.nickname);
     expect(subject.currentAuthorization()).toBe(bearer(tokens.token!));
