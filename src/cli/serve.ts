@@ -43,10 +43,10 @@ export function registerServe(program: Command, io: CliIO): void {
     const worker = clusterWorkerIndex(io.env);
     const logger =
       worker === undefined ? createLogger(config.logLevel) : createLogger(config.logLevel).child({ worker });
-    // Each role loads only what it runs: a cluster primary serves no request, so the server, its
-    // framework and the OAuth client stay out of its memory.
     // Refused before any store is opened or worker forked: exit 2 with the reason, not a failure later.
     if (config.injectToken) (await import('../auth/proxy-auth.js')).checkTokenInjection(config, io.env);
+    // Each role loads only what it runs: a cluster primary serves no request, so the server, its
+    // framework and the OAuth client stay out of its memory.
     if (config.workers > 1 && cluster.isPrimary) {
       // What every worker would refuse is refused once, here, before anything is forked.
       assertAdminExposureAllowed(config.adminHost, config.adminToken);
