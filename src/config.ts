@@ -25,6 +25,7 @@ import {
   directory,
   duration,
   endpointUrl,
+  hostNameList,
   hostname,
   integer,
   nonEmpty,
@@ -36,6 +37,9 @@ import {
   workerCount,
 } from './settings/values.js';
 import { maskUrl } from './store/url.js';
+
+/** Loopback and private ranges (RFC 1918, ULA): who gets the injected token by default. */
+const PRIVATE_NETWORKS = ['127.0.0.0/8', '::1', '10.0.0.0/8', '172.16.0.0/12', '192.168.0.0/16', 'fc00::/7'];
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
@@ -228,6 +232,33 @@ export const SETTINGS = declareSettings({
       "With --inject-token, replace a client's own Authorization header too instead of keeping it.",
     allowed: 'on or off (also true/false, yes/no, 1/0; the bare flag means on)',
     defaultText: 'off',
+  }),
+  tokenKeyFile: setting({
+    schema: directory,
+    arg: '<file>',
+    description:
+      'File with the key that encrypts the stored token (32 random bytes in base64; more keys after it, one per line, still decrypt during a rotation). Instead, the keys may be given in MELI_PROXY_TOKEN_KEY. Required for a postgres:// or redis:// store.',
+    allowed: 'a file path',
+    defaultText: '(none)',
+  }),
+  injectClients: setting({
+    schema: cidrList,
+    default: [...PRIVATE_NETWORKS],
+    arg: '<cidrs>',
+    description:
+      'With --inject-token, the client addresses (after --trust-proxy) whose requests get the token; others are forwarded without it.',
+    allowed: 'a comma-separated list of IPv4/IPv6 addresses or CIDRs',
+    defaultText: PRIVATE_NETWORKS.join(','),
+  }),
+  injectHosts: setting({
+    schema: hostNameList,
+    default: [],
+    arg: '<names>',
+    description:
+      'With --inject-token, DNS names a request may carry in Host besides localhost, IP literals, single-label names and cluster-local *.svc names; any other name is refused with 421 (DNS rebinding).',
+    allowed:
+      'a comma-separated list of host names, each optionally starting with *. (e.g. proxy.internal,*.corp.example)',
+    defaultText: '(none)',
   }),
   clientId: setting({
     schema: applicationId,

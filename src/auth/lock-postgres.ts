@@ -15,7 +15,7 @@ import pg from 'pg';
 import type { Lock, LockHandle, LockOptions } from './lock.js';
 
 export interface PostgresLockOptions {
-  /** Bound on opening a connection. Default 2000 ms. */
+  /** Bound on opening a connection. Default 5000 ms. */
   connectTimeoutMs?: number;
   /** Receives connection errors that happen while no lock call is running. */
   onError?: (error: Error) => void;
@@ -37,7 +37,7 @@ export class PostgresLock implements Lock {
       connectionString: url,
       application_name: 'meli-proxy-lock',
       max: 2,
-      connectionTimeoutMillis: options.connectTimeoutMs ?? 2000,
+      connectionTimeoutMillis: options.connectTimeoutMs ?? 5000,
       idleTimeoutMillis: 30_000,
       keepAlive: true,
     });

@@ -8,10 +8,9 @@
  * keep that rare case from losing the token.
  */
 import { randomUUID } from 'node:crypto';
-import { type StoreLogger, silentLogger } from '../store/logger.js';
-import { DEFAULT_REDIS_CONNECTION_TUNING, RedisConnection } from '../store/redis-client.js';
-import { maskUrl } from '../store/url.js';
+import type { RedisConnection } from '../store/redis-client.js';
 import type { Lock, LockHandle, LockOptions } from './lock.js';
+import { TOKEN_COMMAND_TIMEOUT_MS } from './token-slot-redis.js';
 
 /** Deletes the key only while it still holds this owner's value. */
 const RELEASE_SCRIPT =
@@ -21,26 +20,25 @@ export function redisLockKey(name: string): string {
   return `meli-proxy:lock:${name}`;
 }
 
+/**
+ * On an open connection it shares with the token's slot (which closes it): a lock that opened a
+ * connection of its own on first use would stay broken if that one attempt timed out.
+ */
 export class RedisLock implements Lock {
-  private readonly connection: RedisConnection;
-  private opening: Promise<void> | undefined;
-
-  constructor(url: string, logger: StoreLogger = silentLogger) {
-    this.connection = new RedisConnection(url, maskUrl(url), DEFAULT_REDIS_CONNECTION_TUNING, logger);
-  }
+  constructor(private readonly connection: RedisConnection) {}
 
   async acquire(name: string, options: LockOptions): Promise<LockHandle | undefined> {
-    this.opening ??= this.connection.open();
-    await this.opening;
     const key = redisLockKey(name);
     const owner = randomUUID();
     const deadline = Date.now() + options.waitMs;
     for (let pause = 20; ; pause = Math.min(pause * 2, 200)) {
-      const reply = await this.connection.bound((client) =>
-        client.set(key, owner, {
-          condition: 'NX',
-          expiration: { type: 'PX', value: Math.max(1, Math.round(options.ttlMs)) },
-        }),
+      const reply = await this.connection.bound(
+        (client) =>
+          client.set(key, owner, {
+            condition: 'NX',
+            expiration: { type: 'PX', value: Math.max(1, Math.round(options.ttlMs)) },
+          }),
+        TOKEN_COMMAND_TIMEOUT_MS,
       );
       if (reply === 'OK') return this.handle(key, owner);
       const left = deadline - Date.now();
@@ -49,9 +47,8 @@ export class RedisLock implements Lock {
     }
   }
 
-  close(): Promise<void> {
-    return this.connection.close();
-  }
+  /** The connection belongs to the token slot, which closes it. */
+  async close(): Promise<void> {}
 
   private handle(key: string, owner: string): LockHandle {
     let released = false;
@@ -59,10 +56,16 @@ export class RedisLock implements Lock {
       release: async () => {
         if (released) return;
         released = true;
-        // Failing to delete is harmless: the key expires after its TTL.
-        await this.connection
-          .bound((client) => client.eval(RELEASE_SCRIPT, { keys: [key], arguments: [owner] }))
-          .catch(() => undefined);
+        // A lock left behind holds every refresh up until its TTL: try twice, then let it expire.
+        const release = () =>
+          this.connection.bound(
+            (client) => client.eval(RELEASE_SCRIPT, { keys: [key], arguments: [owner] }),
+            TOKEN_COMMAND_TIMEOUT_MS,
+          );
+        await release().catch(async () => {
+          await new Promise((resolve) => setTimeout(resolve, 200));
+          await release().catch(() => undefined);
+        });
       },
     };
   }

@@ -1,10 +1,12 @@
 /**
- * A named lock shared by every replica, so that exactly one of them spends a single-use refresh
- * token. The DocumentStore cannot express it, hence this small interface with one backend per
- * store kind:
+ * A named lock shared by every process that may refresh the token, so that exactly one of them
+ * spends a single-use refresh token. The DocumentStore cannot express it, hence this small
+ * interface with one backend per store kind (token-backend.ts chooses):
  *   PostgreSQL  a transaction-scoped advisory lock (lock-postgres.ts)
- *   embedded    an in-process mutex (below): the embedded store serves one process on one host
- *   Redis       (later) `SET key owner NX PX ttl`, released by a compare-and-delete script
+ *   Redis       `SET key owner NX PX ttl`, released by a compare-and-delete script (lock-redis.ts)
+ *   embedded    an in-process mutex (below), held by the cluster primary for all the workers of
+ *               `serve --workers N` (lock-ipc.ts)
+ * The lock saves work; it is not what keeps the stored token right: every save is a compare-and-set.
  */
 
 export interface LockHandle {
@@ -31,9 +33,9 @@ interface Holder {
 }
 
 /**
- * A mutex for one process. Enough for the embedded store, which one process uses; another process
- * on the same files (say `auth refresh` while `serve` runs) is not excluded: the token manager
- * recovers from the resulting invalid_grant by reloading what the other process saved.
+ * A mutex for one process (the cluster primary's serves its workers). Another process on the same
+ * token file, say `auth refresh` while `serve` runs, is not excluded: the compare-and-set keeps the
+ * file right, and the token manager recovers from an invalid_grant by reloading what was saved.
  */
 export class InProcessLock implements Lock {
   private readonly holders = new Map<string, Holder>();

@@ -11,6 +11,7 @@ import {
   createAuthorizationRequest,
   exchangeCode,
   OAuthError,
+  safeText,
   type TokenGrant,
 } from './oauth-client.js';
 import { createSelfSignedCertificate, type TlsPair } from './self-signed.js';
@@ -69,12 +70,19 @@ async function loginByListener(options: LoginOptions, signal: AbortSignal): Prom
     await showUrl(options, request);
     if (tls) {
       options.say(
-        'The listener uses a self-signed certificate: when the browser warns about localhost after you allow access, choose to continue (or use --paste).',
+        'MercadoLibre redirects only to https, so this listener serves https with a certificate made just now for localhost. No authority vouches for it, so after you allow access the browser warns that the connection to localhost is not private (e.g. NET::ERR_CERT_AUTHORITY_INVALID): the warning is about this listener on your own machine, not about MercadoLibre. Choose to continue to localhost (or use --paste).',
       );
     }
     options.say(`Waiting up to ${formatDuration(options.timeoutMs)} for the browser…`);
     let callback = await nextCallback(listener, signal, options.timeoutMs);
     while (callback.params.get('state') !== request.state) {
+      const refusal = statelessError(callback.params);
+      if (refusal) {
+        // The server refused the request itself (e.g. redirect_uri_mismatch) and can carry no
+        // state: waiting on would only run into --timeout, so the login ends with its reason.
+        callback.respond({ ok: false, message: refusal.message });
+        throw refusal;
+      }
       // A stale tab of an older attempt, or a forged request: refused, and this login still waits
       // for its own redirect instead of letting any local request end it.
       callback.respond({
@@ -136,6 +144,8 @@ async function loginByPaste(options: LoginOptions, signal: AbortSignal): Promise
       );
     }
     const params = pastedParameters(line);
+    const refusal = params && statelessError(params);
+    if (refusal) throw refusal;
     if (!params) {
       if (line.trim() !== '') {
         options.say(
@@ -160,6 +170,21 @@ async function showUrl(options: LoginOptions, request: AuthorizationRequest): Pr
     opened
       ? 'Asked the system to open it in your browser.'
       : 'Could not open a browser: open the URL above yourself.',
+  );
+}
+
+/** An error redirect without `state`: the authorization server's refusal of the request itself. */
+function statelessError(params: URLSearchParams): OAuthError | undefined {
+  const error = params.get('error');
+  if (error === null || params.has('state')) return undefined;
+  const description = params.get('error_description');
+  const hint =
+    error === 'redirect_uri_mismatch' || /redirect/i.test(description ?? '')
+      ? ' Pass --redirect-uri with the redirect URI registered for the application, exactly as registered.'
+      : ' Check --client-id and the application settings.';
+  return new OAuthError(
+    'authorization_error',
+    `The authorization server refused the login: error=${safeText(error)}${description ? ` (${safeText(description)})` : ''}.${hint}`,
   );
 }
 

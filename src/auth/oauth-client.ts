@@ -350,7 +350,7 @@ function networkReason(cause: unknown): string | undefined {
 }
 
 /** Text from a server, trimmed and without control characters, so it cannot mess up a terminal. */
-function safeText(text: string): string {
+export function safeText(text: string): string {
   // biome-ignore lint/suspicious/noControlCharactersInRegex: stripping control characters on purpose
   const clean = text.replace(/[\u0000-\u001f\u007f]+/g, ' ').trim();
   return clean.length > 200 ? `${clean.slice(0, 200)}…` : clean;

@@ -1,19 +1,27 @@
 /**
- * `serve --inject-token`: builds the TokenManager for a running proxy from its configuration and
- * store (token source, lock backend, refresher), starts it, and stops it on shutdown.
+ * `serve --inject-token`: builds the TokenManager for a running proxy from its configuration
+ * (token and lock from token-backend.ts, refresher), starts it, and stops it on shutdown.
  */
 import type { Config } from '../config.js';
 import { UsageError } from '../errors.js';
-import type { Store } from '../store/types.js';
-import { InProcessLock, type Lock } from './lock.js';
+import { isLoopbackHost } from '../net/loopback.js';
+import type { Lock } from './lock.js';
 import { createOAuthConfiguration, refreshGrant, resolveEndpoints } from './oauth-client.js';
-import { tokenStoreBeside } from './open-token-store.js';
 import { DEFAULT_SITE } from './sites.js';
+import { openTokenBackend, tokenKeysFor } from './token-backend.js';
 import { type AuthLogger, type Refresher, TokenManager, type TokenManagerOptions } from './token-manager.js';
 
 export type ProxyAuthSettings = Pick<
   Config,
-  'store' | 'dataDir' | 'sources' | 'clientId' | 'clientSecret' | 'tokenUrl' | 'overrideClientToken'
+  | 'store'
+  | 'dataDir'
+  | 'sources'
+  | 'clientId'
+  | 'clientSecret'
+  | 'tokenUrl'
+  | 'overrideClientToken'
+  | 'tokenKeyFile'
+  | 'upstream'
 >;
 
 export interface ProxyTokenAuth {
@@ -23,8 +31,9 @@ export interface ProxyTokenAuth {
 
 export interface ProxyAuthDeps {
   config: ProxyAuthSettings;
-  store: Store;
   logger: AuthLogger;
+  /** The cluster primary's lock, for a worker of `serve --workers N` on the embedded store. */
+  hostLock?: Lock | undefined;
   env: NodeJS.ProcessEnv;
   /** Overrides for tests (timings, clock). */
   tuning?: Partial<
@@ -34,10 +43,17 @@ export interface ProxyAuthDeps {
 
 /**
  * The settings `--inject-token` cannot do without, checked before anything starts (and by a cluster
- * primary before it forks): the application secret, and a usable --token-url (https, or http on
- * loopback) rather than a failure at the first refresh. Returns the secret.
+ * primary before it forks): the application secret; a usable --token-url (https, or http on
+ * loopback) rather than a failure at the first refresh; an upstream the bearer may travel to in
+ * clear only on loopback; a key when the token lives in a shared store. Returns the secret.
  */
-export function checkTokenInjection(config: Pick<ProxyAuthSettings, 'clientSecret' | 'tokenUrl'>): string {
+export function checkTokenInjection(
+  config: Pick<
+    ProxyAuthSettings,
+    'clientSecret' | 'tokenUrl' | 'upstream' | 'store' | 'dataDir' | 'sources' | 'tokenKeyFile'
+  >,
+  env: NodeJS.ProcessEnv,
+): string {
   const clientSecret = config.clientSecret;
   if (!clientSecret) {
     throw new UsageError(
@@ -45,14 +61,23 @@ export function checkTokenInjection(config: Pick<ProxyAuthSettings, 'clientSecre
     );
   }
   resolveEndpoints({ site: DEFAULT_SITE, tokenUrl: config.tokenUrl });
+  if (config.upstream.protocol === 'http:' && !isLoopbackHost(config.upstream.hostname)) {
+    throw new UsageError(
+      `--inject-token would send the seller's token in clear text to --upstream ${config.upstream.origin}: use an https:// upstream (plain http:// only on a loopback address).`,
+    );
+  }
+  tokenKeysFor(config, env);
   return clientSecret;
 }
 
 export async function startProxyTokenAuth(deps: ProxyAuthDeps): Promise<ProxyTokenAuth> {
-  const { config, store, logger } = deps;
-  const clientSecret = checkTokenInjection(config);
-  const tokens = tokenStoreBeside(store, config, deps.env);
-  const lock = await refreshLockFor(config.store, store.kind, logger);
+  const { config, logger } = deps;
+  const clientSecret = checkTokenInjection(config, deps.env);
+  const { tokens, lock, close } = await openTokenBackend(config, deps.env, {
+    role: 'serve',
+    logger,
+    hostLock: deps.hostLock,
+  });
   const manager = new TokenManager({
     ...deps.tuning,
     tokens,
@@ -63,7 +88,7 @@ export async function startProxyTokenAuth(deps: ProxyAuthDeps): Promise<ProxyTok
   });
   const stop = async (): Promise<void> => {
     await manager.stop();
-    await Promise.allSettled([lock.close(), tokens.close()]);
+    await close();
   };
   let token: Awaited<ReturnType<TokenManager['start']>>;
   try {
@@ -111,26 +136,4 @@ export function tokenRefresher(settings: RefresherSettings): Refresher {
     });
     return refreshGrant(oauth, token.refreshToken);
   };
-}
-
-/**
- * The refresh lock for a store: a PostgreSQL advisory lock, Redis `SET NX PX`, or in-process for
- * the embedded store (one process). The client library of a lock is loaded only when it is used.
- */
-export async function refreshLockFor(
-  storeUrl: string,
-  kind: Store['kind'],
-  logger?: AuthLogger,
-): Promise<Lock> {
-  if (kind === 'postgres') {
-    const { PostgresLock } = await import('./lock-postgres.js');
-    return new PostgresLock(storeUrl, {
-      onError: (error) => logger?.warn({ detail: error.message }, 'lost an idle refresh-lock connection'),
-    });
-  }
-  if (kind === 'redis') {
-    const { RedisLock } = await import('./lock-redis.js');
-    return new RedisLock(storeUrl, logger);
-  }
-  return new InProcessLock();
 }

@@ -6,10 +6,11 @@
  * processes (`auth login` in one, `serve` in another): each operation first reads the file again
  * if another process replaced it since (a stat when it did not), and each write reaches the file
  * before the operation resolves. Writes are atomic (temp file, fsync, rename) through the
- * embedded store's adapter; concurrent writers: the last one wins.
+ * embedded store's adapter; writers serialise on a lock file (token-slot.ts), which makes their
+ * compare-and-set atomic.
  */
 
-import { mkdir } from 'node:fs/promises';
+import { chmod, mkdir, stat } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import path from 'node:path';
 import Keyv from 'keyv';
@@ -55,8 +56,8 @@ export class TokenFileDocuments implements DocumentStore {
   private adapter: Promise<JsonFileKeyvAdapter> | undefined;
 
   private async use<R>(writes: boolean, work: (documents: DocumentStore) => Promise<R>): Promise<R> {
-    // recursive mkdir applies the mode to every directory it creates; an existing one is left alone.
-    if (writes) await mkdir(this.dir, { recursive: true, mode: 0o700 });
+    // The token is the seller's credential: its directory is private whoever made it first.
+    if (writes) await privateDirectory(this.dir);
     // The adapter creates the file 0600.
     this.adapter ??= JsonFileKeyvAdapter.open({ file: this.file, flushDelayMs: 0 }).catch(
       (error: unknown) => {
@@ -71,4 +72,11 @@ export class TokenFileDocuments implements DocumentStore {
     if (writes) await adapter.flush();
     return result;
   }
+}
+
+/** Creates `dir` 0700, or takes group and other access away from an existing one. */
+async function privateDirectory(dir: string): Promise<void> {
+  await mkdir(dir, { recursive: true, mode: 0o700 });
+  const { mode } = await stat(dir);
+  if ((mode & 0o077) !== 0) await chmod(dir, mode & 0o700);
 }

@@ -6,6 +6,8 @@
  *   comes it takes the fleet-wide lock, re-reads the stored token, and refreshes only if the stored
  *   one is still the one it planned to refresh; otherwise another replica did it, and it adopts
  *   that. MercadoLibre's refresh tokens are single use, so this is what keeps `invalid_grant` away.
+ * - Saves are compare-and-set (TokenSource.saveRefreshed): a refresh whose lock ran out, or that
+ *   raced a new login or a logout, writes nothing and adopts what is stored instead.
  * - Every `pollIntervalMs` it re-reads the stored token, to pick up other replicas' refreshes and
  *   new logins (or a logout) early.
  * - An upstream 401 to a request sent with the injected token asks for one refresh, through the
@@ -29,7 +31,8 @@ export interface AuthLogger {
 /** The part of TokenStore the manager uses. */
 export interface TokenSource {
   load(): Promise<StoredToken | undefined>;
-  save(token: StoredToken): Promise<void>;
+  /** Compare-and-set: false when a newer login, a newer refresh or a logout is stored. */
+  saveRefreshed(token: StoredToken): Promise<boolean>;
 }
 
 /** Spends a refresh token at the authorization server. Throws OAuthError. */
@@ -44,18 +47,23 @@ export type RefreshResult =
   | 'lock_timeout'
   | 'no_token'
   | 'skipped'
-  | 'saved';
+  | 'saved'
+  | 'superseded';
 
 const COUNTED_RESULTS: readonly RefreshResult[] = [
   'success',
   'adopted',
   'saved',
+  'superseded',
   'invalid_grant',
   'error',
   'lock_timeout',
 ];
 
 export const REFRESH_LOCK = 'token-refresh';
+
+/** Tries to save a refreshed token before it is kept in memory only. */
+const SAVE_ATTEMPTS = 3;
 
 /** Longest a request waits for a refresh in flight when no usable token is held. */
 export const TOKEN_WAIT_MS = 2000;
@@ -78,7 +86,11 @@ export interface TokenManagerOptions {
   jitter?: number;
   /** How long to wait for the lock. Default 10 s. */
   lockWaitMs?: number;
-  /** How long a hung holder keeps the lock. Default 30 s; refreshes must finish sooner (15 s). */
+  /**
+   * How long a hung holder keeps the lock. Default 60 s: longer than the work under it can take
+   * (token call 15 s, re-read and saves bounded by the store's 5 s each, SAVE_ATTEMPTS of them), so
+   * the lock normally fences. Correctness does not rest on it: every save is a compare-and-set.
+   */
   lockTtlMs?: number;
   /** Who refreshes, written into the token document. Default host:pid. */
   holder?: string;
@@ -119,7 +131,7 @@ export class TokenManager implements UpstreamAuth {
       refreshAt: deps.refreshAt ?? 0.8,
       jitter: deps.jitter ?? 0.05,
       lockWaitMs: deps.lockWaitMs ?? 10_000,
-      lockTtlMs: deps.lockTtlMs ?? 30_000,
+      lockTtlMs: deps.lockTtlMs ?? 60_000,
       holder: deps.holder ?? `${hostname()}:${process.pid}`,
     };
   }
@@ -340,7 +352,7 @@ export class TokenManager implements UpstreamAuth {
       if (stored.lineage === expected.lineage && stored.generation < expected.generation) {
         // Ours came from a refresh whose save failed: the stored refresh token is spent, so saving
         // ours is the way on (refreshing with the stored one would end in invalid_grant).
-        await this.saveWithRetries(expected);
+        if (!(await this.saveWithRetries(expected))) return this.superseded();
         this.adopt(expected);
         this.deps.logger.info({ generation: expected.generation }, 'saved the refreshed MercadoLibre token');
         return 'saved';
@@ -366,15 +378,9 @@ export class TokenManager implements UpstreamAuth {
         throw error;
       }
       const next = tokenFromRefresh(stored, grant, sentAt, this.options.holder);
-      // `auth logout` may have run in another process while the token endpoint answered (the lock
-      // of the embedded store is this process's own): a save now would bring the token back.
-      const after = await this.deps.tokens.load().catch(() => stored);
-      if (!after) {
-        this.drop();
-        this.deps.logger.info({}, 'logged out during the refresh: the new token is not kept');
-        return 'no_token';
-      }
-      await this.saveWithRetries(next);
+      // A login or logout while the token endpoint answered (`auth` commands take the lock only
+      // to write) wins: the compare-and-set refuses to write over it.
+      if (!(await this.saveWithRetries(next))) return this.superseded();
       this.adopt(next);
       this.deps.logger.info(
         { reason, generation: next.generation, expiresAt: new Date(next.expiresAt).toISOString() },
@@ -402,17 +408,29 @@ export class TokenManager implements UpstreamAuth {
     return 'invalid_grant';
   }
 
+  /** A newer login (or a logout) was stored while we refreshed: that is what counts now. */
+  private async superseded(): Promise<RefreshResult> {
+    const stored = await this.deps.tokens.load().catch(() => undefined);
+    if (stored) this.adopt(stored);
+    else this.drop();
+    this.deps.logger.info(
+      { stored: stored ? 'another login or refresh' : 'none (logged out)' },
+      'the stored token changed during the refresh: keeping the stored one',
+    );
+    return 'superseded';
+  }
+
   /**
    * The new refresh token exists only in memory until saved, and the old one is spent: losing it
-   * means a new login. So try hard (still under the lock) before giving up.
+   * means a new login. So try again (still under the lock) before giving up. False when the
+   * compare-and-set found a newer token (or none): then ours must not be written at all.
    */
-  private async saveWithRetries(token: StoredToken): Promise<void> {
+  private async saveWithRetries(token: StoredToken): Promise<boolean> {
     for (let attempt = 1; ; attempt++) {
       try {
-        await this.deps.tokens.save(token);
-        return;
+        return await this.deps.tokens.saveRefreshed(token);
       } catch (error) {
-        if (attempt >= 5) {
+        if (attempt >= SAVE_ATTEMPTS) {
           // Keep using it here; other replicas will need a new login once theirs expires.
           this.adopt(token);
           throw new Error(`could not save the refreshed token: ${describe(error)}`);

@@ -1,7 +1,7 @@
 import { Command, CommanderError } from 'commander';
 import { exitCodeOf, UsageError } from '../errors.js';
 import { VERSION } from '../version.js';
-import { registerAuth } from './auth.js';
+import { registerAuth } from './auth/index.js';
 import { registerDemoOrigin } from './demo-origin.js';
 import { registerDeploy } from './deploy.js';
 import type { CliIO } from './io.js';

@@ -43,6 +43,8 @@ export function registerServe(program: Command, io: CliIO): void {
     const worker = clusterWorkerIndex(io.env);
     const root = createLogger(config.logLevel, logDestination(config.logFormat));
     const logger = worker === undefined ? root : root.child({ worker });
+    // Refused before any store is opened or worker forked: exit 2 with the reason, not a failure later.
+    if (config.injectToken) (await import('../auth/proxy-auth.js')).checkTokenInjection(config, io.env);
     // Each role loads only what it runs: a cluster primary serves no request, so the server, its
     // framework and the OAuth client stay out of its memory.
     if (config.workers > 1 && cluster.isPrimary) {
@@ -53,15 +55,15 @@ export function registerServe(program: Command, io: CliIO): void {
         config.configFile ?? 'config file',
         io.env,
       );
-      if (config.injectToken) (await import('../auth/proxy-auth.js')).checkTokenInjection(config);
       const { runClusterPrimary } = await import('../server/cluster.js');
       process.exit(await runClusterPrimary({ config, logger }));
     }
-    const [{ startServer }, { primaryOwnsStore }, { joinCluster, primaryStore }] = await Promise.all([
-      import('../server/index.js'),
-      import('../server/cluster.js'),
-      import('../server/cluster-worker.js'),
-    ]);
+    const [{ startServer }, { primaryOwnsStore }, { joinCluster, primaryRefreshLock, primaryStore }] =
+      await Promise.all([
+        import('../server/index.js'),
+        import('../server/cluster.js'),
+        import('../server/cluster-worker.js'),
+      ]);
     // V8 lets the old generation grow to ~3-4× what survives a full GC before collecting again; with
     // a million rate-limit keys that garbage alone took RSS past 300 MB. Collecting at 1.5× keeps a
     // serving process within ~220 MB there (bench/README.md) for a few ms of GC every second or so.
@@ -75,7 +77,9 @@ export function registerServe(program: Command, io: CliIO): void {
     try {
       if (config.injectToken) {
         const { startProxyTokenAuth } = await import('../auth/proxy-auth.js');
-        tokenAuth = await startProxyTokenAuth({ config, store, logger, env: io.env });
+        // The workers of one host refresh through the primary's lock; elsewhere the store's is used.
+        const hostLock = worker !== undefined && primaryOwnsStore(config) ? primaryRefreshLock() : undefined;
+        tokenAuth = await startProxyTokenAuth({ config, logger, env: io.env, hostLock });
       }
       server = await startServer(config, {
         logger,

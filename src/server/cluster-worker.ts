@@ -4,6 +4,8 @@
  * and `/admin/stats` answer for the whole server rather than for one worker.
  */
 import cluster from 'node:cluster';
+import type { Lock } from '../auth/lock.js';
+import { IpcLock } from '../auth/lock-ipc.js';
 import type { LeaseTransport } from '../limits/lease-arbiter.js';
 import { connectIpcLeases, connectIpcStore } from '../store/ipc-client.js';
 import { IpcPeer } from '../store/ipc-peer.js';
@@ -33,6 +35,11 @@ function primary(): IpcPeer {
 /** The embedded store as served by the primary. */
 export function primaryStore(): Promise<Store> {
   return connectIpcStore(primary());
+}
+
+/** The host's token refresh lock, which the primary holds for every worker (auth/lock-ipc.ts). */
+export function primaryRefreshLock(): Lock {
+  return new IpcLock(primary());
 }
 
 /**

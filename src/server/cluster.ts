@@ -22,6 +22,7 @@
  */
 import cluster, { type Worker } from 'node:cluster';
 import { type Aggregator, Counter, collectDefaultMetrics, Registry } from 'prom-client';
+import { HostLock } from '../auth/lock-ipc.js';
 import type { Config } from '../config.js';
 import { LeaseArbiter } from '../limits/lease-arbiter.js';
 import { flushLogger, type Logger } from '../logger.js';
@@ -118,6 +119,8 @@ export async function runClusterPrimary(options: ClusterPrimaryOptions): Promise
   });
 
   const members = new Map<number, Member>();
+  // One token refresh lock for every worker of the host (the embedded store has no lock of its own).
+  const refreshLock = store ? new HostLock() : undefined;
   // A dead worker's unused permits are not forgotten (it may have used them): they expire with
   // their window. Counts of keys nobody asked about for a window are dropped every few seconds.
   const leases = store
@@ -187,6 +190,7 @@ export async function runClusterPrimary(options: ClusterPrimaryOptions): Promise
     const member: Member = { index, worker, peer, ready: false };
     members.set(index, member);
     if (store) serveStore(peer, store, { replicas: () => Math.max(1, members.size), leases });
+    refreshLock?.serve(peer, worker);
     peer
       .handle(CLUSTER_OPS.ready, () => {
         member.ready = true;

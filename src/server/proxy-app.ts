@@ -22,6 +22,7 @@ import { DeadlineSweep } from './deadline-sweep.js';
 import { Forwarder } from './forward.js';
 import { forwardRecorder } from './forward-record.js';
 import { upstreamRequestHeaders } from './headers.js';
+import { createInjectionGuard } from './injection-guard.js';
 import { methodIndex, type ProxyMetrics } from './metrics.js';
 import type { RateLimitGate } from './rate-limit.js';
 import { ProxyRequest } from './request-context.js';
@@ -76,6 +77,9 @@ const METHODS_ALLOWED = ['allow', 'GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS'
 export async function buildProxyApp(options: ProxyAppOptions): Promise<FastifyInstance> {
   const { config, logger, metrics, upstream, state, trust, upstreamAuth, routes, rateLimit, stats } = options;
   const upstreamHost = config.upstream.host;
+  // With --inject-token: which clients get the token, and which Host names are refused.
+  const injection = upstreamAuth ? createInjectionGuard(config) : undefined;
+  const injects = (clientIp: string): boolean => injection?.allowsClient(clientIp) === true;
   const requestLimits = { maxBody: config.maxBody, maxHeaderFields: config.maxHeaderFields };
   const headerPolicy = { upstreamHost, underscoresInHeaders: config.underscoresInHeaders };
 
@@ -243,6 +247,11 @@ export async function buildProxyApp(options: ProxyAppOptions): Promise<FastifyIn
     // appended, garbage passed through) must not become a counter key of its own.
     const ip = reply.request.ip;
     ctx.clientIp = config.trustProxy.length > 0 && isIP(ip) === 0 ? (req.socket.remoteAddress ?? '') : ip;
+    const misdirected = injection?.refuseHost(req.headers.host);
+    if (misdirected) {
+      refuse(reply, ctx.route, misdirected.status, misdirected.error, misdirected.message);
+      return false;
+    }
     return true;
   };
 
@@ -300,7 +309,7 @@ export async function buildProxyApp(options: ProxyAppOptions): Promise<FastifyIn
    * by the token manager) beats a call the upstream would take as anonymous.
    */
   const tokenSoon = (ctx: ProxyRequest): Promise<unknown> | undefined => {
-    if (!upstreamAuth?.authorizationSoon) return undefined;
+    if (!upstreamAuth?.authorizationSoon || !injects(ctx.clientIp)) return undefined;
     if (ctx.req.headers.authorization !== undefined && !upstreamAuth.overrideClientToken) return undefined;
     if (upstreamAuth.currentAuthorization() !== undefined) return undefined;
     return upstreamAuth.authorizationSoon();
@@ -312,7 +321,7 @@ export async function buildProxyApp(options: ProxyAppOptions): Promise<FastifyIn
     ctx.peerIp = req.socket.remoteAddress ?? '';
     ctx.peerTrusted = config.trustProxy.length > 0 && trust(ctx.peerIp);
     ctx.headers = upstreamRequestHeaders(req.rawHeaders, headerPolicy, ctx);
-    if (upstreamAuth) {
+    if (upstreamAuth && injects(ctx.clientIp)) {
       const valueIndex = injectAuthorization(
         ctx.headers,
         upstreamAuth,

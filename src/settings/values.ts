@@ -130,6 +130,19 @@ export const cidrList = z
     return list;
   });
 
+const HOST_NAME = /^(\*\.)?[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$/;
+
+/** A comma-separated list (or a file's array) of DNS names, each optionally starting with `*.`. */
+export const hostNameList = z
+  .union([z.array(text), text.transform((value) => value.split(','))])
+  .transform((items, ctx): string[] => {
+    const list = items.map((item) => item.trim().toLowerCase()).filter((item) => item.length > 0);
+    for (const item of list) {
+      if (!HOST_NAME.test(item)) return refuse(ctx, `${JSON.stringify(item)} is not a host name`);
+    }
+    return list;
+  });
+
 /** `auto` (one per core available to this process) or a count. */
 export const workerCount = z.union([
   text.refine((value) => value.toLowerCase() === 'auto').transform(() => availableCores()),

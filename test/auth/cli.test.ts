@@ -3,14 +3,16 @@
  * is a function that presses Allow (or Deny) on the fake page and follows the redirect to the
  * local listener, as a real one would.
  */
-import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { chmod, mkdir, mkdtemp, readFile, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { PassThrough } from 'node:stream';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import type { AuthIO } from '../../src/cli/auth.js';
+import type { AuthIO } from '../../src/cli/auth/index.js';
 import { runCli } from '../../src/cli/program.js';
-import { clickThrough, type FakeMeli, startFakeMeli } from '../peers/oauth-server.js';
+import { clickThrough, type FakeMeli, openRedirect, startFakeMeli } from '../peers/oauth-server.js';
+import { freePort } from '../support/postgres.js';
 import { TEST_SECRETS } from '../support/secrets.js';
 
 interface Run {
@@ -24,15 +26,18 @@ type Browser = (url: string) => Promise<void>;
 describe('meli-proxy auth', () => {
   let meli: FakeMeli;
   let home: string;
+  /** The listener's port: the default redirect URI https://localhost:PORT/callback is registered. */
+  let port: number;
   const pages: string[] = [];
 
   beforeAll(async () => {
+    port = await freePort();
     meli = await startFakeMeli({
       clients: [
         {
           id: '1234567890',
           secret: TEST_SECRETS.clientSecret,
-          redirectUris: ['https://example.com/meli/callback'],
+          redirectUris: ['https://example.com/meli/callback', `https://localhost:${port}/callback`],
         },
       ],
     });
@@ -63,7 +68,7 @@ describe('meli-proxy auth', () => {
     (decision: 'allow' | 'deny'): Browser =>
     async (url) => {
       const redirect = await clickThrough(url, decision);
-      const page = await fetch(redirect);
+      const page = await openRedirect(redirect);
       pages.push(await page.text());
     };
 
@@ -100,7 +105,7 @@ describe('meli-proxy auth', () => {
     '--api-url',
     meli.apiUrl,
     '--port',
-    '0',
+    String(port),
   ];
 
   it('logs in, stores the token privately, and shows, refreshes and removes it', async () => {
@@ -252,8 +257,8 @@ describe('meli-proxy auth', () => {
         const redirect = await clickThrough(url, 'allow');
         const forged = new URL(redirect);
         forged.searchParams.set('state', 'forged');
-        forgedStatus = (await fetch(forged)).status;
-        await fetch(redirect);
+        forgedStatus = (await openRedirect(forged)).status;
+        await openRedirect(redirect);
       },
     });
     expect(forgedStatus).toBe(400);
@@ -267,7 +272,7 @@ describe('meli-proxy auth', () => {
       browser: async (url) => {
         const redirect = await clickThrough(url, 'allow');
         redirect.searchParams.set('state', 'forged');
-        await fetch(redirect);
+        await openRedirect(redirect);
       },
     });
     expect(onlyForged.code).toBe(1);
@@ -278,12 +283,38 @@ describe('meli-proxy auth', () => {
       browser: async (url) => {
         const redirect = await clickThrough(url, 'allow');
         redirect.searchParams.set('code', 'TG-code-bogus');
-        await fetch(redirect);
+        await openRedirect(redirect);
       },
     });
     expect(badCode.code).toBe(1);
     expect(badCode.stderr).toMatch(/rejected the grant.*auth login/);
     expect(badCode.stderr).not.toContain('TG-code-bogus');
+  });
+
+  it("ends at once with the server's reason on an error redirect without state", async () => {
+    await freshHome();
+    const result = await run([...loginArgs(), '--timeout', '5m'], {
+      browser: async () => {
+        // What the authorization server does with a redirect URI it does not have registered.
+        const refusal = new URL(`https://localhost:${port}/callback`);
+        refusal.searchParams.set('error', 'redirect_uri_mismatch');
+        refusal.searchParams.set('error_description', 'The redirect_uri does not match');
+        pages.push(await (await openRedirect(refusal)).text());
+      },
+    });
+    expect(result.code).toBe(1);
+    expect(result.stderr).toMatch(/error=redirect_uri_mismatch \(The redirect_uri does not match\)/);
+    expect(result.stderr).toContain('--redirect-uri');
+    await until(() => pages.length > 0);
+    expect(pages.join()).toContain('Login failed');
+  }, 20_000);
+
+  it('says what the browser warning about the certificate is, and why', async () => {
+    await freshHome();
+    const login = await run(loginArgs(), { browser: pressing('allow') });
+    expect(login.code, login.stderr).toBe(0);
+    expect(login.stderr).toContain(`Waiting for the login redirect on https://127.0.0.1:${port}/callback`);
+    expect(login.stderr).toMatch(/redirects only to https.*not private.*about this listener/);
   });
 
   it('gives up after --timeout', async () => {
@@ -306,6 +337,15 @@ describe('meli-proxy auth', () => {
       [[...loginArgs(), '--store', 'memory'], /--store memory keeps nothing/],
       [['auth', 'login', '--client-id', 'x', '--token-url', 'http://example.com/t'], /Invalid --token-url/],
       [['auth', 'status', '--store', 'mysql://x'], /Invalid --store/],
+      [
+        [...loginArgs(), '--redirect-uri', `https://localhost:${port}/callback`, '--port', '0'],
+        /--port 0 cannot be used with --redirect-uri .*can never match/,
+      ],
+      [
+        [...loginArgs(), '--store', 'postgres://proxy:pw@127.0.0.1:1/meli'],
+        /must be encrypted, and no token key is set.*openssl rand -base64 32/,
+      ],
+      [['auth', 'status', '--store', 'redis://127.0.0.1:1'], /MELI_PROXY_TOKEN_KEY/],
     ];
     for (const [args, message] of cases) {
       const result = await run(args);
@@ -317,11 +357,54 @@ describe('meli-proxy auth', () => {
     expect(noSecret.stderr).toContain('MELI_CLIENT_SECRET');
   });
 
+  it('rotate-key seals a stored token, then moves it to a new key while the old one still opens it', async () => {
+    await freshHome();
+    const file = path.join(home, 'config', 'meli-proxy', 'tokens.json');
+    expect((await run(loginArgs(), { browser: pressing('allow') })).code).toBe(0);
+    expect(await readFile(file, 'utf8')).toContain('APP_USR-');
+    const oldKey = randomBytes(32).toString('base64');
+    const newKey = randomBytes(32).toString('base64');
+    const withKey = (key: string) => ({ env: { ...env(), MELI_PROXY_TOKEN_KEY: key } });
+
+    const noKey = await run(['auth', 'rotate-key']);
+    expect(noKey.code).toBe(2);
+    expect(noKey.stderr).toContain('openssl rand -base64 32');
+
+    const sealed = await run(['auth', 'rotate-key', '--json'], withKey(oldKey));
+    expect(sealed.code, sealed.stderr).toBe(0);
+    const first = JSON.parse(sealed.stdout) as { from: string | null; to: string };
+    expect(first.from).toBeNull();
+    expect(await readFile(file, 'utf8')).not.toContain('APP_USR-');
+    expect(await readFile(file, 'utf8')).not.toContain('TG-');
+    const status = await run(['auth', 'status'], withKey(oldKey));
+    expect(status.code).toBe(0);
+    expect(status.stdout).toContain(`encrypted with key ${first.to}`);
+    const keyless = await run(['auth', 'status']);
+    expect(keyless.code).toBe(2);
+    expect(keyless.stderr).toContain(`sealed with key ${first.to}`);
+
+    const rotated = await run(['auth', 'rotate-key', '--json'], withKey(`${newKey},${oldKey}`));
+    expect(rotated.code, rotated.stderr).toBe(0);
+    const second = JSON.parse(rotated.stdout) as { from: string; to: string };
+    expect(second.from).toBe(first.to);
+    expect(second.to).not.toBe(first.to);
+    expect((await run(['auth', 'status'], withKey(newKey))).code).toBe(0);
+    expect((await run(['auth', 'status'], withKey(oldKey))).code).toBe(2);
+    for (const result of [sealed, rotated, status]) {
+      expect(`${result.stdout}${result.stderr}`).not.toContain(oldKey);
+      expect(`${result.stdout}${result.stderr}`).not.toContain(newKey);
+    }
+  });
+
   it('keeps the token under --data-dir when one is given', async () => {
     await freshHome();
     const dataDir = path.join(home, 'elsewhere');
+    // A directory someone made readable by all: the token's directory is made private.
+    await mkdir(dataDir, { mode: 0o755 });
+    await chmod(dataDir, 0o755);
     const login = await run([...loginArgs(), '--data-dir', dataDir], { browser: pressing('allow') });
     expect(login.code, login.stderr).toBe(0);
+    expect((await stat(dataDir)).mode & 0o777).toBe(0o700);
     expect(login.stdout).toContain(path.join(dataDir, 'tokens.json'));
     expect((await stat(path.join(dataDir, 'tokens.json'))).mode & 0o777).toBe(0o600);
     expect((await run(['auth', 'status'])).code).toBe(1);

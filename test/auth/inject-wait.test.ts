@@ -8,13 +8,11 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ProxyTokenAuth } from '../../src/auth/proxy-auth.js';
-import { TokenFileDocuments } from '../../src/auth/token-file.js';
-import { TokenStore } from '../../src/auth/token-store.js';
 import type { RunningServer } from '../../src/server/index.js';
 import { type FakeMeli, startFakeMeli } from '../peers/oauth-server.js';
 import { LogCapture } from '../support/proxy.js';
 import { startInjectingProxy } from './helpers/inject.js';
-import { loggedInToken } from './helpers/tokens.js';
+import { fileTokens, loggedInToken } from './helpers/tokens.js';
 
 describe('serve --inject-token while a refresh is in flight past the usable time', () => {
   let meli: FakeMeli;
@@ -27,7 +25,7 @@ describe('serve --inject-token while a refresh is in flight past the usable time
     meli = await startFakeMeli({ expiresIn: 2 });
     meli.setRefreshDelay(1000);
     dir = await mkdtemp(path.join(tmpdir(), 'meli-inject-wait-'));
-    await new TokenStore(new TokenFileDocuments(dir), 'file').save(loggedInToken(meli));
+    await fileTokens(dir).saveLogin(loggedInToken(meli));
     ({ server, auth } = await startInjectingProxy(meli, dir, new LogCapture(), { jitter: 0 }));
   });
 

@@ -7,14 +7,12 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ProxyTokenAuth } from '../../src/auth/proxy-auth.js';
-import { TokenFileDocuments } from '../../src/auth/token-file.js';
-import { TokenStore } from '../../src/auth/token-store.js';
 import { runCli } from '../../src/cli/program.js';
 import type { RunningServer } from '../../src/server/index.js';
 import { type FakeMeli, startFakeMeli } from '../peers/oauth-server.js';
 import { LogCapture } from '../support/proxy.js';
 import { startInjectingProxy } from './helpers/inject.js';
-import { loggedInToken } from './helpers/tokens.js';
+import { fileTokens, loggedInToken } from './helpers/tokens.js';
 
 describe('serve --inject-token', () => {
   let meli: FakeMeli;
@@ -27,9 +25,7 @@ describe('serve --inject-token', () => {
     meli = await startFakeMeli();
     dir = await mkdtemp(path.join(tmpdir(), 'meli-inject-'));
     // Logged in two hours ago: old enough for a 401 to justify a refresh.
-    await new TokenStore(new TokenFileDocuments(dir), 'file').save(
-      loggedInToken(meli, Date.now() - 2 * 3600_000),
-    );
+    await fileTokens(dir).saveLogin(loggedInToken(meli, Date.now() - 2 * 3600_000));
     ({ server, auth } = await startInjectingProxy(meli, dir, logs));
   });
 
@@ -69,7 +65,7 @@ describe('serve --inject-token', () => {
     expect(meli.stats.invalidGrants).toBe(0);
     const metrics = await (await fetch(`${server.proxyUrl}/metrics`)).text();
     expect(metrics).toMatch(/^meli_proxy_token_refresh_total\{result="success"\} 1$/m);
-    const stored = await new TokenStore(new TokenFileDocuments(dir), 'file').load();
+    const stored = await fileTokens(dir).load();
     expect(stored?.generation).toBe(2);
     expect(logs.text).not.toContain('APP_USR-');
     expect(logs.text).not.toContain(meli.client.secret);

@@ -10,6 +10,8 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type FakeMeli, startFakeMeli } from '../peers/oauth-server.js';
 import { type ChromiumSession, launchChromium, requireChromium } from '../support/chromium.js';
+import { freePort } from '../support/postgres.js';
+import { TEST_SECRETS } from '../support/secrets.js';
 import { BIN, ensureBuilt, ROOT } from './helpers/build.js';
 
 const chromium = requireChromium('auth login end to end (test/auth/login-e2e.test.ts)');
@@ -29,9 +31,20 @@ describe.skipIf(!chromium)('auth login end to end (CLI process + Chromium)', () 
   let browser: ChromiumSession;
   let child: ChildProcess | undefined;
 
+  let port: number;
+
   beforeAll(async () => {
+    port = await freePort();
     [meli, home, browser] = await Promise.all([
-      startFakeMeli(),
+      startFakeMeli({
+        clients: [
+          {
+            id: '1234567890',
+            secret: TEST_SECRETS.clientSecret,
+            redirectUris: [`https://localhost:${port}/callback`],
+          },
+        ],
+      }),
       mkdtemp(path.join(tmpdir(), 'meli-login-e2e-')),
       launchChromium(chromium),
       ensureBuilt(),
@@ -63,7 +76,7 @@ describe.skipIf(!chromium)('auth login end to end (CLI process + Chromium)', () 
         '--api-url',
         meli.apiUrl,
         '--port',
-        '0',
+        String(port),
       ],
       {
         cwd: ROOT,
@@ -94,7 +107,10 @@ describe.skipIf(!chromium)('auth login end to end (CLI process + Chromium)', () 
     const page = await browser.context.newPage();
     await page.goto(url);
     await page.getByRole('button', { name: 'Allow' }).click();
-    await page.waitForURL(/^http:\/\/127\.0\.0\.1:\d+\/callback\?/);
+    // The warning the CLI announced (the listener's certificate is its own): continue, as a person would.
+    await page.locator('#details-button').click();
+    await page.locator('#proceed-link').click();
+    await page.waitForURL(/^https:\/\/localhost:\d+\/callback\?/);
     await expect.poll(() => page.textContent('body')).toContain('You can close this tab');
 
     expect(await exited, stderr).toBe(0);

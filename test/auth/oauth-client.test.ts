@@ -12,6 +12,7 @@ import {
 import { findSite, SITES } from '../../src/auth/sites.js';
 import { UsageError } from '../../src/errors.js';
 import { clickThrough, type FakeMeli, startFakeMeli } from '../peers/oauth-server.js';
+import { TEST_SECRETS } from '../support/secrets.js';
 
 describe('sites and endpoints', () => {
   it('has one authorization endpoint per site, on the site domain', () => {
@@ -38,14 +39,23 @@ describe('sites and endpoints', () => {
 
 describe('OAuth client against the fake MercadoLibre', () => {
   let meli: FakeMeli;
-  const redirectUri = new URL('http://127.0.0.1:8765/callback');
+  const redirectUri = new URL('https://localhost:8765/callback');
 
   beforeAll(async () => {
-    meli = await startFakeMeli();
+    meli = await startFakeMeli({
+      clients: [{ id: '1234567890', secret: TEST_SECRETS.clientSecret, redirectUris: [redirectUri.href] }],
+    });
   });
   afterAll(async () => {
     await meli.close();
   });
+
+  const configurationFor = (peer: FakeMeli) =>
+    createOAuthConfiguration({
+      endpoints: resolveEndpoints({ site: 'MLA', authUrl: peer.authorizationUrl, tokenUrl: peer.tokenUrl }),
+      clientId: peer.client.id,
+      clientSecret: peer.client.secret,
+    });
 
   const configuration = (secret = meli.client.secret) =>
     createOAuthConfiguration({
@@ -88,12 +98,43 @@ describe('OAuth client against the fake MercadoLibre', () => {
 
     const refreshed = await refreshGrant(config, grant.refreshToken!);
     expect(refreshed.refreshToken).not.toBe(grant.refreshToken);
+    // As at MercadoLibre, the access token of the spent pair stops working; the new one works.
+    await expect(fetchCurrentUser(config, new URL(meli.apiUrl), grant.accessToken)).rejects.toMatchObject({
+      code: 'unauthorized',
+    });
+    expect((await fetchCurrentUser(config, new URL(meli.apiUrl), refreshed.accessToken)).id).toBe(
+      String(meli.user.id),
+    );
     const reuse = await refreshGrant(config, grant.refreshToken!).catch((error: unknown) => error);
     expect(reuse).toBeInstanceOf(OAuthError);
     expect((reuse as OAuthError).code).toBe('invalid_grant');
     expect((reuse as OAuthError).status).toBe(400);
     expect((reuse as OAuthError).message).toMatch(/already used.*auth login/);
     expect((reuse as OAuthError).message).not.toContain(grant.refreshToken!);
+  });
+
+  it('accepts only the registered redirect URI, exactly, and only https', async () => {
+    const config = configuration();
+    for (const other of [
+      'https://localhost:8766/callback',
+      'https://localhost:8765/callback/',
+      'http://localhost:8765/callback',
+      'http://127.0.0.1:8765/callback',
+    ]) {
+      const request = await createAuthorizationRequest(config, new URL(other));
+      await expect(clickThrough(request.url, 'allow'), other).rejects.toThrow(/answered 400.*redirect_uri/);
+    }
+    expect(() => meli.registerRedirectUri('http://127.0.0.1:9/cb')).toThrow(/must be https/);
+    const loose = await startFakeMeli({ loopbackRedirects: true });
+    try {
+      const request = await createAuthorizationRequest(
+        configurationFor(loose),
+        new URL('http://127.0.0.1:9/callback'),
+      );
+      expect((await clickThrough(request.url, 'allow')).searchParams.has('code')).toBe(true);
+    } finally {
+      await loose.close();
+    }
   });
 
   it('uses a code only once', async () => {

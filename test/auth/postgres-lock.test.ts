@@ -6,13 +6,12 @@ import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { advisoryKey, PostgresLock } from '../../src/auth/lock-postgres.js';
 import { tokenRefresher } from '../../src/auth/proxy-auth.js';
+import type { TokenBackend } from '../../src/auth/token-backend.js';
 import { TokenManager } from '../../src/auth/token-manager.js';
-import { TokenStore } from '../../src/auth/token-store.js';
 import { openStore } from '../../src/store/index.js';
-import type { Store } from '../../src/store/types.js';
 import { type FakeMeli, startFakeMeli } from '../peers/oauth-server.js';
 import { type TestDatabase, testDatabase } from '../support/postgres.js';
-import { loggedInToken } from './helpers/tokens.js';
+import { loggedInToken, sharedTokens } from './helpers/tokens.js';
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 const silent = { info: () => undefined, warn: () => undefined, error: () => undefined };
@@ -92,14 +91,13 @@ describe('PostgresLock', () => {
 
   it('keeps replicas sharing one PostgreSQL store to one refresh per rotation', async () => {
     const meli: FakeMeli = await startFakeMeli({ expiresIn: 1 });
-    const stores: Store[] = [];
+    const stores: TokenBackend[] = [];
     const managers: TokenManager[] = [];
     try {
-      for (let i = 0; i < 3; i++) {
-        stores.push(await openStore(db.url, { dataDir: '/nonexistent', migrate: i === 0 }));
-      }
+      await (await openStore(db.url, { dataDir: '/nonexistent', migrate: true })).close();
+      for (let i = 0; i < 3; i++) stores.push(await sharedTokens(db.url, '/nonexistent'));
       const first = loggedInToken(meli);
-      await new TokenStore(stores[0]!.documents, 'db').save(first);
+      await stores[0]!.tokens.saveLogin(first);
       const refresher = tokenRefresher({
         tokenUrl: new URL(meli.tokenUrl),
         clientSecret: meli.client.secret,
@@ -107,7 +105,7 @@ describe('PostgresLock', () => {
       for (const store of stores) {
         managers.push(
           new TokenManager({
-            tokens: new TokenStore(store.documents, 'db'),
+            tokens: store.tokens,
             lock: lock(),
             refresher,
             logger: silent,
@@ -116,7 +114,7 @@ describe('PostgresLock', () => {
         );
       }
       await Promise.all(managers.map((manager) => manager.start()));
-      const reader = new TokenStore(stores[0]!.documents, 'db');
+      const reader = stores[0]!.tokens;
       const deadline = Date.now() + 8000;
       while (((await reader.load())?.generation ?? 0) < 4 && Date.now() < deadline) await sleep(50);
       const generation = (await reader.load())!.generation;

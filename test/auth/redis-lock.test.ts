@@ -1,31 +1,35 @@
 /** The refresh lock on a real Redis (`SET NX PX` + compare-and-delete). */
 import { createClient } from 'redis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { RedisLock, redisLockKey } from '../../src/auth/lock-redis.js';
+import type { Lock } from '../../src/auth/lock.js';
+import { redisLockKey } from '../../src/auth/lock-redis.js';
+import type { TokenBackend } from '../../src/auth/token-backend.js';
 import { type RedisServer, skipWithoutRedis, startRedis } from '../support/redis.js';
+import { sharedTokens } from './helpers/tokens.js';
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 describe.skipIf(skipWithoutRedis())('RedisLock', () => {
   let redis: RedisServer;
-  const locks: RedisLock[] = [];
-  const lock = (): RedisLock => {
-    const created = new RedisLock(redis.url);
-    locks.push(created);
-    return created;
+  const backends: TokenBackend[] = [];
+  /** The lock as `serve` gets it for a redis:// store. */
+  const lock = async (): Promise<Lock> => {
+    const backend = await sharedTokens(redis.url, '/nonexistent');
+    backends.push(backend);
+    return backend.lock;
   };
 
   beforeAll(async () => {
     redis = await startRedis();
   });
   afterAll(async () => {
-    await Promise.allSettled(locks.map((l) => l.close()));
+    await Promise.allSettled(backends.map((b) => b.close()));
     await redis?.dispose();
   });
 
   it('lets one holder in at a time, waits for the release, and expires a hung holder', async () => {
-    const a = lock();
-    const b = lock();
+    const a = await lock();
+    const b = await lock();
     const held = await a.acquire('token-refresh', { waitMs: 0, ttlMs: 10_000 });
     expect(held).toBeDefined();
     expect(await b.acquire('token-refresh', { waitMs: 100, ttlMs: 10_000 })).toBeUndefined();

@@ -13,18 +13,22 @@
  *                              unknown one; counted, so a test can tell how many requests were sent
  *                              with an expired token
  *
- * Access tokens stay valid until they expire even after a refresh (as at MercadoLibre); refresh
- * tokens die when used.
+ * As strict as MercadoLibre, not more lenient: refresh tokens are single use (a reuse is
+ * invalid_grant), the access token issued with a refresh token stops working once that refresh
+ * token is traded for a new pair, and redirect URIs must match a registered one exactly and be
+ * https. `loopbackRedirects` is the explicit test-only switch that also accepts any http(s) URI on
+ * 127.0.0.1 or localhost, whatever its port (for listeners on a port picked at run time).
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { Agent, fetch as undiciFetch } from 'undici';
 import { registerSecret, TEST_SECRETS } from '../support/secrets.js';
 
 export interface FakeClient {
   id: string;
   secret: string;
-  /** Redirect URIs allowed besides any http(s) URI on 127.0.0.1/localhost (matched exactly). */
+  /** Registered redirect URIs, matched exactly; each must be https. */
   redirectUris?: string[];
 }
 
@@ -40,6 +44,8 @@ export interface FakeMeliOptions {
   /** Lifetime of access tokens, in seconds. Default 21600 (6 h). */
   expiresIn?: number;
   scope?: string;
+  /** Test-only: also accept any http(s) redirect URI on 127.0.0.1/localhost, any port. Default off. */
+  loopbackRedirects?: boolean;
 }
 
 export interface FakeMeliStats {
@@ -54,6 +60,8 @@ export interface FakeMeliStats {
   /** API requests by the bearer they carried. */
   validTokenRequests: number;
   expiredTokenRequests: number;
+  /** Sent with an access token whose refresh token was traded since (the pair was replaced). */
+  revokedTokenRequests: number;
   unknownTokenRequests: number;
   anonymousRequests: number;
 }
@@ -72,6 +80,8 @@ export interface FakeMeli {
   setExpiresIn(seconds: number): void;
   /** How long the token endpoint takes to answer a refresh from now on (default 0). */
   setRefreshDelay(ms: number): void;
+  /** Registers one more redirect URI for the default client (https, matched exactly). */
+  registerRedirectUri(uri: string): void;
   /** Issues a token pair without the browser, as a completed login would. */
   issueTokens(clientId?: string): TokenResponse;
   /** Expires every access token issued so far. */
@@ -118,6 +128,7 @@ function emptyStats(): FakeMeliStats {
     usersMe: 0,
     validTokenRequests: 0,
     expiredTokenRequests: 0,
+    revokedTokenRequests: 0,
     unknownTokenRequests: 0,
     anonymousRequests: 0,
   };
@@ -161,6 +172,11 @@ async function readBody(req: IncomingMessage): Promise<string> {
   return Buffer.concat(chunks).toString('utf8');
 }
 
+function registrable(uri: string): string {
+  if (!uri.startsWith('https://')) throw new Error(`redirect URIs must be https, got ${uri}`);
+  return uri;
+}
+
 function isLoopbackRedirect(uri: string): boolean {
   try {
     const url = new URL(uri);
@@ -174,7 +190,10 @@ function isLoopbackRedirect(uri: string): boolean {
 }
 
 export async function startFakeMeli(options: FakeMeliOptions = {}): Promise<FakeMeli> {
-  const clients = options.clients ?? [DEFAULT_CLIENT];
+  const clients = (options.clients ?? [DEFAULT_CLIENT]).map((entry) => ({
+    ...entry,
+    redirectUris: (entry.redirectUris ?? []).map(registrable),
+  }));
   const client = clients[0]!;
   const user = options.user ?? DEFAULT_USER;
   const scope = options.scope ?? 'offline_access read write';
@@ -183,8 +202,8 @@ export async function startFakeMeli(options: FakeMeliOptions = {}): Promise<Fake
   let stats = emptyStats();
   const pending = new Map<string, PendingAuthorization>();
   const codes = new Map<string, IssuedCode>();
-  const accessTokens = new Map<string, { expiresAt: number; clientId: string }>();
-  const refreshTokens = new Map<string, { clientId: string; used: boolean }>();
+  const accessTokens = new Map<string, { expiresAt: number; clientId: string; revoked: boolean }>();
+  const refreshTokens = new Map<string, { clientId: string; used: boolean; accessToken: string }>();
 
   const issueTokens = (clientId: string): TokenResponse => {
     const accessToken = random(`APP_USR-${clientId}-`);
@@ -192,8 +211,8 @@ export async function startFakeMeli(options: FakeMeliOptions = {}): Promise<Fake
     // Issued tokens are secrets too: the run's final scan looks for them in every captured log.
     registerSecret('fake MercadoLibre access token', accessToken);
     registerSecret('fake MercadoLibre refresh token', refreshToken);
-    accessTokens.set(accessToken, { expiresAt: Date.now() + expiresIn * 1000, clientId });
-    refreshTokens.set(refreshToken, { clientId, used: false });
+    accessTokens.set(accessToken, { expiresAt: Date.now() + expiresIn * 1000, clientId, revoked: false });
+    refreshTokens.set(refreshToken, { clientId, used: false, accessToken });
     return {
       access_token: accessToken,
       token_type: 'Bearer',
@@ -204,12 +223,13 @@ export async function startFakeMeli(options: FakeMeliOptions = {}): Promise<Fake
     };
   };
 
-  const bearerState = (req: IncomingMessage): 'none' | 'valid' | 'expired' | 'unknown' => {
+  const bearerState = (req: IncomingMessage): 'none' | 'valid' | 'expired' | 'revoked' | 'unknown' => {
     const header = req.headers.authorization;
     if (!header) return 'none';
     const match = /^Bearer (.+)$/i.exec(header);
     const entry = match ? accessTokens.get(match[1]!) : undefined;
     if (!entry) return 'unknown';
+    if (entry.revoked) return 'revoked';
     return entry.expiresAt > Date.now() ? 'valid' : 'expired';
   };
 
@@ -222,7 +242,9 @@ export async function startFakeMeli(options: FakeMeliOptions = {}): Promise<Fake
       sendHtml(res, 400, '<h1>Invalid client_id</h1>');
       return;
     }
-    const allowed = isLoopbackRedirect(redirectUri) || (found.redirectUris ?? []).includes(redirectUri);
+    const allowed =
+      found.redirectUris.includes(redirectUri) ||
+      (options.loopbackRedirects === true && isLoopbackRedirect(redirectUri));
     if (!allowed) {
       // Never redirect to an unregistered URI: show the error here instead.
       sendHtml(
@@ -345,6 +367,9 @@ export async function startFakeMeli(options: FakeMeliOptions = {}): Promise<Fake
         return;
       }
       entry.used = true;
+      // The pair is replaced: the access token issued with the spent refresh token stops working.
+      const previous = accessTokens.get(entry.accessToken);
+      if (previous) previous.revoked = true;
       sendJson(res, 200, issueTokens(found.id));
       return;
     }
@@ -364,9 +389,10 @@ export async function startFakeMeli(options: FakeMeliOptions = {}): Promise<Fake
     }
     if (state === 'valid') stats.validTokenRequests++;
     else if (state === 'expired') stats.expiredTokenRequests++;
+    else if (state === 'revoked') stats.revokedTokenRequests++;
     else if (state === 'unknown') stats.unknownTokenRequests++;
     else stats.anonymousRequests++;
-    if (state === 'expired' || state === 'unknown') {
+    if (state !== 'valid' && state !== 'none') {
       meliError(res, 401, 'unauthorized', 'invalid access token');
       return;
     }
@@ -407,6 +433,9 @@ export async function startFakeMeli(options: FakeMeliOptions = {}): Promise<Fake
     setRefreshDelay(ms: number) {
       refreshDelayMs = ms;
     },
+    registerRedirectUri(uri: string) {
+      client.redirectUris.push(registrable(uri));
+    },
     issueTokens: (clientId = client.id) => issueTokens(clientId),
     expireAccessTokens() {
       for (const entry of accessTokens.values()) entry.expiresAt = Math.min(entry.expiresAt, Date.now() - 1);
@@ -442,4 +471,16 @@ export async function clickThrough(authorizationUrl: string | URL, decision: 'al
   const location = answer.headers.get('location');
   if (answer.status !== 302 || !location) throw new Error(`decision answered ${answer.status}`);
   return new URL(location);
+}
+
+/** Loopback listeners of `auth login` serve https with a certificate made for the login. */
+const trustingLoopback = new Agent({ connect: { rejectUnauthorized: false } });
+
+/**
+ * What the browser does after the redirect: load the redirect URI (the CLI's listener on
+ * localhost, https with its self-signed certificate, or http). Only ever for loopback URLs.
+ */
+export function openRedirect(url: URL): ReturnType<typeof undiciFetch> {
+  if (!isLoopbackRedirect(url.href)) throw new Error(`not a loopback redirect: ${url.origin}`);
+  return undiciFetch(url, { dispatcher: trustingLoopback });
 }

@@ -17,6 +17,7 @@ export async function startInjectingProxy(
   dir: string,
   logs: DestinationStream,
   tuning?: Partial<Pick<TokenManagerOptions, 'jitter'>>,
+  flags: Record<string, unknown> = {},
 ): Promise<{ server: RunningServer; auth: ProxyTokenAuth }> {
   const config = loadConfig({
     env: {},
@@ -30,11 +31,12 @@ export async function startInjectingProxy(
       clientSecret: meli.client.secret,
       tokenUrl: meli.tokenUrl,
       logLevel: 'info',
+      ...flags,
     },
   });
   const logger = createLogger(config.logLevel, logs);
   const store = await openStore('memory', { dataDir: dir, logger });
-  const auth = await startProxyTokenAuth({ config, store, logger, env: {}, ...(tuning ? { tuning } : {}) });
+  const auth = await startProxyTokenAuth({ config, logger, env: {}, ...(tuning ? { tuning } : {}) });
   const server = await startServer(config, {
     logger,
     store,

@@ -1,9 +1,22 @@
 /**
  * A token as `meli-proxy auth login` leaves it, issued by the fake MercadoLibre without the browser
- * part: what the suites that start from "the operator logged in" store first.
+ * part, and the token stores the suites put it in: what the suites that start from "the operator
+ * logged in" store first.
  */
-import { type StoredToken, tokenFromLogin } from '../../../src/auth/token-store.js';
+import { randomBytes } from 'node:crypto';
+import { openTokenBackend, type TokenBackend } from '../../../src/auth/token-backend.js';
+import { TOKEN_KEY_ENV } from '../../../src/auth/token-key.js';
+import { FileTokenSlot } from '../../../src/auth/token-slot.js';
+import { type StoredToken, TokenStore, tokenFromLogin } from '../../../src/auth/token-store.js';
 import type { FakeMeli } from '../../peers/oauth-server.js';
+import { registerSecret } from '../../support/secrets.js';
+
+/** The key that seals tokens in the suites' shared stores; a secret like any other. */
+export const TEST_TOKEN_KEY = randomBytes(32).toString('base64');
+registerSecret('token encryption key', TEST_TOKEN_KEY);
+
+/** The environment that gives a process the test key. */
+export const KEY_ENV = { [TOKEN_KEY_ENV]: TEST_TOKEN_KEY };
 
 /** Issues a token pair now; `sentAt` is when the login's token request left (default: now). */
 export function loggedInToken(meli: FakeMeli, sentAt = Date.now()): StoredToken {
@@ -19,5 +32,18 @@ export function loggedInToken(meli: FakeMeli, sentAt = Date.now()): StoredToken 
     sentAt,
     clientId: meli.client.id,
     user: { id: String(meli.user.id), nickname: meli.user.nickname, siteId: 'MLA' },
+  });
+}
+
+/** The embedded token file in `dir`, as `serve` and the auth commands use it. */
+export function fileTokens(dir: string): TokenStore {
+  const slot = new FileTokenSlot(dir);
+  return new TokenStore(slot, slot.file);
+}
+
+/** The token store and lock of a shared store (postgres:// or redis://), sealed with the test key. */
+export function sharedTokens(url: string, dataDir: string): Promise<TokenBackend> {
+  return openTokenBackend({ store: url, dataDir, sources: {}, tokenKeyFile: undefined }, KEY_ENV, {
+    role: 'serve',
   });
 }

@@ -1,0 +1,74 @@
+/**
+ * The token document in PostgreSQL's documents table, written with SQL of its own so that a
+ * refresh's save is one conditional UPDATE: PostgreSQL re-checks the WHERE clause on the newest
+ * row version when two writers race, so at most one of them replaces a given generation.
+ *
+ * The pool is its own (two connections) and the table is the store's, found through search_path
+ * as the store finds it; the row stays in keyv's layout so the store reads it like any document.
+ */
+import pg from 'pg';
+import { DOCUMENT_NAMESPACE } from '../store/documents.js';
+import { DOCUMENTS_TABLE } from '../store/pg-documents.js';
+import {
+  deserializeDocument,
+  serializeDocument,
+  TOKEN_KEY,
+  type TokenSlot,
+  type TokenVersion,
+} from './token-slot.js';
+
+const STORED_KEY = `${DOCUMENT_NAMESPACE}:${TOKEN_KEY}`;
+
+export class PostgresTokenSlot implements TokenSlot {
+  private readonly pool: pg.Pool;
+
+  constructor(url: string, onError?: (error: Error) => void) {
+    this.pool = new pg.Pool({
+      connectionString: url,
+      application_name: 'meli-proxy-token',
+      max: 2,
+      connectionTimeoutMillis: 5000,
+      idleTimeoutMillis: 30_000,
+      query_timeout: 5000,
+      keepAlive: true,
+    });
+    // Without a listener, an idle connection dropped by the server would crash the process.
+    this.pool.on('error', (error) => onError?.(error));
+  }
+
+  async read(): Promise<unknown> {
+    const { rows } = await this.pool.query<{ value: string }>(
+      `SELECT value FROM ${DOCUMENTS_TABLE} WHERE key = $1`,
+      [STORED_KEY],
+    );
+    return rows[0] ? deserializeDocument(rows[0].value) : undefined;
+  }
+
+  async put(document: TokenVersion): Promise<void> {
+    await this.pool.query(
+      `INSERT INTO ${DOCUMENTS_TABLE} (key, value) VALUES ($1, $2)
+       ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value`,
+      [STORED_KEY, serializeDocument(document)],
+    );
+  }
+
+  async replaceIf(lineage: string, atMostGeneration: number, document: TokenVersion): Promise<boolean> {
+    const result = await this.pool.query(
+      `UPDATE ${DOCUMENTS_TABLE} SET value = $2
+       WHERE key = $1
+         AND (value::jsonb -> 'value' ->> 'lineage') = $3
+         AND (value::jsonb -> 'value' ->> 'generation')::bigint <= $4`,
+      [STORED_KEY, serializeDocument(document), lineage, atMostGeneration],
+    );
+    return result.rowCount === 1;
+  }
+
+  async remove(): Promise<boolean> {
+    const result = await this.pool.query(`DELETE FROM ${DOCUMENTS_TABLE} WHERE key = $1`, [STORED_KEY]);
+    return result.rowCount === 1;
+  }
+
+  close(): Promise<void> {
+    return this.pool.end();
+  }
+}

@@ -1,0 +1,78 @@
+/**
+ * The token document in Redis, at the key the store's documents use, written by Lua scripts so
+ * that a refresh's save compares and sets in one atomic step on the server.
+ */
+
+import type { RedisConnection } from '../store/redis-client.js';
+import { REDIS_DOCUMENT_NAMESPACE } from '../store/redis-documents.js';
+import {
+  deserializeDocument,
+  serializeDocument,
+  TOKEN_KEY,
+  type TokenSlot,
+  type TokenVersion,
+} from './token-slot.js';
+
+export const REDIS_TOKEN_KEY = `${REDIS_DOCUMENT_NAMESPACE}:${TOKEN_KEY}`;
+
+/**
+ * Bound on each token command. Off the request path, so more patient than the store's: a refresh
+ * that gives up on a busy server has spent its refresh token for nothing.
+ */
+export const TOKEN_COMMAND_TIMEOUT_MS = 5000;
+
+/** ARGV: document, lineage, atMostGeneration. 1 when written. */
+const REPLACE_IF = `
+local current = redis.call('GET', KEYS[1])
+if not current then return 0 end
+local ok, stored = pcall(cjson.decode, current)
+if not ok or type(stored) ~= 'table' or type(stored.value) ~= 'table' then return 0 end
+local doc = stored.value
+if doc.lineage ~= ARGV[2] or type(doc.generation) ~= 'number' or doc.generation > tonumber(ARGV[3]) then
+  return 0
+end
+redis.call('SET', KEYS[1], ARGV[1])
+return 1`;
+
+export class RedisTokenSlot implements TokenSlot {
+  constructor(private readonly connection: RedisConnection) {}
+
+  async read(): Promise<unknown> {
+    const raw = await this.connection.bound(
+      (client) => client.get(REDIS_TOKEN_KEY),
+      TOKEN_COMMAND_TIMEOUT_MS,
+    );
+    return typeof raw === 'string' ? deserializeDocument(raw) : undefined;
+  }
+
+  async put(document: TokenVersion): Promise<void> {
+    await this.connection.bound(
+      (client) => client.set(REDIS_TOKEN_KEY, serializeDocument(document)),
+      TOKEN_COMMAND_TIMEOUT_MS,
+    );
+  }
+
+  async replaceIf(lineage: string, atMostGeneration: number, document: TokenVersion): Promise<boolean> {
+    const written = await this.connection.bound(
+      (client) =>
+        client.eval(REPLACE_IF, {
+          keys: [REDIS_TOKEN_KEY],
+          arguments: [serializeDocument(document), lineage, String(atMostGeneration)],
+        }),
+      TOKEN_COMMAND_TIMEOUT_MS,
+    );
+    return written === 1;
+  }
+
+  async remove(): Promise<boolean> {
+    const removed = await this.connection.bound(
+      (client) => client.del(REDIS_TOKEN_KEY),
+      TOKEN_COMMAND_TIMEOUT_MS,
+    );
+    return removed === 1;
+  }
+
+  close(): Promise<void> {
+    return this.connection.close();
+  }
+}
