@@ -67,7 +67,11 @@ export async function startServer(config: Config, deps: ServerDeps): Promise<Run
   const { logger, store } = deps;
   assertAdminExposureAllowed(config.adminHost, config.adminToken);
 
-  const routes = new RouteTable({ extra: config.routes, maxRoutes: config.maxRoutes });
+  const routes = new RouteTable({
+    extra: config.routes,
+    maxRoutes: config.maxRoutes,
+    processes: config.workers,
+  });
   const routeLabel = (id: number) => routes.label(id);
   const metrics = new ProxyMetrics({ routeCapacity: routes.capacity, routeLabel });
   const stats = new StatsRecorder({

@@ -74,8 +74,13 @@ const FALLBACK_SEGMENT = /^[a-z][a-z_-]{0,39}$/;
 export interface RouteTableOptions {
   /** Templates from the configuration, tried before the built-in ones. */
   extra?: readonly string[];
-  /** Most distinct labels ever reported (built-ins included). */
+  /** Most distinct labels ever reported (built-ins included), by every process together. */
   maxRoutes?: number;
+  /**
+   * Processes (workers of `serve --workers N`) each holding a table of their own: they share the
+   * room left after the templates, so the labels of all of them together stay within maxRoutes.
+   */
+  processes?: number;
 }
 
 export class RouteTable {
@@ -83,13 +88,16 @@ export class RouteTable {
   private readonly labels: string[] = [];
   private readonly idByLabel = new Map<string, number>();
   private readonly maxRoutes: number;
+  /** Labels this table may add beyond its templates (first segments of unknown paths). */
+  private readonly roomForFallbacks: number;
+  private readonly templateCount: number;
   readonly otherId: number;
   readonly rootId: number;
 
   constructor(options: RouteTableOptions = {}) {
     this.maxRoutes = options.maxRoutes ?? 256;
-    this.otherId = this.labelId(OTHER_ROUTE);
-    this.rootId = this.labelId('/');
+    this.otherId = this.labelId(OTHER_ROUTE, true);
+    this.rootId = this.labelId('/', true);
     for (const template of [...(options.extra ?? []), ...BUILT_IN_ROUTES]) {
       const pattern = compilePathPattern(template);
       if (typeof pattern === 'string') throw new Error(`route template "${template}": ${pattern}`);
@@ -102,6 +110,9 @@ export class RouteTable {
       // Configured and built-in templates always get their own label; the cap bounds the fallbacks.
       list.push({ pattern, id: this.labelId(pattern.source, true) });
     }
+    this.templateCount = this.labels.length;
+    const processes = Math.max(1, options.processes ?? 1);
+    this.roomForFallbacks = Math.max(0, Math.floor((this.maxRoutes - this.templateCount) / processes));
   }
 
   /** The route id of a normalised path: an index usable in typed arrays. */
@@ -132,7 +143,7 @@ export class RouteTable {
   private labelId(label: string, always = false): number {
     const known = this.idByLabel.get(label);
     if (known !== undefined) return known;
-    if (!always && this.labels.length >= this.maxRoutes) return this.otherId;
+    if (!always && this.labels.length - this.templateCount >= this.roomForFallbacks) return this.otherId;
     const id = this.labels.length;
     this.labels.push(label);
     this.idByLabel.set(label, id);

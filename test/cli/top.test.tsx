@@ -260,7 +260,7 @@ describe('top without a terminal', () => {
     expect(text).toMatch(/^\|.{60}\| [\d,]+\/min$/m);
     expect(text).toMatch(/^TOP ROUTES\s+REQ\/60s\n\/items\/:id\s+5,120$/m);
     expect(text).toMatch(/^TOP CLIENT IPS\s+REQ\/60s\n152\.152\.152\.152\s+4,410$/m);
-    expect(text).toMatch(/^TOP RULES\s+HITS\/60s\nip-items\s+288$/m);
+    expect(text).toMatch(/^TOP RULES\s+HITS\/60s\nip-items\s+288\ncategories-shadow \(shadow\)\s+40$/m);
     // biome-ignore lint/suspicious/noControlCharactersInRegex: no escape sequences in plain mode
     expect(text).not.toMatch(/\u001b/);
   });

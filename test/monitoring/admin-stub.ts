@@ -95,7 +95,10 @@ export function liveFixture(now: number): LiveStats {
       { key: '152.152.152.152', requests: 4_410 },
       { key: '10.0.3.17', requests: 2_002 },
     ],
-    topRules: [{ key: 'ip-items', requests: 288 }],
+    topRules: [
+      { key: 'ip-items', requests: 288 },
+      { key: 'categories-shadow', requests: 40 },
+    ],
   };
 }
 
@@ -144,6 +147,13 @@ export async function startAdminStub(options: { token?: string } = {}): Promise<
     return { ...fixture, rows: fixture.rows.slice(0, limit) };
   });
   app.get('/admin/stats/live', async () => stub.live(Date.now()));
+  app.get('/admin/limits', async () => ({
+    rules: [
+      { id: 'ip-items', mode: 'enforce', matched: 900, rejected: 300, shadowExceeded: 0 },
+      { id: 'per-ip', mode: 'enforce', matched: 500, rejected: 112, shadowExceeded: 0 },
+      { id: 'categories-shadow', mode: 'shadow', matched: 800, rejected: 0, shadowExceeded: 55 },
+    ],
+  }));
   await app.register(dashboardRoutes());
   await app.listen({ host: '127.0.0.1', port: 0 });
   const address = app.server.address();

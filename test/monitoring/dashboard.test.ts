@@ -241,6 +241,12 @@ describe.skipIf(!CHROMIUM)('admin dashboard with busy data (stand-in admin API)'
     expect(
       await page.$$eval('#ips-body tr[data-key]', (rows) => rows.map((row) => row.getAttribute('data-key'))),
     ).toEqual(FIXTURE_STATS.ip.rows.map((row) => row.key));
+    // Shadow rules are told apart from enforced ones, in the live list and the period table.
+    await page.waitForSelector('#rules-body tr[data-key="categories-shadow"] .chip.mode');
+    expect(await page.textContent('#rules-body tr[data-key="categories-shadow"] .chip.mode')).toBe('shadow');
+    expect(await page.locator('#rules-body tr[data-key="ip-items"] .chip.mode').count()).toBe(0);
+    await page.waitForSelector('#live-rules li[data-key="categories-shadow"] .chip.mode');
+    expect(await page.locator('#live-rules li[data-key="ip-items"] .chip.mode').count()).toBe(0);
     // The period buttons ask for another range.
     const before = stub.statsQueries.length;
     await page.click('#ranges button[data-range="86400000"]');

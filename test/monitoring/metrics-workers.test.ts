@@ -41,7 +41,7 @@ interface LimitsAnswer {
 describe('metrics of serve --workers 2', () => {
   const fixture = useOriginAndDataDir();
 
-  async function serve(): Promise<CliProcess> {
+  async function serve(...extra: string[]): Promise<CliProcess> {
     const config = path.join(fixture.dir, 'metrics-workers.yaml');
     writeFileSync(
       config,
@@ -65,6 +65,7 @@ describe('metrics of serve --workers 2', () => {
       config,
       '--access-log',
       'off',
+      ...extra,
     ]);
   }
 
@@ -132,6 +133,33 @@ describe('metrics of serve --workers 2', () => {
         const text = await scrape().catch(() => '');
         return sample(text, 'meli_proxy_worker_restarts_total') === 1 ? true : undefined;
       }, 'the restart counted');
+    } finally {
+      await cli.stop();
+    }
+  }, 120_000);
+
+  it('keeps route labels within --max-routes over both workers together', async () => {
+    // The default cap, 256: each worker alone would take ~190 first segments (393 in all).
+    const cli = await serve();
+    try {
+      // 600 distinct first segments, each a fallback label candidate, spread over both workers.
+      const targets = Array.from(
+        { length: 600 },
+        (_, index) => `/junk${String.fromCharCode(97 + (index % 26))}${'x'.repeat(Math.floor(index / 26))}/1`,
+      );
+      let next = 0;
+      await Promise.all(
+        Array.from({ length: 8 }, async () => {
+          while (next < targets.length) await httpRequest(cli.url, targets[next++]!);
+        }),
+      );
+      const text = (await httpRequest(cli.url, '/metrics')).body.toString();
+      const labels = new Set(
+        [...text.matchAll(/^meli_proxy_requests_total\{[^}]*route="([^"]*)"/gm)].map((match) => match[1]),
+      );
+      expect(labels.size).toBeGreaterThan(100);
+      expect(labels.size).toBeLessThanOrEqual(256);
+      expect(labels).toContain('/other');
     } finally {
       await cli.stop();
     }

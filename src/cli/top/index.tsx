@@ -87,16 +87,30 @@ export async function runTop(flags: TopFlags, io: CliIO, deps: TopDeps): Promise
     ...adminClientOptions(io.env, flags),
     ...(deps.fetch ? { fetch: deps.fetch } : {}),
   });
+  // One refresh: the live figures, and which rules are shadow rules (left unmarked when the
+  // rules cannot be read: the figures matter more).
+  const snapshot = async () => {
+    const [live, limits] = await Promise.all([
+      client.live(),
+      client
+        .getJson<{ rules?: Array<{ id: string; mode?: string }> }>('/admin/limits')
+        .catch(() => undefined),
+    ]);
+    const shadow = new Set(
+      (limits?.rules ?? []).filter((rule) => rule.mode === 'shadow').map((rule) => rule.id),
+    );
+    return summarizeLive(live, undefined, shadow);
+  };
 
   if (io.stdout.isTTY !== true) {
     // Fails fast (exit 1, clear message) when the API is not there.
-    let summary = summarizeLive(await client.live());
+    let summary = await snapshot();
     const snapshots = count ?? 1;
     for (let index = 0; ; index++) {
       io.stdout.write(`${index > 0 ? '\n' : ''}${formatTopText(summary, client.baseUrl).join('\n')}\n`);
       if (index + 1 >= snapshots) return;
       await deps.sleep(intervalMs);
-      summary = summarizeLive(await client.live());
+      summary = await snapshot();
     }
   }
 
@@ -109,7 +123,7 @@ export async function runTop(flags: TopFlags, io: CliIO, deps: TopDeps): Promise
   const view = deps.mount(<TopView store={store} onQuit={quit} />, quit);
   try {
     // Still fails fast (exit 1, clear message) when the API is not there.
-    store.show(summarizeLive(await client.live()));
+    store.show(await snapshot());
   } catch (error) {
     view.unmount();
     throw error;
@@ -120,7 +134,7 @@ export async function runTop(flags: TopFlags, io: CliIO, deps: TopDeps): Promise
       await deps.sleep(intervalMs, stop.signal);
       if (stop.signal.aborted) break;
       try {
-        store.show(summarizeLive(await client.live()));
+        store.show(await snapshot());
       } catch (error) {
         // Keep the last numbers on screen and try again next second.
         store.fail(error instanceof Error ? error.message : String(error));

@@ -39,7 +39,11 @@ export interface TopSummary {
   topRules: TopEntry[];
 }
 
-export function summarizeLive(live: LiveStats, windowSeconds = DEFAULT_WINDOW_SECONDS): TopSummary {
+export function summarizeLive(
+  live: LiveStats,
+  windowSeconds = DEFAULT_WINDOW_SECONDS,
+  shadowRules: ReadonlySet<string> = new Set(),
+): TopSummary {
   const seconds = live.seconds ?? [];
   // Everything but the newest (partial) second; with a single entry, that one.
   const complete = seconds.length > 1 ? seconds.slice(0, -1) : seconds;
@@ -68,7 +72,10 @@ export function summarizeLive(live: LiveStats, windowSeconds = DEFAULT_WINDOW_SE
     series: seconds.map((second) => second.requests),
     topRoutes: live.topRoutes ?? [],
     topIps: live.topIps ?? [],
-    topRules: live.topRules ?? [],
+    // A shadow rule's hits are exceedances it let through, not rejections: say so.
+    topRules: (live.topRules ?? []).map((entry) =>
+      shadowRules.has(entry.key) ? { ...entry, key: `${entry.key} (shadow)` } : entry,
+    ),
   };
 }
 

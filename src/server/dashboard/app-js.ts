@@ -26,6 +26,8 @@ const state = {
   liveTimer: 0,
   periodTimer: 0,
   generation: 0,
+  // Rule id → 'enforce' | 'shadow', from GET /admin/limits at each period refresh.
+  ruleModes: new Map(),
 };
 
 class AuthError extends Error {}
@@ -281,7 +283,16 @@ function drawLatency(seconds) {
   $('chart-latency').replaceChildren(root);
 }
 
-function fillTopList(id, entries, emptyText) {
+// A shadow rule's hits are exceedances it let through, an enforced rule's are rejections.
+function ruleKey(key) {
+  const shadow = state.ruleModes.get(key) === 'shadow';
+  return el('span', { className: 'key', title: key + (shadow ? ' (shadow: exceeded, let through)' : '') }, [
+    document.createTextNode(key),
+    ...(shadow ? [el('span', { className: 'chip muted mode', text: 'shadow' })] : []),
+  ]);
+}
+
+function fillTopList(id, entries, emptyText, keyOf) {
   const list = $(id);
   if (!entries || entries.length === 0) {
     list.replaceChildren(el('li', { className: 'empty', text: emptyText }));
@@ -291,7 +302,7 @@ function fillTopList(id, entries, emptyText) {
   list.replaceChildren(
     ...entries.map((entry) =>
       el('li', { 'data-key': entry.key, 'data-value': entry.requests }, [
-        el('span', { className: 'key', text: entry.key, title: entry.key }),
+        keyOf ? keyOf(entry.key) : el('span', { className: 'key', text: entry.key, title: entry.key }),
         el('span', { className: 'num', text: fmtCount(entry.requests) }),
         bar(max > 0 ? entry.requests / max : 0),
       ]),
@@ -311,7 +322,7 @@ function renderLive(live) {
   drawLatency(seconds);
   fillTopList('live-routes', live.topRoutes, 'no traffic in the last minute');
   fillTopList('live-ips', live.topIps, 'no traffic in the last minute');
-  fillTopList('live-rules', live.topRules, 'no rule hit in the last minute');
+  fillTopList('live-rules', live.topRules, 'no rule hit in the last minute', ruleKey);
   $('live-updated').textContent = 'updated ' + fmtClock(live.now || Date.now());
 }
 
@@ -381,7 +392,7 @@ function renderPeriod(byRoute, byStatus, byRule, byIp) {
     [(row) => el('td', { className: 'key' }, [el('span', { className: 'chip ' + statusKind(row), text: row.key })]), countCell, shareCell(totals.requests, statusKind)],
     'No requests in this period.',
   );
-  fillTable('rules-body', byRule.rows, [keyCell, countCell], 'No rule rejected a request.');
+  fillTable('rules-body', byRule.rows, [(row) => el('td', {}, [ruleKey(row.key)]), countCell], 'No rule rejected a request.');
   fillTable('ips-body', byIp.rows, [keyCell, countCell, shareCell(totals.requests)], 'No requests in this period.');
   const from = new Date(byRoute.from);
   const to = new Date(byRoute.to);
@@ -421,7 +432,15 @@ async function refreshPeriod(generation) {
       api(statsPath('rule', 10)),
       api(statsPath('ip', 10)),
     ]);
+    // Which rules are shadow rules; an older server or a failure leaves the last known modes.
+    const limits = await api('/admin/limits').catch((error) => {
+      if (error instanceof AuthError) throw error;
+      return undefined;
+    });
     if (generation !== state.generation) return;
+    if (limits && Array.isArray(limits.rules)) {
+      state.ruleModes = new Map(limits.rules.map((rule) => [rule.id, rule.mode]));
+    }
     renderPeriod(byRoute, byStatus, byRule, byIp);
     document.body.dataset.loaded = 'true';
   } catch (error) {

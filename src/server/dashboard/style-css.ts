@@ -134,6 +134,7 @@ tr:last-child td { border-bottom: 0; }
 .chip.warn { background: #fff1d6; color: #8a5300; }
 .chip.bad { background: #fde3e5; color: #9b1c26; }
 .chip.muted { background: #eceef4; color: #4b5168; }
+.chip.mode { margin-left: 6px; font-size: 11px; }
 
 @media (max-width: 980px) {
   .kpis { grid-template-columns: repeat(2, minmax(0, 1fr)); }
