@@ -89,11 +89,13 @@ const APPLY_ARGS = [
   '-',
 ];
 
-function applyFailure(what: string, result: KubectlResult, budgetMs: number): string {
+/** `failed` for a refusal ("kubectl apply failed in stage X: <kubectl's line>"); `subject` for a timeout. */
+function applyFailure(failed: string, subject: string, result: KubectlResult, budgetMs: number): string {
   // Killed by us: kubectl printed nothing worth showing, and "no output" would say nothing.
-  if (result.timedOut)
-    return `${what} timed out after ${Math.ceil(budgetMs / 1000)}s (the API server did not answer in time)`;
-  return `${what}: ${firstErrorLine(result)}`;
+  if (result.timedOut) {
+    return `${subject} timed out after ${Math.ceil(budgetMs / 1000)}s: the API server did not answer in time. Raise --timeout if it is only slow.`;
+  }
+  return `${failed}: ${firstErrorLine(result)}`;
 }
 
 function waitTarget(wait: Wait): DiagnosticTarget {
@@ -151,7 +153,12 @@ async function applyStage(
     const result = await run({ args: APPLY_ARGS, input: toYaml(manifests), timeoutMs: budget });
     if (result.exitCode !== 0 || result.timedOut) {
       throw new StageFailure({
-        message: applyFailure(`kubectl apply failed in stage "${stage.title}"`, result, budget),
+        message: applyFailure(
+          `kubectl apply failed in stage "${stage.title}"`,
+          `kubectl apply in stage "${stage.title}"`,
+          result,
+          budget,
+        ),
         events: [],
         logs: [],
         output: errorLines(result.stderr),
@@ -186,7 +193,7 @@ async function applySecret(manifest: Manifest, options: ExecuteOptions, budget: 
   if (result.exitCode !== 0 || result.timedOut) {
     // kubectl's message names the object, never the data; still, only its first line is shown.
     throw new StageFailure({
-      message: applyFailure(`Could not apply ${ref}`, result, budget),
+      message: applyFailure(`Could not apply ${ref}`, `Applying ${ref}`, result, budget),
       ref,
       events: [],
       logs: [],

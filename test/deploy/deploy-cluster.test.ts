@@ -9,6 +9,7 @@
 import { delimiter } from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { SECRET_CHECKSUM_ANNOTATION } from '../../src/deploy/rollout.js';
+import { SECRET_KEYS } from '../../src/deploy/secrets.js';
 import {
   apiService,
   type ClusterObject,
@@ -315,4 +316,45 @@ describe.skipIf(SKIP_RENDERING)('deploy against a cluster that remembers', () =>
       false,
     );
   }, 180_000);
+
+  it('says a kubectl apply that hangs timed out (not "no output"), and stops there', async () => {
+    fake.script([{ match: ['apply'], stdinIncludes: 'kind: StatefulSet', hang: true }]);
+    const run = await runDeployCli(['deploy', '--context', 'kind-test', '--timeout', '8s'], { env: ENV });
+    expect(run.code).toBe(1);
+    expect(run.stdout).toMatch(
+      /kubectl apply in stage "storage and database" timed out after \d+s: the API server did not answer in time/,
+    );
+    expect(run.stdout).not.toContain('no output');
+    expect(commands().some((command) => command.startsWith('rollout'))).toBe(false);
+  }, 180_000);
+
+  it('--dry-run names every key of the generated Secrets and the chosen components', async () => {
+    const run = await runDeployCli(['deploy', '--dry-run', '--expose-prometheus', '--autoscaler', 'keda']);
+    expect(run.stderr).toBe('');
+    expect(run.code).toBe(0);
+    for (const { key } of SECRET_KEYS) expect(run.stdout).toContain(`${key} (`);
+    expect(run.stdout).toContain('Secret/meli-proxy-prometheus-auth  (made at deploy time, key: auth');
+    expect(run.stdout).toContain('ScaledObject/meli-proxy');
+    expect(run.stdout).not.toContain('HorizontalPodAutoscaler');
+    expect(run.stdout).toContain(
+      'Components: in-cluster database, bundled Prometheus, KEDA, Prometheus exposed.',
+    );
+  }, 120_000);
+
+  it('refuses contradictory component flags (exit 2)', async () => {
+    const both = await runDeployCli([
+      'deploy',
+      '--dry-run',
+      '--prometheus',
+      'operator',
+      '--expose-prometheus',
+    ]);
+    expect(both.code).toBe(2);
+    expect(both.stderr).toContain('--expose-prometheus exposes the bundled Prometheus');
+    const external = await runDeployCli(['deploy', '--dry-run', '--database', 'external']);
+    expect(external.code).toBe(2);
+    expect(external.stderr).toContain('--database external needs the database URL');
+    const unknown = await runDeployCli(['deploy', '--dry-run', '--autoscaler', 'hpa']);
+    expect(unknown.stderr).toContain('Invalid --autoscaler "hpa": expected one of prometheus-adapter, keda.');
+  });
 });
