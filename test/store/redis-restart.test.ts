@@ -98,6 +98,24 @@ describe.skipIf(skipWithoutRedis())('Redis restarted without persistence', () =>
     expect((await store.counters.sync('a', delta(1))).totals.get(`rule|152@${windowStart}`)).toBe(251);
   }, 60_000);
 
+  it('re-publishes what it knew when the store went back to an older state (an older snapshot)', async () => {
+    await store.documents.set('limits/newer', { limit: '7/s' });
+    const admin = createClient({ url: redis.url });
+    await admin.connect();
+    try {
+      // What a restore from a snapshot taken before that write looks like: an older generation, and
+      // the document missing.
+      const generation = Number(await admin.get('meli-proxy:doc-generation'));
+      await admin.set('meli-proxy:doc-generation', String(generation - 1));
+      await admin.del('meli-proxy:doc:limits/newer');
+      expect(await store.documents.get('limits/newer')).toEqual({ limit: '7/s' });
+      expect(await admin.exists('meli-proxy:doc:limits/newer')).toBe(1);
+      expect(Number(await admin.get('meli-proxy:doc-generation'))).toBe(generation);
+    } finally {
+      await admin.close();
+    }
+  });
+
   it('adds a statistics batch once when its write timed out in a stall and is sent again', async () => {
     const minute = Date.now() - (Date.now() % MINUTE);
     const rows = (requests: number): StatRow[] => [
