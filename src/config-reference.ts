@@ -7,7 +7,7 @@ function cell(text: string): string {
   return text.replace(/\|/g, '\\|');
 }
 
-/** The README's configuration table, derived from the settings schema so the two cannot drift. */
+/** The configuration reference table (docs/configuration.md), derived from the settings schema so the two cannot drift. */
 export function configReferenceMarkdown(): string {
   const rows = SETTING_KEYS.map((key) => {
     const spec = SETTINGS[key];
@@ -20,12 +20,12 @@ export function configReferenceMarkdown(): string {
   ].join('\n');
 }
 
-/** Replaces the generated block between the markers of a README text. */
+/** Replaces the generated block between the markers of a document. */
 export function withConfigReference(readme: string): string {
   const start = readme.indexOf(REFERENCE_START);
   const end = readme.indexOf(REFERENCE_END);
   if (start === -1 || end === -1 || end < start) {
-    throw new Error('README.md lacks the config-reference markers');
+    throw new Error('docs/configuration.md lacks the config-reference markers');
   }
   return `${readme.slice(0, start + REFERENCE_START.length)}\n${configReferenceMarkdown()}\n${readme.slice(end)}`;
 }

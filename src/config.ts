@@ -2,9 +2,9 @@
  * One validated configuration for `meli-proxy serve`: defaults < config file < environment < flags.
  *
  * Every setting is declared once, in SETTINGS below: its schema (what values it takes and what the
- * code gets), its default, and the text of --help and the README. The `Config` type, the flag
+ * code gets), its default, and the text of --help and the reference. The `Config` type, the flag
  * (`--upstream-timeout`, from the key) and environment variable (`MELI_PROXY_UPSTREAM_TIMEOUT`)
- * names, the commander options of `serve` and the README reference are all derived from it.
+ * names, the commander options of `serve` and docs/configuration.md are all derived from it.
  * To add a setting, add one entry here (value kinds are in settings/values.ts) and run `npm run docs`.
  */
 import { homedir } from 'node:os';
@@ -473,7 +473,7 @@ function checkServerTimeouts(settings: SettingValues, origins: Partial<Record<Se
   }
 }
 
-/** The default of a setting as the README and --help show it. */
+/** The default of a setting as the reference and --help show it. */
 export function defaultText(key: SettingKey): string {
   return defaultShown(SETTINGS[key]);
 }

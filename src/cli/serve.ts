@@ -32,7 +32,7 @@ export function registerServe(program: Command, io: CliIO): void {
   }
   command.addHelpText(
     'after',
-    '\nPrecedence: defaults < config file < environment < flags. Every setting is listed in the README.',
+    '\nPrecedence: defaults < config file < environment < flags. Every setting is listed in docs/configuration.md.',
   );
   command.action(async (flags: ServeFlags) => {
     const settings: Partial<Record<SettingKey, unknown>> = {};
@@ -97,6 +97,11 @@ export function registerServe(program: Command, io: CliIO): void {
       throw error;
     }
     tokenAuth?.manager.registerMetrics(server.metrics.registry);
+    // Once per host: a person hears at once that the upstream cannot be reached (it opens one
+    // connection to it, so it is left out of servers embedded elsewhere, such as the tests').
+    if (worker === undefined || worker === 1) {
+      (await import('../server/upstream-check.js')).warnIfUpstreamUnreachable(config.upstream, logger);
+    }
     if (isPrettyLog(config.logFormat) && (worker === undefined || worker === 1)) {
       const { startupSummary } = await import('../server/startup-summary.js');
       io.stdout.write(

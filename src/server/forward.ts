@@ -1,7 +1,7 @@
 /**
  * The forwarding step: one client request streamed to the upstream through undici's dispatcher and
  * the response streamed back. A raw dispatch handler (rather than @fastify/http-proxy or
- * `Pool.stream`) avoids stream plumbing per request; see "Forwarding" in the README for the numbers.
+ * `Pool.stream`) avoids stream plumbing per request; see "Forwarding" in docs/architecture.md for the numbers.
  *
  * undici's legacy handler callbacks (onConnect/onHeaders/onData/onComplete/onError) are used on
  * purpose: they receive raw header buffers and skip undici's per-request wrapper objects.
@@ -252,7 +252,6 @@ class ForwardHandler<C extends ForwardContext> implements Dispatcher.DispatchHan
   }
 
   onConnect(abort: (error?: Error) => void): void {
-    this.abortUpstream = abort;
     if (!this.connected) {
       this.connected = true;
       const counters = this.forwarder.counters;
@@ -266,7 +265,9 @@ class ForwardHandler<C extends ForwardContext> implements Dispatcher.DispatchHan
     // all. Thrown rather than abort()ed: undici's abort also destroys the (keep-alive, maybe TLS)
     // connection, where a throw here fails only this request; under overload, clients giving up
     // would otherwise turn into a reconnect per request.
+    // (Kept before abortUpstream is set: the error handler of a thrown request must not abort.)
     if (this.finished || this.ctx.res.destroyed) throw new Error('client closed the connection');
+    this.abortUpstream = abort;
   }
 
   onHeaders(statusCode: number, rawHeaders: Buffer[], resume: () => void, statusText: string): boolean {

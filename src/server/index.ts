@@ -25,7 +25,6 @@ import { StatsRecorder } from './stats/recorder.js';
 import { compileTrust } from './trusted-proxies.js';
 import { createUpstreamPool } from './upstream.js';
 import type { UpstreamAuth } from './upstream-auth.js';
-import { warnIfUpstreamUnreachable } from './upstream-check.js';
 
 export interface ServerDeps {
   logger: Logger;
@@ -163,7 +162,6 @@ export async function startServer(config: Config, deps: ServerDeps): Promise<Run
     'proxy listening',
   );
   logger.info({ url: adminUrl, authenticated: Boolean(config.adminToken) }, 'admin listening');
-  if (deps.warnAboutSetup !== false) warnIfUpstreamUnreachable(config.upstream, logger);
   if (!config.adminToken && deps.warnAboutSetup !== false) {
     logger.warn('no admin token set: the admin API is open to anyone on this machine (loopback only)');
   }

@@ -16,7 +16,7 @@ interface SettingText {
   readonly description: string;
   /** Human description of the allowed values, used in every error message. */
   readonly allowed: string;
-  /** Shown in --help and the README instead of the default value (machine-dependent, units). */
+  /** Shown in --help and the reference instead of the default value (machine-dependent, units). */
   readonly defaultText?: string;
   /** Never echo the value (tokens, secrets, URLs that may hold a password). */
   readonly secret?: boolean;
@@ -108,7 +108,7 @@ export function invalidSetting(
   throw new UsageError(`Invalid ${setting.flag} ${what}: expected ${setting.allowed}${here}.`);
 }
 
-/** The default of a setting as --help and the README show it. */
+/** The default of a setting as --help and the reference show it. */
 export function defaultShown(setting: SettingSpec<unknown>): string {
   if (setting.defaultText) return setting.defaultText;
   const value = setting.defaultValue({});
