@@ -64,9 +64,9 @@ export function registerServe(program: Command, io: CliIO): void {
         import('../server/cluster.js'),
         import('../server/cluster-worker.js'),
       ]);
-    // V8 lets the old generation grow to ~3-4× what survives a full GC before collecting again; with
-    // a million rate-limit keys that garbage alone took RSS past 300 MB. Collecting at 1.5× keeps a
-    // serving process within ~220 MB there (bench/README.md) for a few ms of GC every second or so.
+    // V8 lets the old generation grow to several times what survives a full GC before collecting
+    // again; with a million rate-limit keys that garbage dominates RSS. Collecting at 1.5× keeps a
+    // serving process within its memory budget (measured in bench/README.md) for a little more GC.
     setFlagsFromString('--heap-growing-percent=50');
     const store =
       worker !== undefined && primaryOwnsStore(config)

@@ -131,8 +131,8 @@ export async function runClusterPrimary(options: ClusterPrimaryOptions): Promise
       })
     : undefined;
   // A slice of the keys twice a second: a pass takes at most 5 s, so keys that churn fast (many
-  // clients on a short window) go about as fast as they come, and no single slice holds up the
-  // leases the workers are waiting for (10 % of a million keys is a few ms).
+  // clients on a short window) go about as fast as they come, and no single slice is large enough
+  // to hold up the leases the workers are waiting for.
   const leaseSweep = leases
     ? setInterval(
         () =>
