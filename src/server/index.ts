@@ -131,7 +131,7 @@ export async function startServer(config: Config, deps: ServerDeps): Promise<Run
       statusRoutes({ config, state, store, version: deps.version, metrics }),
       statsRoutes(stats),
       limitsRoutes({ store, rateLimit, metrics }),
-      dashboardRoutes(),
+      dashboardRoutes(stats),
       ...(deps.adminPlugins ?? []),
     ],
   });
