@@ -9,6 +9,7 @@ import type { Config } from '../config.js';
 import { UsageError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import type { Store } from '../store/types.js';
+import { createTracing } from '../tracing/index.js';
 import { buildAdminApp } from './admin-app.js';
 import { assertAdminExposureAllowed } from './admin-auth.js';
 import { dashboardRoutes } from './admin-dashboard.js';
@@ -112,6 +113,7 @@ export async function startServer(config: Config, deps: ServerDeps): Promise<Run
     upstreamPool: () => upstream.stats,
   });
 
+  const tracing = await createTracing(deps.env ?? {}, { version: deps.version, routeLabel });
   const proxyApp = await buildProxyApp({
     config,
     logger,
@@ -123,6 +125,7 @@ export async function startServer(config: Config, deps: ServerDeps): Promise<Run
     stats,
     routes,
     rateLimit,
+    tracing,
   });
   const adminApp = await buildAdminApp({
     config,
@@ -140,7 +143,13 @@ export async function startServer(config: Config, deps: ServerDeps): Promise<Run
     await proxyApp.listen({ host: config.host, port: config.port });
     await adminApp.listen({ host: config.adminHost, port: config.adminPort });
   } catch (error) {
-    await Promise.allSettled([proxyApp.close(), adminApp.close(), upstream.close(), rateLimit.stop()]);
+    await Promise.allSettled([
+      proxyApp.close(),
+      adminApp.close(),
+      upstream.close(),
+      rateLimit.stop(),
+      tracing.shutdown(),
+    ]);
     const code = (error as NodeJS.ErrnoException).code;
     if (code === 'EADDRINUSE' || code === 'EACCES' || code === 'EADDRNOTAVAIL') {
       throw new UsageError(
@@ -159,6 +168,7 @@ export async function startServer(config: Config, deps: ServerDeps): Promise<Run
     'proxy listening',
   );
   logger.info({ url: adminUrl, authenticated: Boolean(config.adminToken) }, 'admin listening');
+  if (tracing.exporting) logger.info({ endpoint: tracing.endpoint }, 'exporting spans over OTLP/HTTP');
   if (deps.warnAboutSetup !== false) warnIfUpstreamUnreachable(config.upstream, logger);
   if (!config.adminToken && deps.warnAboutSetup !== false) {
     logger.warn('no admin token set: the admin API is open to anyone on this machine (loopback only)');
@@ -192,6 +202,10 @@ export async function startServer(config: Config, deps: ServerDeps): Promise<Run
       await stats
         .stop()
         .catch((error: unknown) => logger.error({ err: error }, 'final statistics flush failed'));
+      // Spans of the last requests go to the collector (bounded by the exporter's own timeout).
+      await tracing
+        .shutdown()
+        .catch((error: unknown) => logger.error({ err: error }, 'final span export failed'));
       for (const flush of deps.flushers ?? []) {
         await flush().catch((error: unknown) => logger.error({ err: error }, 'flush on shutdown failed'));
       }
