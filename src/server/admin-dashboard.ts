@@ -6,12 +6,17 @@
  *
  * A strict Content-Security-Policy keeps the page to its own origin: no CDN, no inline script,
  * nothing sent elsewhere.
+ *
+ * `GET /admin/dashboard/period` (token required, like the rest of the admin API) answers one
+ * refresh of the page's tiles and tables from one read of the statistics.
  */
 import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
-import { APP_JS } from './dashboard/app-js.js';
+import { apiErrorReply } from './api-error.js';
 import { FAVICON_SVG, INDEX_HTML } from './dashboard/index-html.js';
 import { STYLE_CSS } from './dashboard/style-css.js';
+import type { StatsRecorder } from './stats/recorder.js';
 
 declare module 'fastify' {
   interface FastifyContextConfig {
@@ -21,6 +26,15 @@ declare module 'fastify' {
 }
 
 export const DASHBOARD_PATH = '/admin/dashboard';
+
+/** The script is a checked module of its own (dashboard/app.js); the build copies it next to this file. */
+export const APP_JS = readFileSync(new URL('./dashboard/app.js', import.meta.url), 'utf8');
+
+/** Where the period view's numbers come from (the statistics recorder). */
+export type PeriodSource = Pick<StatsRecorder, 'reportGroups'>;
+
+const PERIOD_GROUPS = ['route', 'status', 'rule', 'ip'] as const;
+const HOUR_MS = 3_600_000;
 
 export const DASHBOARD_CSP = [
   "default-src 'none'",
@@ -66,8 +80,39 @@ function send(request: FastifyRequest, reply: FastifyReply, item: Asset): Fastif
   return reply.type(item.type).send(item.body);
 }
 
-export function dashboardRoutes(): FastifyPluginAsync {
+interface PeriodQuery {
+  from?: string;
+  limit?: string;
+}
+
+/** Why the period query is refused, or undefined when it is fine. */
+function periodProblem(from: number, limit: number, now: number, query: PeriodQuery): string | undefined {
+  if (!Number.isSafeInteger(from) || from < 0 || from >= now) {
+    return `from "${query.from}" must be a time in the past, in milliseconds since 1970`;
+  }
+  if (!Number.isInteger(limit) || limit < 1 || limit > 100) {
+    return `limit "${query.limit}" must be an integer from 1 to 100`;
+  }
+  return undefined;
+}
+
+export function dashboardRoutes(period?: PeriodSource): FastifyPluginAsync {
   return async (app) => {
+    if (period) {
+      app.get<{ Querystring: PeriodQuery }>(`${DASHBOARD_PATH}/period`, async (request, reply) => {
+        const now = Date.now();
+        const from = request.query.from === undefined ? now - HOUR_MS : Number(request.query.from);
+        const limit = request.query.limit === undefined ? 10 : Number(request.query.limit);
+        const problem = periodProblem(from, limit, now, request.query);
+        if (problem) return apiErrorReply(reply, 400, 'bad_request', problem);
+        try {
+          return await period.reportGroups(from, now, PERIOD_GROUPS, limit);
+        } catch (error) {
+          const message = `Statistics cannot be read now: ${(error as Error).message}`;
+          return apiErrorReply(reply, 503, 'store_unavailable', message);
+        }
+      });
+    }
     for (const [suffix, item] of DASHBOARD_ASSETS) {
       app.get(`${DASHBOARD_PATH}${suffix}`, { config: { adminPublic: true } }, async (request, reply) =>
         send(request, reply, item),

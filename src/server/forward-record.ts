@@ -41,6 +41,7 @@ export function forwardRecorder(deps: RecordDeps): (ctx: ProxyRequest) => void {
           ms: Math.round(ms * 10) / 10,
           ip: ctx.clientIp,
           aborted: ctx.clientAborted || undefined,
+          traceId: ctx.traceId || undefined,
         },
         'request',
       );

@@ -1,3 +1,5 @@
+import type { TracedRequest, Tracing } from '../tracing/index.js';
+
 /**
  * Header rewriting between client and upstream. Headers travel as flat [name, value, …] arrays,
  * the shape Node and undici both produce and accept, so no per-request objects are built.
@@ -30,6 +32,8 @@ const OWNED_REQUEST_FIELDS = new Set([
   'forwarded',
   'x-real-ip',
   'x-request-id',
+  'traceparent',
+  'tracestate',
 ]);
 
 /** Lengths of the request header names the proxy owns or drops: only those are looked up. */
@@ -62,10 +66,12 @@ export interface HeaderPolicy {
    * off`): CGI-style origins map `-` and `_` alike, so `X_Forwarded_For` would pose as ours.
    */
   underscoresInHeaders: boolean;
+  /** Writes the upstream's W3C trace headers (the client's are read here, never passed on as such). */
+  tracing: Tracing;
 }
 
 /** What belongs to one request (the request's context carries these fields). */
-export interface ForwardedInfo {
+export interface ForwardedInfo extends TracedRequest {
   /** The client's address as the rate limiter and logs see it. */
   readonly clientIp: string;
   /**
@@ -81,7 +87,8 @@ export interface ForwardedInfo {
 /**
  * Builds the upstream request headers from the client's raw headers: hop-by-hop fields and (by
  * policy) names with an underscore dropped, Host set to the upstream, X-Forwarded-* and
- * X-Request-Id set, Forwarded and X-Real-IP kept only from a trusted peer.
+ * X-Request-Id set, Forwarded and X-Real-IP kept only from a trusted peer, traceparent and
+ * tracestate written by the tracing policy.
  */
 export function upstreamRequestHeaders(
   rawHeaders: readonly string[],
@@ -95,6 +102,8 @@ export function upstreamRequestHeaders(
   let priorForwardedFor: string | undefined;
   let priorProto: string | undefined;
   let priorHost: string | undefined;
+  let traceparent: string | undefined;
+  let tracestate: string | undefined;
 
   // One pass; only names as long as a field we own or drop are lower-cased and looked up.
   for (let i = 0; i < rawHeaders.length; i += 2) {
@@ -109,6 +118,10 @@ export function upstreamRequestHeaders(
           priorForwardedFor = priorForwardedFor ? `${priorForwardedFor}, ${value}` : value;
         else if (name === 'x-forwarded-proto') priorProto ??= value;
         else if (name === 'x-forwarded-host') priorHost ??= value;
+        // Two traceparents are as good as none (''): a new trace starts.
+        else if (name === 'traceparent') traceparent = traceparent === undefined ? value : '';
+        else if (name === 'tracestate')
+          tracestate = tracestate === undefined ? value : `${tracestate},${value}`;
         // A trusted peer's are passed on as they came (nothing of this hop is added to them).
         else if (info.peerTrusted && (name === 'forwarded' || name === 'x-real-ip')) out.push(raw, value);
         continue;
@@ -141,6 +154,7 @@ export function upstreamRequestHeaders(
   const forwardedHost = info.peerTrusted && priorHost ? priorHost : clientHost;
   if (forwardedHost) out.push('x-forwarded-host', forwardedHost);
   out.push('x-request-id', info.requestId);
+  policy.tracing.upstream(out, traceparent, tracestate, info);
   return out;
 }
 

@@ -9,6 +9,7 @@ import type { Config } from '../config.js';
 import { UsageError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import type { Store } from '../store/types.js';
+import { createTracing } from '../tracing/index.js';
 import { buildAdminApp } from './admin-app.js';
 import { assertAdminExposureAllowed } from './admin-auth.js';
 import { dashboardRoutes } from './admin-dashboard.js';
@@ -115,6 +116,7 @@ export async function startServer(config: Config, deps: ServerDeps): Promise<Run
     upstreamPool: () => upstream.stats,
   });
 
+  const tracing = await createTracing(deps.env ?? {}, { version: deps.version, routeLabel });
   const proxyApp = await buildProxyApp({
     config,
     logger,
@@ -126,6 +128,7 @@ export async function startServer(config: Config, deps: ServerDeps): Promise<Run
     stats,
     routes,
     rateLimit,
+    tracing,
   });
   const adminApp = await buildAdminApp({
     config,
@@ -134,7 +137,7 @@ export async function startServer(config: Config, deps: ServerDeps): Promise<Run
       statusRoutes({ config, state, store, version: deps.version, metrics }),
       statsRoutes(stats),
       limitsRoutes({ store, rateLimit, metrics }),
-      dashboardRoutes(),
+      dashboardRoutes(stats),
       ...(deps.adminPlugins ?? []),
     ],
   });
@@ -143,7 +146,13 @@ export async function startServer(config: Config, deps: ServerDeps): Promise<Run
     await proxyApp.listen({ host: config.host, port: config.port });
     await adminApp.listen({ host: config.adminHost, port: config.adminPort });
   } catch (error) {
-    await Promise.allSettled([proxyApp.close(), adminApp.close(), upstream.close(), rateLimit.stop()]);
+    await Promise.allSettled([
+      proxyApp.close(),
+      adminApp.close(),
+      upstream.close(),
+      rateLimit.stop(),
+      tracing.shutdown(),
+    ]);
     const code = (error as NodeJS.ErrnoException).code;
     if (code === 'EADDRINUSE' || code === 'EACCES' || code === 'EADDRNOTAVAIL') {
       throw new UsageError(
@@ -162,6 +171,7 @@ export async function startServer(config: Config, deps: ServerDeps): Promise<Run
     'proxy listening',
   );
   logger.info({ url: adminUrl, authenticated: Boolean(config.adminToken) }, 'admin listening');
+  if (tracing.exporting) logger.info({ endpoint: tracing.endpoint }, 'exporting spans over OTLP/HTTP');
   if (!config.adminToken && deps.warnAboutSetup !== false) {
     logger.warn('no admin token set: the admin API is open to anyone on this machine (loopback only)');
   }
@@ -194,6 +204,10 @@ export async function startServer(config: Config, deps: ServerDeps): Promise<Run
       await stats
         .stop()
         .catch((error: unknown) => logger.error({ err: error }, 'final statistics flush failed'));
+      // Spans of the last requests go to the collector (bounded by the exporter's own timeout).
+      await tracing
+        .shutdown()
+        .catch((error: unknown) => logger.error({ err: error }, 'final span export failed'));
       for (const flush of deps.flushers ?? []) {
         await flush().catch((error: unknown) => logger.error({ err: error }, 'flush on shutdown failed'));
       }

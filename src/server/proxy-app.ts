@@ -15,6 +15,7 @@ import type { Dispatcher } from 'undici';
 import type { Config } from '../config.js';
 import { type Decision, normalizePath } from '../limits/index.js';
 import type { Logger } from '../logger.js';
+import { endingSpans, PROPAGATE_ONLY, type Tracing } from '../tracing/index.js';
 import { sendApiError } from './api-error.js';
 import { createClientErrorHandler, serverOptions } from './client-guards.js';
 import { ClientSlots } from './client-slots.js';
@@ -70,6 +71,8 @@ export interface ProxyAppOptions {
   stats: StatsRecorder;
   routes: RouteTable;
   rateLimit?: RateLimitGate | undefined;
+  /** W3C trace propagation, and span export when configured (default: propagation only). */
+  tracing?: Tracing | undefined;
 }
 
 const METHODS_ALLOWED = ['allow', 'GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS'];
@@ -81,7 +84,8 @@ export async function buildProxyApp(options: ProxyAppOptions): Promise<FastifyIn
   const injection = upstreamAuth ? createInjectionGuard(config) : undefined;
   const injects = (clientIp: string): boolean => injection?.allowsClient(clientIp) === true;
   const requestLimits = { maxBody: config.maxBody, maxHeaderFields: config.maxHeaderFields };
-  const headerPolicy = { upstreamHost, underscoresInHeaders: config.underscoresInHeaders };
+  const tracing = options.tracing ?? PROPAGATE_ONLY;
+  const headerPolicy = { upstreamHost, underscoresInHeaders: config.underscoresInHeaders, tracing };
 
   /** Answers a request the proxy will not forward; counted like any other response. */
   const refuse = (
@@ -150,7 +154,7 @@ export async function buildProxyApp(options: ProxyAppOptions): Promise<FastifyIn
         Math.min(1000, Math.min(config.clientStallTimeout, config.upstreamWaitTimeout) / 4),
       ),
     }),
-    onEnd: forwardRecorder({ metrics, stats, logger, accessLog: config.accessLog }),
+    onEnd: endingSpans(tracing, forwardRecorder({ metrics, stats, logger, accessLog: config.accessLog })),
   });
   registerUpstreamLoadMetrics(metrics.registry, forwarder.counters);
   app.addHook('onClose', async () => forwarder.settings.sweep.stop());

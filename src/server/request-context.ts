@@ -4,6 +4,7 @@
  * so no stage passes values along or allocates its own bookkeeping.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Span } from '@opentelemetry/api';
 import type { FastifyReply } from 'fastify';
 import type { ForwardContext, UnauthorizedRetry } from './forward-context.js';
 import type { ForwardedInfo } from './headers.js';
@@ -37,6 +38,9 @@ export class ProxyRequest implements ForwardContext, ForwardedInfo {
   clientAborted = false;
   failure: UpstreamFailure | undefined = undefined;
   upstreamHeadersMs = Number.NaN;
+  // trace (set when forwarded)
+  traceId = '';
+  span: Span | undefined = undefined;
 
   constructor(
     readonly reply: FastifyReply,

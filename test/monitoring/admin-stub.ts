@@ -5,7 +5,8 @@
  *
  *   GET /admin/stats?from&to&groupBy&limit   FIXTURE_STATS[groupBy], rows cut to limit
  *   GET /admin/stats/live                     liveFixture(now)
- *   /admin/dashboard*                         the real dashboard plugin
+ *   /admin/dashboard*                         the real dashboard plugin; its period view answers
+ *                                             FIXTURE_STATS (queries logged in statsQueries)
  *
  * With `token`, every route but the dashboard's requires `Authorization: Bearer <token>`.
  */
@@ -105,7 +106,7 @@ export function liveFixture(now: number): LiveStats {
 export interface AdminStub {
   url: string;
   app: FastifyInstance;
-  /** Query strings received by /admin/stats, in order. */
+  /** Query strings received by /admin/stats (and the dashboard's period view), in order. */
   statsQueries: Record<string, string>[];
   /** Authorization headers received (any route). */
   authorizations: Array<string | undefined>;
@@ -154,7 +155,17 @@ export async function startAdminStub(options: { token?: string } = {}): Promise<
       { id: 'categories-shadow', mode: 'shadow', matched: 800, rejected: 0, shadowExceeded: 55 },
     ],
   }));
-  await app.register(dashboardRoutes());
+  await app.register(
+    dashboardRoutes({
+      reportGroups: async (from, to, groupBys, limit) => {
+        stub.statsQueries.push({ from: String(from), to: String(to), limit: String(limit) });
+        const groups = Object.fromEntries(
+          groupBys.map((groupBy) => [groupBy, FIXTURE_STATS[groupBy].rows.slice(0, limit)]),
+        ) as Record<GroupBy, StatsResponse['rows']>;
+        return { from: FIXTURE_FROM, to: FIXTURE_TO, totals: TOTALS, groups };
+      },
+    }),
+  );
   await app.listen({ host: '127.0.0.1', port: 0 });
   const address = app.server.address();
   if (!address || typeof address === 'string') throw new Error('stub did not listen');

@@ -206,6 +206,25 @@ describe.skipIf(!CHROMIUM)('admin dashboard in Chromium', () => {
     expect((await fetch(`${proxy.adminUrl}/admin/stats`)).status).toBe(401);
     expect((await fetch(`${proxy.adminUrl}/admin/stats/live`)).status).toBe(401);
     expect((await fetch(`${proxy.adminUrl}/admin/status`)).status).toBe(401);
+    expect((await fetch(`${proxy.adminUrl}/admin/dashboard/period`)).status).toBe(401);
+  });
+
+  it('one period answer holds the tiles and every table, and they agree with each other', async () => {
+    const period = await admin<{
+      totals: StatsAnswer['totals'];
+      groups: Record<'route' | 'status' | 'rule' | 'ip', StatsAnswer['rows']>;
+    }>(`/admin/dashboard/period?from=${Date.now() - 3_600_000}&limit=100`);
+    const sum = (rows: StatsAnswer['rows']) => rows.reduce((total, row) => total + row.requests, 0);
+    expect(period.totals.requests).toBeGreaterThan(0);
+    expect(sum(period.groups.route)).toBe(period.totals.requests);
+    expect(sum(period.groups.status)).toBe(period.totals.requests);
+    expect(sum(period.groups.ip)).toBe(period.totals.requests);
+    expect(sum(period.groups.rule)).toBe(period.totals.rateLimited);
+    const refused = await fetch(`${proxy.adminUrl}/admin/dashboard/period?from=soon`, {
+      headers: { authorization: `Bearer ${TOKEN}` },
+    });
+    expect(refused.status).toBe(400);
+    expect(((await refused.json()) as { message: string }).message).toContain('from "soon"');
   });
 });
 

@@ -45,6 +45,11 @@ export interface StatsReport {
   totals: { requests: number; bytes: number; latencyMsAvg: number; rateLimited: number; errors: number };
 }
 
+export type StatsGroup = StatsReport['groupBy'];
+export type StatsGroupsReport = Omit<StatsReport, 'groupBy' | 'rows'> & {
+  groups: Record<StatsGroup, StatsReport['rows']>;
+};
+
 const PRUNE_INTERVAL_MS = 3_600_000;
 
 interface PendingBatch {
@@ -175,29 +180,47 @@ export class StatsRecorder {
   }
 
   /** Stored rows plus what is still in memory, so the current minute shows before its flush. */
-  async report(
+  async report(from: number, to: number, groupBy: StatsGroup, limit: number): Promise<StatsReport> {
+    const { groups, ...rest } = await this.reportGroups(from, to, [groupBy], limit);
+    return { ...rest, groupBy, rows: groups[groupBy] };
+  }
+
+  /**
+   * Several groupings of one range from one read: one flush, one copy of the unflushed rows, and
+   * every query issued together, so the totals and each grouping describe the same counts.
+   */
+  async reportGroups(
     from: number,
     to: number,
-    groupBy: StatsReport['groupBy'],
+    groupBys: readonly StatsGroup[],
     limit: number,
-  ): Promise<StatsReport> {
+  ): Promise<StatsGroupsReport> {
     // With cluster workers, what the others counted reaches the store first (best effort).
     if (this.peers) await this.peers.flushAll().catch(() => undefined);
     await this.flush();
     const { store } = this.options;
     const wide = Number.MAX_SAFE_INTEGER;
-    const [rows, totals, statuses] = await Promise.all([
-      store.query({ from, to, dimension: groupBy, limit }),
+    const pending = this.pendingRows();
+    const [totals, statuses, ...grouped] = await Promise.all([
       store.query({ from, to, dimension: 'total', limit: 1 }),
       store.query({ from, to, dimension: 'status', limit: wide }),
+      ...groupBys.map((dimension) => store.query({ from, to, dimension, limit })),
     ]);
     // Rows a failing store has not taken yet still count; groupRows filters them to the range.
     const withPending = (stored: StatRow[], dimension: StatDimension, max: number) =>
-      groupRows([...stored, ...this.pendingRows()], { from, to, dimension, limit: max });
-    const grouped = withPending(rows, groupBy, limit);
+      groupRows([...stored, ...pending], { from, to, dimension, limit: max });
     const total = withPending(totals, 'total', 1)[0];
     const statusRows = withPending(statuses, 'status', wide);
     const statusCount = (name: string) => statusRows.find((row) => row.value === name)?.requests ?? 0;
+    const groups = {} as Record<StatsGroup, StatsReport['rows']>;
+    groupBys.forEach((dimension, index) => {
+      groups[dimension] = withPending(grouped[index] ?? [], dimension, limit).map((row) => ({
+        key: row.value,
+        requests: row.requests,
+        bytes: row.bytes,
+        latencyMsAvg: average(row.latencyMsSum, row.requests),
+      }));
+    });
     const counted = countedRange(from, to, this.clock());
     return {
       from: new Date(from).toISOString(),
@@ -205,13 +228,7 @@ export class StatsRecorder {
       ...(counted.from !== from || counted.to !== to
         ? { counted: { from: new Date(counted.from).toISOString(), to: new Date(counted.to).toISOString() } }
         : {}),
-      groupBy,
-      rows: grouped.map((row) => ({
-        key: row.value,
-        requests: row.requests,
-        bytes: row.bytes,
-        latencyMsAvg: average(row.latencyMsSum, row.requests),
-      })),
+      groups,
       totals: {
         requests: total?.requests ?? 0,
         bytes: total?.bytes ?? 0,

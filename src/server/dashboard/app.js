@@ -1,18 +1,28 @@
+// @ts-check
 /**
- * The dashboard's script (a browser ES module, no framework, no external resource).
+ * The dashboard's script (a browser ES module, no framework, no external resource). Type-checked
+ * by tsconfig.dashboard.json (DOM types) and linted with the rest; the build copies it to dist and
+ * the admin app reads it once at start-up.
  *
  *   - Signs in with the admin token typed into the form: kept in sessionStorage (this tab only),
  *     sent as `Authorization: Bearer …` by fetch, never put in a URL. A proxy without a token
  *     (loopback only) opens straight away.
  *   - Every second: GET /admin/stats/live (this replica's last 60 s) → tiles, two SVG charts and
- *     the top lists. Every 5 s: GET /admin/stats grouped by route, status, rule and ip over the
- *     chosen period (all replicas) → tiles and tables.
+ *     the top lists. Every 5 s: one GET /admin/dashboard/period → tiles and tables of the chosen
+ *     period (all replicas), all from one read so the tiles and tables agree.
  *   - Any text that comes from traffic (routes, IPs, rule ids) is set with textContent only.
- *
- * Kept inside String.raw: no backticks and no dollar-brace sequences in the code below.
- * test/monitoring/dashboard-assets.test.ts compiles it.
  */
-export const APP_JS = String.raw`// meli-proxy dashboard
+/**
+ * @typedef {{ t: number, requests: number, rateLimited: number, errors: number, p50Ms: number, p99Ms: number }} LiveSecond
+ * @typedef {{ key: string, requests: number }} TopEntry
+ * @typedef {{ now?: number, seconds?: LiveSecond[], window?: { p50Ms: number, p99Ms: number },
+ *   topRoutes?: TopEntry[], topIps?: TopEntry[], topRules?: TopEntry[] }} Live
+ * @typedef {{ key: string, requests: number, bytes: number, latencyMsAvg: number }} StatsRow
+ * @typedef {{ requests: number, rateLimited: number, errors: number, bytes: number, latencyMsAvg: number }} Totals
+ * @typedef {{ from: string, to: string, totals: Totals,
+ *   groups: { route: StatsRow[], status: StatsRow[], rule: StatsRow[], ip: StatsRow[] } }} Period
+ * @typedef {(row: StatsRow) => Node} Column
+ */
 const TOKEN_KEY = 'meli-proxy.adminToken';
 const LIVE_MS = 1000;
 const PERIOD_MS = 5000;
@@ -32,17 +42,41 @@ const state = {
 
 class AuthError extends Error {}
 
-const $ = (id) => document.getElementById(id);
+/** @param {unknown} error */
+function messageOf(error) {
+  return error instanceof Error ? error.message : String(error);
+}
+
+/**
+ * The page's element with this id (index-html.ts declares them all).
+ * @param {string} id
+ * @returns {HTMLElement}
+ */
+function $(id) {
+  const node = document.getElementById(id);
+  if (!node) throw new Error(`the page has no #${id}`);
+  return node;
+}
+/**
+ * @param {string} id
+ * @returns {HTMLInputElement}
+ */
+function input(id) {
+  return /** @type {HTMLInputElement} */ ($(id));
+}
 
 // ---------- formatting (the same rules as the CLI's stats-format.ts) ----------
+/** @param {number} value */
 function fmtCount(value) {
   const rounded = Math.round(value);
   const sign = rounded < 0 ? '-' : '';
   return sign + String(Math.abs(rounded)).replace(/\B(?=(\d{3})+(?!\d))/g, ',');
 }
+/** @param {number} value */
 function fmtRate(value) {
   return value >= 100 ? fmtCount(value) : value.toFixed(1);
 }
+/** @param {number} value */
 function fmtBytes(value) {
   const units = ['B', 'kB', 'MB', 'GB', 'TB'];
   let scaled = value;
@@ -51,38 +85,52 @@ function fmtBytes(value) {
     scaled /= 1000;
     unit++;
   }
-  return unit === 0 ? Math.round(scaled) + ' B' : scaled.toFixed(1) + ' ' + units[unit];
+  return unit === 0 ? `${Math.round(scaled)} B` : `${scaled.toFixed(1)} ${units[unit]}`;
 }
+/** @param {number} value */
 function fmtMs(value) {
   if (!Number.isFinite(value)) return '–';
-  if (value >= 1000) return (value / 1000).toFixed(2) + ' s';
-  if (value < 1) return value.toFixed(2) + ' ms';
-  return value.toFixed(1) + ' ms';
+  if (value >= 1000) return `${(value / 1000).toFixed(2)} s`;
+  if (value < 1) return `${value.toFixed(2)} ms`;
+  return `${value.toFixed(1)} ms`;
 }
+/** @param {number} fraction */
 function fmtPercent(fraction) {
-  return Number.isFinite(fraction) ? (fraction * 100).toFixed(1) + '%' : '–';
+  return Number.isFinite(fraction) ? `${(fraction * 100).toFixed(1)}%` : '–';
 }
+/** @param {number} value */
 function fmtTick(value) {
   return value >= 1000 ? fmtCount(value) : String(Math.round(value * 100) / 100);
 }
+/** @param {number} ms */
 function fmtClock(ms) {
   return new Date(ms).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit', second: '2-digit' });
 }
 
 // ---------- DOM helpers ----------
+/**
+ * @param {string} tag
+ * @param {Record<string, string | number | undefined | null> | null} [props]
+ * @param {Array<Node | string | null | undefined>} [children]
+ */
 function el(tag, props, children) {
   const node = document.createElement(tag);
   if (props) {
     for (const [name, value] of Object.entries(props)) {
       if (value === undefined || value === null) continue;
       if (name === 'text') node.textContent = String(value);
-      else if (name === 'className') node.className = value;
+      else if (name === 'className') node.className = String(value);
       else node.setAttribute(name, String(value));
     }
   }
   for (const child of children || []) if (child) node.append(child);
   return node;
 }
+/**
+ * @param {string} tag
+ * @param {Record<string, string | number>} [attrs]
+ * @param {Array<Node | null | undefined>} [children]
+ */
 function svg(tag, attrs, children) {
   const node = document.createElementNS(SVG_NS, tag);
   for (const [name, value] of Object.entries(attrs || {})) {
@@ -92,21 +140,35 @@ function svg(tag, attrs, children) {
   for (const child of children || []) if (child) node.append(child);
   return node;
 }
+/**
+ * @param {string} id
+ * @param {number} value
+ * @param {string} text
+ */
 function setValue(id, value, text) {
   const node = $(id);
   node.textContent = text;
   node.dataset.value = String(value);
 }
+/**
+ * @param {number} fraction
+ * @param {string} [kind]
+ */
 function bar(fraction, kind) {
-  const fill = el('span', { className: 'bar-fill' + (kind ? ' ' + kind : '') });
-  fill.style.width = Math.max(0, Math.min(100, fraction * 100)).toFixed(1) + '%';
+  const fill = el('span', { className: `bar-fill${kind ? ` ${kind}` : ''}` });
+  fill.style.width = `${Math.max(0, Math.min(100, fraction * 100)).toFixed(1)}%`;
   return el('span', { className: 'bar' }, [fill]);
 }
 
 // ---------- the admin API ----------
+/**
+ * @param {string} path
+ * @returns {Promise<any>} the parsed JSON answer; each caller names its shape
+ */
 async function api(path) {
+  /** @type {Record<string, string>} */
   const headers = { accept: 'application/json' };
-  if (state.token) headers.authorization = 'Bearer ' + state.token;
+  if (state.token) headers.authorization = `Bearer ${state.token}`;
   let response;
   try {
     response = await fetch(path, { headers, cache: 'no-store', credentials: 'omit' });
@@ -114,20 +176,26 @@ async function api(path) {
     throw new Error('cannot reach the admin API');
   }
   if (response.status === 401) throw new AuthError('token rejected');
-  if (!response.ok) throw new Error(path.split('?')[0] + ' answered ' + response.status);
+  if (!response.ok) throw new Error(`${path.split('?')[0]} answered ${response.status}`);
   return response.json();
 }
 
 // ---------- status and views ----------
+/**
+ * @param {string} kind
+ * @param {string} text
+ */
 function setStatus(kind, text) {
   $('status').dataset.state = kind;
   $('status-text').textContent = text;
 }
+/** @param {string} text */
 function showBanner(text) {
   const banner = $('banner');
   banner.hidden = !text;
   banner.textContent = text || '';
 }
+/** @param {string} message */
 function showLogin(message) {
   stopPolling();
   $('dashboard').hidden = true;
@@ -137,7 +205,7 @@ function showLogin(message) {
   error.hidden = !message;
   error.textContent = message || '';
   setStatus('locked', 'signed out');
-  $('token').value = '';
+  input('token').value = '';
   $('token').focus();
 }
 function showDashboard() {
@@ -154,6 +222,7 @@ function tokenRejected() {
 }
 
 // ---------- live: this replica, last 60 s ----------
+/** @param {Live} live */
 function summarize(live) {
   const seconds = live.seconds || [];
   const complete = seconds.length > 1 ? seconds.slice(0, -1) : seconds;
@@ -167,13 +236,7 @@ function summarize(live) {
     limited += second.rateLimited;
     errors += second.errors;
   }
-  let latest;
-  for (let i = complete.length - 1; i >= 0; i--) {
-    if (complete[i].requests > 0) {
-      latest = complete[i];
-      break;
-    }
-  }
+  const latest = complete.findLast((second) => second.requests > 0);
   // Latency over the same 10 s as the rates, from the server's merged buckets; an older server
   // sends only per-second figures: then the latest second that saw traffic.
   const windowed = live.window && requests > 0 ? live.window : undefined;
@@ -186,6 +249,7 @@ function summarize(live) {
   };
 }
 
+/** @param {number} value */
 function niceMax(value) {
   if (value <= 0) return 1;
   const power = 10 ** Math.floor(Math.log10(value));
@@ -195,20 +259,36 @@ function niceMax(value) {
 
 const CHART = { width: 640, height: 190, left: 46, right: 10, top: 10, bottom: 24 };
 
+/**
+ * @param {number} max
+ * @param {(value: number) => string} formatTick
+ */
 function chartFrame(max, formatTick) {
   const plotH = CHART.height - CHART.top - CHART.bottom;
   const root = svg('svg', {
-    viewBox: '0 0 ' + CHART.width + ' ' + CHART.height,
+    viewBox: `0 0 ${CHART.width} ${CHART.height}`,
     class: 'chart-svg',
     role: 'img',
   });
   for (let i = 0; i <= 4; i++) {
     const y = CHART.top + plotH - (plotH * i) / 4;
     root.append(svg('line', { x1: CHART.left, x2: CHART.width - CHART.right, y1: y, y2: y, class: 'grid' }));
-    root.append(svg('text', { x: CHART.left - 6, y: y + 4, class: 'tick', 'text-anchor': 'end', text: formatTick((max * i) / 4) }));
+    root.append(
+      svg('text', {
+        x: CHART.left - 6,
+        y: y + 4,
+        class: 'tick',
+        'text-anchor': 'end',
+        text: formatTick((max * i) / 4),
+      }),
+    );
   }
   const plotW = CHART.width - CHART.left - CHART.right;
-  for (const [fraction, label] of [[0, '-60 s'], [0.5, '-30 s'], [1, 'now']]) {
+  for (const [fraction, label] of /** @type {Array<[number, string]>} */ ([
+    [0, '-60 s'],
+    [0.5, '-30 s'],
+    [1, 'now'],
+  ])) {
     root.append(
       svg('text', {
         x: CHART.left + plotW * fraction,
@@ -222,6 +302,7 @@ function chartFrame(max, formatTick) {
   return root;
 }
 
+/** @param {LiveSecond[]} seconds */
 function drawRequests(seconds) {
   const max = niceMax(Math.max(0, ...seconds.map((s) => s.requests)));
   const root = chartFrame(max, fmtTick);
@@ -237,18 +318,27 @@ function drawRequests(seconds) {
     const limited = Math.min(second.rateLimited, second.requests - errors);
     const ok = second.requests - errors - limited;
     let y = base;
-    for (const [value, kind] of [[ok, 'ok'], [limited, 'warn'], [errors, 'bad']]) {
+    for (const [value, kind] of /** @type {Array<[number, string]>} */ ([
+      [ok, 'ok'],
+      [limited, 'warn'],
+      [errors, 'bad'],
+    ])) {
       if (value <= 0) continue;
       const h = (value / max) * plotH;
       y -= h;
-      const rect = svg('rect', { x: x, y: y, width: w, height: Math.max(0.5, h), class: 'bar-' + kind });
-      rect.append(svg('title', { text: new Date(second.t * 1000).toLocaleTimeString() + ' · ' + fmtCount(value) + ' ' + kind }));
+      const rect = svg('rect', { x: x, y: y, width: w, height: Math.max(0.5, h), class: `bar-${kind}` });
+      rect.append(
+        svg('title', {
+          text: `${new Date(second.t * 1000).toLocaleTimeString()} · ${fmtCount(value)} ${kind}`,
+        }),
+      );
       root.append(rect);
     }
   });
   $('chart-requests').replaceChildren(root);
 }
 
+/** @param {LiveSecond[]} seconds */
 function drawLatency(seconds) {
   const max = niceMax(Math.max(0, ...seconds.map((s) => (s.requests > 0 ? s.p99Ms : 0))));
   const root = chartFrame(max, fmtTick);
@@ -256,7 +346,10 @@ function drawLatency(seconds) {
   const plotW = CHART.width - CHART.left - CHART.right;
   const plotH = CHART.height - CHART.top - CHART.bottom;
   const slot = plotW / Math.max(1, seconds.length);
-  for (const [field, kind] of [['p99Ms', 'p99'], ['p50Ms', 'p50']]) {
+  for (const [field, kind] of /** @type {Array<['p99Ms' | 'p50Ms', string]>} */ ([
+    ['p99Ms', 'p99'],
+    ['p50Ms', 'p50'],
+  ])) {
     let path = '';
     let pen = false;
     seconds.forEach((second, index) => {
@@ -266,10 +359,10 @@ function drawLatency(seconds) {
       }
       const x = CHART.left + index * slot + slot / 2;
       const y = CHART.top + plotH - (Math.min(second[field], max) / max) * plotH;
-      path += (pen ? 'L' : 'M') + x.toFixed(1) + ' ' + y.toFixed(1) + ' ';
+      path += `${(pen ? 'L' : 'M') + x.toFixed(1)} ${y.toFixed(1)} `;
       pen = true;
     });
-    if (path) root.append(svg('path', { d: path.trim(), class: 'line-' + kind }));
+    if (path) root.append(svg('path', { d: path.trim(), class: `line-${kind}` }));
     // Lone points (a second with traffic between idle ones) still show.
     seconds.forEach((second, index) => {
       const before = seconds[index - 1];
@@ -277,13 +370,14 @@ function drawLatency(seconds) {
       if (second.requests <= 0 || (before && before.requests > 0) || (after && after.requests > 0)) return;
       const x = CHART.left + index * slot + slot / 2;
       const y = CHART.top + plotH - (Math.min(second[field], max) / max) * plotH;
-      root.append(svg('circle', { cx: x, cy: y, r: 2.5, class: 'dot-' + kind }));
+      root.append(svg('circle', { cx: x, cy: y, r: 2.5, class: `dot-${kind}` }));
     });
   }
   $('chart-latency').replaceChildren(root);
 }
 
 // A shadow rule's hits are exceedances it let through, an enforced rule's are rejections.
+/** @param {string} key */
 function ruleKey(key) {
   const shadow = state.ruleModes.get(key) === 'shadow';
   return el('span', { className: 'key', title: key + (shadow ? ' (shadow: exceeded, let through)' : '') }, [
@@ -292,6 +386,12 @@ function ruleKey(key) {
   ]);
 }
 
+/**
+ * @param {string} id
+ * @param {TopEntry[] | undefined} entries
+ * @param {string} emptyText
+ * @param {(key: string) => HTMLElement} [keyOf]
+ */
 function fillTopList(id, entries, emptyText, keyOf) {
   const list = $(id);
   if (!entries || entries.length === 0) {
@@ -310,6 +410,7 @@ function fillTopList(id, entries, emptyText, keyOf) {
   );
 }
 
+/** @param {Live} live */
 function renderLive(live) {
   const seconds = live.seconds || [];
   const summary = summarize(live);
@@ -323,19 +424,28 @@ function renderLive(live) {
   fillTopList('live-routes', live.topRoutes, 'no traffic in the last minute');
   fillTopList('live-ips', live.topIps, 'no traffic in the last minute');
   fillTopList('live-rules', live.topRules, 'no rule hit in the last minute', ruleKey);
-  $('live-updated').textContent = 'updated ' + fmtClock(live.now || Date.now());
+  $('live-updated').textContent = `updated ${fmtClock(live.now || Date.now())}`;
 }
 
 // ---------- usage over a period: every replica ----------
-function statsPath(groupBy, limit) {
-  const from = Date.now() - state.rangeMs;
-  return '/admin/stats?from=' + from + '&groupBy=' + groupBy + '&limit=' + limit;
+function periodPath() {
+  return `/admin/dashboard/period?from=${Date.now() - state.rangeMs}&limit=10`;
 }
 
+/**
+ * @param {number} columns
+ * @param {string} text
+ */
 function emptyRow(columns, text) {
   return el('tr', { className: 'empty' }, [el('td', { colspan: columns, text: text })]);
 }
 
+/**
+ * @param {string} id
+ * @param {StatsRow[]} rows
+ * @param {Column[]} columns
+ * @param {string} emptyText
+ */
 function fillTable(id, rows, columns, emptyText) {
   const body = $(id);
   if (rows.length === 0) {
@@ -344,13 +454,24 @@ function fillTable(id, rows, columns, emptyText) {
   }
   body.replaceChildren(
     ...rows.map((row) =>
-      el('tr', { 'data-key': row.key, 'data-value': row.requests }, columns.map((column) => column(row))),
+      el(
+        'tr',
+        { 'data-key': row.key, 'data-value': row.requests },
+        columns.map((column) => column(row)),
+      ),
     ),
   );
 }
 
+/** @type {Column} */
 const keyCell = (row) => el('td', { className: 'key', text: row.key, title: row.key });
+/** @type {Column} */
 const countCell = (row) => el('td', { className: 'num', text: fmtCount(row.requests) });
+/**
+ * @param {number} total
+ * @param {(row: StatsRow) => string} [kindOf]
+ * @returns {Column}
+ */
 function shareCell(total, kindOf) {
   return (row) =>
     el('td', { className: 'bar-col' }, [
@@ -360,6 +481,7 @@ function shareCell(total, kindOf) {
       ]),
     ]);
 }
+/** @param {StatsRow} row */
 function statusKind(row) {
   if (row.key === '429') return 'warn';
   if (row.key.startsWith('5')) return 'bad';
@@ -367,8 +489,9 @@ function statusKind(row) {
   return '';
 }
 
-function renderPeriod(byRoute, byStatus, byRule, byIp) {
-  const totals = byRoute.totals;
+/** @param {Period} period one read of the store: the tiles and every table agree */
+function renderPeriod(period) {
+  const { totals, groups } = period;
   setValue('total-requests', totals.requests, fmtCount(totals.requests));
   setValue('total-rate-limited', totals.rateLimited, fmtCount(totals.rateLimited));
   setValue('total-errors', totals.errors, fmtCount(totals.errors));
@@ -376,7 +499,7 @@ function renderPeriod(byRoute, byStatus, byRule, byIp) {
   setValue('total-latency', totals.latencyMsAvg, totals.requests > 0 ? fmtMs(totals.latencyMsAvg) : '–');
   fillTable(
     'routes-body',
-    byRoute.rows,
+    groups.route,
     [
       keyCell,
       countCell,
@@ -388,18 +511,41 @@ function renderPeriod(byRoute, byStatus, byRule, byIp) {
   );
   fillTable(
     'status-body',
-    byStatus.rows,
-    [(row) => el('td', { className: 'key' }, [el('span', { className: 'chip ' + statusKind(row), text: row.key })]), countCell, shareCell(totals.requests, statusKind)],
+    groups.status,
+    [
+      (row) =>
+        el('td', { className: 'key' }, [el('span', { className: `chip ${statusKind(row)}`, text: row.key })]),
+      countCell,
+      shareCell(totals.requests, statusKind),
+    ],
     'No requests in this period.',
   );
-  fillTable('rules-body', byRule.rows, [(row) => el('td', {}, [ruleKey(row.key)]), countCell], 'No rule rejected a request.');
-  fillTable('ips-body', byIp.rows, [keyCell, countCell, shareCell(totals.requests)], 'No requests in this period.');
-  const from = new Date(byRoute.from);
-  const to = new Date(byRoute.to);
-  $('period-label').textContent = from.toLocaleString([], { dateStyle: 'medium', timeStyle: 'short' }) + ' → ' + to.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' });
+  fillTable(
+    'rules-body',
+    groups.rule,
+    [(row) => el('td', {}, [ruleKey(row.key)]), countCell],
+    'No rule rejected a request.',
+  );
+  fillTable(
+    'ips-body',
+    groups.ip,
+    [keyCell, countCell, shareCell(totals.requests)],
+    'No requests in this period.',
+  );
+  const from = new Date(period.from);
+  const to = new Date(period.to);
+  $('period-label').textContent =
+    from.toLocaleString([], { dateStyle: 'medium', timeStyle: 'short' }) +
+    ' → ' +
+    to.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' });
 }
 
 // ---------- polling ----------
+/**
+ * @param {unknown} error
+ * @param {number} generation
+ * @returns {boolean} whether to keep polling
+ */
 function failed(error, generation) {
   if (generation !== state.generation) return false;
   if (error instanceof AuthError) {
@@ -407,10 +553,11 @@ function failed(error, generation) {
     return false;
   }
   setStatus('offline', 'offline, retrying');
-  showBanner('Cannot load statistics: ' + error.message + '. Retrying…');
+  showBanner(`Cannot load statistics: ${messageOf(error)}. Retrying…`);
   return true;
 }
 
+/** @param {number} generation */
 async function refreshLive(generation) {
   try {
     const live = await api('/admin/stats/live');
@@ -424,14 +571,11 @@ async function refreshLive(generation) {
   if (generation === state.generation) state.liveTimer = setTimeout(() => refreshLive(generation), LIVE_MS);
 }
 
+/** @param {number} generation */
 async function refreshPeriod(generation) {
   try {
-    const [byRoute, byStatus, byRule, byIp] = await Promise.all([
-      api(statsPath('route', 10)),
-      api(statsPath('status', 10)),
-      api(statsPath('rule', 10)),
-      api(statsPath('ip', 10)),
-    ]);
+    /** @type {Period} */
+    const period = await api(periodPath());
     // Which rules are shadow rules; an older server or a failure leaves the last known modes.
     const limits = await api('/admin/limits').catch((error) => {
       if (error instanceof AuthError) throw error;
@@ -439,14 +583,17 @@ async function refreshPeriod(generation) {
     });
     if (generation !== state.generation) return;
     if (limits && Array.isArray(limits.rules)) {
-      state.ruleModes = new Map(limits.rules.map((rule) => [rule.id, rule.mode]));
+      state.ruleModes = new Map(
+        limits.rules.map((/** @type {{ id: string, mode: string }} */ rule) => [rule.id, rule.mode]),
+      );
     }
-    renderPeriod(byRoute, byStatus, byRule, byIp);
+    renderPeriod(period);
     document.body.dataset.loaded = 'true';
   } catch (error) {
     if (!failed(error, generation)) return;
   }
-  if (generation === state.generation) state.periodTimer = setTimeout(() => refreshPeriod(generation), PERIOD_MS);
+  if (generation === state.generation)
+    state.periodTimer = setTimeout(() => refreshPeriod(generation), PERIOD_MS);
 }
 
 function startPolling() {
@@ -465,14 +612,14 @@ function stopPolling() {
 // ---------- wiring ----------
 $('login-form').addEventListener('submit', async (event) => {
   event.preventDefault();
-  const token = $('token').value.trim();
+  const token = input('token').value.trim();
   const error = $('login-error');
   if (!token) {
     error.hidden = false;
     error.textContent = 'Enter the admin token.';
     return;
   }
-  $('login-submit').disabled = true;
+  input('login-submit').disabled = true;
   state.token = token;
   try {
     await api('/admin/stats/live');
@@ -485,9 +632,9 @@ $('login-form').addEventListener('submit', async (event) => {
       failure instanceof AuthError
         ? 'That token was rejected. Use the admin token the proxy was started with.'
         : 'Cannot reach the admin API: is meli-proxy still running?';
-    $('token').select();
+    input('token').select();
   } finally {
-    $('login-submit').disabled = false;
+    input('login-submit').disabled = false;
   }
 });
 
@@ -498,10 +645,11 @@ $('sign-out').addEventListener('click', () => {
 });
 
 $('ranges').addEventListener('click', (event) => {
-  const button = event.target.closest('button[data-range]');
-  if (!button) return;
+  const button = event.target instanceof Element ? event.target.closest('button[data-range]') : null;
+  if (!(button instanceof HTMLButtonElement)) return;
   state.rangeMs = Number(button.dataset.range);
-  for (const other of $('ranges').querySelectorAll('button')) other.setAttribute('aria-pressed', String(other === button));
+  for (const other of $('ranges').querySelectorAll('button'))
+    other.setAttribute('aria-pressed', String(other === button));
   $('period-label').textContent = 'loading…';
   startPolling();
 });
@@ -519,11 +667,10 @@ async function start() {
     } else {
       setStatus('offline', 'offline');
       $('dashboard').hidden = false;
-      showBanner('Cannot load statistics: ' + error.message + '. Retrying…');
+      showBanner(`Cannot load statistics: ${messageOf(error)}. Retrying…`);
       setTimeout(start, 2000);
     }
   }
 }
 
 start();
-`;
