@@ -7,7 +7,7 @@
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { httpRequest } from '../support/net.js';
+import { type HttpResult, httpRequest } from '../support/net.js';
 import { type CliProcess, serveArgs, spawnCli, useOriginAndDataDir } from '../support/proxy.js';
 
 /** The value of one sample line (`name{labels} value`), or undefined when absent. */
@@ -37,17 +37,17 @@ describe('proxy-made answers under serve --workers 2', () => {
     const cli = await serve();
     try {
       // Fresh connections each: the cluster deals them to both workers.
-      const items = [];
+      const items: HttpResult[] = [];
       for (let i = 0; i < 4; i++) items.push(await httpRequest(cli.url, '/items/MLA1'));
       const refused = items.filter((response) => response.status === 429);
       expect(refused).toHaveLength(3);
-      const traces = [];
+      const traces: HttpResult[] = [];
       for (let i = 0; i < 3; i++) traces.push(await httpRequest(cli.url, '/users/7', { method: 'TRACE' }));
       expect(traces.map((response) => response.status)).toEqual([405, 405, 405]);
-      const resets = [];
+      const resets: HttpResult[] = [];
       for (let i = 0; i < 2; i++) resets.push(await httpRequest(cli.url, '/reset'));
       expect(resets.map((response) => response.status)).toEqual([502, 502]);
-      const length = (responses: typeof items) =>
+      const length = (responses: HttpResult[]) =>
         responses.reduce((sum, response) => sum + response.body.length, 0);
       expect(length(refused)).toBeGreaterThan(0);
 
@@ -58,7 +58,9 @@ describe('proxy-made answers under serve --workers 2', () => {
       expect(sample(metrics, 'meli_proxy_response_bytes_total{route="/reset"}')).toBe(length(resets));
       // /users/:id only ever got refusals: its time is theirs alone, and it is not nothing.
       expect(sample(metrics, 'meli_proxy_request_duration_seconds_count{route="/users/:id"}')).toBe(3);
-      expect(sample(metrics, 'meli_proxy_request_duration_seconds_sum{route="/users/:id"}')).toBeGreaterThan(0);
+      expect(sample(metrics, 'meli_proxy_request_duration_seconds_sum{route="/users/:id"}')).toBeGreaterThan(
+        0,
+      );
 
       const stats = await httpRequest(cli.adminUrl, '/admin/stats?groupBy=status');
       expect(stats.status).toBe(200);
