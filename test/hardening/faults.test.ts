@@ -147,9 +147,14 @@ describe('upstream faults under load', () => {
 
   it('does not send the request of a client that left while it waited for an upstream connection', async () => {
     const origin = await startOrigin();
-    const proxy = await startTestProxy({ upstream: origin.url, upstreamConnections: 1 });
+    // A grace period far longer than an immediate stop takes, however busy the machine.
+    const proxy = await startTestProxy({
+      upstream: origin.url,
+      upstreamConnections: 1,
+      shutdownGrace: 60_000,
+    });
     try {
-      const slow = httpRequest(proxy.url, '/slow?ms=500');
+      const slow = httpRequest(proxy.url, '/slow?ms=3000');
       await origin.waitForRequests(1);
       // Queued behind /slow on the only upstream connection; its client gives up at once.
       const connection = await RawConnection.open(proxy.url);
@@ -158,14 +163,14 @@ describe('upstream faults under load', () => {
       connection.close();
       expect((await slow).status).toBe(200);
       await sleep(300);
-      expect(origin.requests.map((request) => request.url)).toEqual(['/slow?ms=500']);
+      expect(origin.requests.map((request) => request.url)).toEqual(['/slow?ms=3000']);
       expect((await httpRequest(proxy.url, '/items/MLA78')).status).toBe(200);
       // Skipping that request cost no upstream connection: the one kept alive served the next.
       expect(origin.connections).toBe(1);
       // Nothing is left holding the upstream connection: a graceful stop is immediate.
       const started = performance.now();
       await proxy.close();
-      expect(performance.now() - started).toBeLessThan(2000);
+      expect(performance.now() - started).toBeLessThan(30_000);
     } finally {
       await proxy.close();
       await origin.close();
