@@ -5,13 +5,14 @@
  */
 import { describe, expect, it, onTestFinished } from 'vitest';
 
+import { httpRequest, RawConnection, rawGet } from '../support/net.js';
+import { type CliProcess, serveArgs, spawnCli, useOriginAndDataDir } from '../support/proxy.js';
+
 // Time bounds here come from the settings under test, set far apart (a long grace period against
 // prompt exits, a short one against a slow origin), so a busy machine cannot blur one into the
 // other; other waits only guard against hangs.
 const LONG_GRACE_MS = 60_000;
 const HANG_MS = 30_000;
-import { httpRequest, RawConnection, rawGet } from '../support/net.js';
-import { type CliProcess, serveArgs, spawnCli, useOriginAndDataDir } from '../support/proxy.js';
 
 describe('serve as a process', () => {
   const fixture = useOriginAndDataDir({ resetOrigin: true });

@@ -154,7 +154,7 @@ describe('upstream faults under load', () => {
       shutdownGrace: 60_000,
     });
     try {
-      const slow = httpRequest(proxy.url, '/slow?ms=3000');
+      const slow = httpRequest(proxy.url, '/slow?ms=500');
       await origin.waitForRequests(1);
       // Queued behind /slow on the only upstream connection; its client gives up at once.
       const connection = await RawConnection.open(proxy.url);
@@ -163,7 +163,7 @@ describe('upstream faults under load', () => {
       connection.close();
       expect((await slow).status).toBe(200);
       await sleep(300);
-      expect(origin.requests.map((request) => request.url)).toEqual(['/slow?ms=3000']);
+      expect(origin.requests.map((request) => request.url)).toEqual(['/slow?ms=500']);
       expect((await httpRequest(proxy.url, '/items/MLA78')).status).toBe(200);
       // Skipping that request cost no upstream connection: the one kept alive served the next.
       expect(origin.connections).toBe(1);
