@@ -23,28 +23,33 @@ export function apiErrorReply(reply: FastifyReply, status: number, error: string
   return apiErrorBody(status, error, message);
 }
 
-/** Writes an error on a raw response; a response whose headers already left is cut instead. */
+/**
+ * Writes an error on a raw response and returns its body's length in bytes (what the statistics
+ * and the access log count); a response whose headers already left is cut instead (0 bytes).
+ */
 export function sendApiError(
   res: ServerResponse,
   status: number,
   error: string,
   message: string,
   extraHeaders?: readonly string[],
-): void {
+): number {
   if (res.headersSent) {
     res.destroy();
-    return;
+    return 0;
   }
   const body = apiErrorBody(status, error, message);
+  const bytes = Buffer.byteLength(body);
   const headers = [
     'content-type',
     'application/json; charset=utf-8',
     'content-length',
-    String(Buffer.byteLength(body)),
+    String(bytes),
     'cache-control',
     'no-store',
   ];
   if (extraHeaders) headers.push(...extraHeaders);
   res.writeHead(status, headers);
   res.end(body);
+  return bytes;
 }

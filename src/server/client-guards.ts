@@ -66,10 +66,11 @@ export function clientErrorAnswer(code: string | undefined): ClientErrorAnswer {
  * and the error after it, so that no client reads the error as the answer to a request the upstream
  * did perform. A response in progress for the failed request itself (its body was malformed, or too
  * slow) is never corrupted: the connection is cut instead, as Node's own handler does.
- * `onAnswer` counts what was answered.
+ * `onAnswer` counts what was answered: its status, body bytes and Node's error code (which says
+ * which timeout, if any, ended the request).
  */
 export function createClientErrorHandler(
-  onAnswer: (status: number) => void,
+  onAnswer: (status: number, bytes: number, code: string | undefined) => void,
 ): (error: Error & { code?: string }, socket: Socket) => void {
   /** Connections whose error answer waits for the responses ahead of it. */
   const waiting = new WeakSet<Socket>();
@@ -88,7 +89,7 @@ export function createClientErrorHandler(
       socket.write(
         `HTTP/1.1 ${reply.status} ${STATUS_CODES[reply.status]}\r\nconnection: close\r\ncontent-type: application/json; charset=utf-8\r\ncache-control: no-store\r\nx-request-id: ${randomUUID()}\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
       );
-      onAnswer(reply.status);
+      onAnswer(reply.status, Buffer.byteLength(body), code);
     }
     socket.destroy();
   };

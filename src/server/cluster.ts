@@ -221,7 +221,10 @@ export async function runClusterPrimary(options: ClusterPrimaryOptions): Promise
     const detail = { worker: member.index, pid: member.worker.process.pid, code, signal };
     if (stopping) {
       logger.debug(detail, 'worker stopped');
-      if (code !== 0) exitCode = exitCode || 1;
+      // A worker still starting has no drain of its own yet: the SIGTERM sent to it by stop() ends
+      // it as asked, which is a clean stop (Ctrl-C while the workers start), not a failure.
+      const stoppedAsAsked = code === 0 || (!member.ready && signal === 'SIGTERM');
+      if (!stoppedAsAsked) exitCode = exitCode || 1;
       if (members.size === 0) resolveDone();
       return;
     }

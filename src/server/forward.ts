@@ -315,7 +315,7 @@ class ForwardHandler<C extends ForwardContext> implements Dispatcher.DispatchHan
     ctx.status = status;
     extra.push('x-request-id', ctx.requestId);
     if (this.closeAfter()) extra.push('connection', 'close');
-    sendApiError(ctx.res, status, error, message, extra);
+    ctx.bytes = sendApiError(ctx.res, status, error, message, extra);
   }
 
   /** Gives up holding a 401: what was held goes to the client as it came. */
@@ -432,7 +432,7 @@ class ForwardHandler<C extends ForwardContext> implements Dispatcher.DispatchHan
     else {
       const refusal = bodyTooLarge(limit);
       this.ctx.status = refusal.status;
-      sendApiError(res, refusal.status, refusal.error, refusal.message, [
+      this.ctx.bytes = sendApiError(res, refusal.status, refusal.error, refusal.message, [
         'x-request-id',
         this.ctx.requestId,
         'connection',

@@ -21,7 +21,7 @@ import { createClientErrorHandler, serverOptions } from './client-guards.js';
 import { ClientSlots } from './client-slots.js';
 import { DeadlineSweep } from './deadline-sweep.js';
 import { Forwarder } from './forward.js';
-import { forwardRecorder } from './forward-record.js';
+import { answerRecorder, forwardRecorder } from './forward-record.js';
 import { upstreamRequestHeaders } from './headers.js';
 import { createInjectionGuard } from './injection-guard.js';
 import { methodIndex, type ProxyMetrics } from './metrics.js';
@@ -87,7 +87,13 @@ export async function buildProxyApp(options: ProxyAppOptions): Promise<FastifyIn
   const tracing = options.tracing ?? PROPAGATE_ONLY;
   const headerPolicy = { upstreamHost, underscoresInHeaders: config.underscoresInHeaders, tracing };
 
-  /** Answers a request the proxy will not forward; counted like any other response. */
+  const recordAnswer = answerRecorder({ metrics, stats, logger, accessLog: config.accessLog });
+
+  /**
+   * Answers a request the proxy will not forward; recorded like any other response. `ctx`, when the
+   * request got that far, gives its arrival time and client; otherwise the handler's entry is the
+   * arrival, as it is for a forwarded request.
+   */
   const refuse = (
     reply: FastifyReply,
     route: number,
@@ -95,16 +101,27 @@ export async function buildProxyApp(options: ProxyAppOptions): Promise<FastifyIn
     error: string,
     message: string,
     extra?: string[],
+    ctx?: ProxyRequest,
   ): void => {
+    const startedAt = ctx?.startedAt ?? performance.now();
     reply.hijack();
-    const ms = reply.elapsedTime;
-    metrics.countResponse(methodIndex(reply.request.raw.method ?? ''), route, status, ms);
-    stats.record(route, status, 0, ms, reply.request.ip);
-    sendApiError(reply.raw, status, error, message, [
+    const request = reply.request;
+    const requestId = String(request.id);
+    const bytes = sendApiError(reply.raw, status, error, message, [
       ...(extra ?? []),
       'x-request-id',
-      String(reply.request.id),
+      requestId,
     ]);
+    recordAnswer({
+      requestId,
+      method: request.raw.method ?? '',
+      url: request.raw.url ?? '',
+      route,
+      status,
+      bytes,
+      startedAt,
+      clientIp: ctx?.clientIp || request.ip,
+    });
   };
 
   const app = Fastify({
@@ -120,9 +137,17 @@ export async function buildProxyApp(options: ProxyAppOptions): Promise<FastifyIn
     http: { ...serverOptions(config), requireHostHeader: false },
     requestTimeout: config.requestTimeout,
     keepAliveTimeout: config.keepAliveTimeout,
-    clientErrorHandler: createClientErrorHandler((status) =>
-      metrics.countResponse(methodIndex(''), routes.otherId, status, 0),
-    ),
+    // A timed-out request lasted at least the timeout that ended it; a malformed one is answered as
+    // its bytes arrive, and when its first byte came is not known.
+    clientErrorHandler: createClientErrorHandler((status, bytes, code) => {
+      const ms =
+        code === 'ERR_HTTP_HEADERS_TIMEOUT'
+          ? config.headersTimeout
+          : code === 'ERR_HTTP_REQUEST_TIMEOUT'
+            ? config.requestTimeout
+            : 0;
+      metrics.countResponse(methodIndex(''), routes.otherId, status, ms, bytes);
+    }),
     // A target the router cannot decode (`/items/%ZZ`) is still just a path to the upstream: it is
     // forwarded byte for byte like any other, and the upstream answers it.
     frameworkErrors: (error, request, reply) => {
@@ -230,21 +255,28 @@ export async function buildProxyApp(options: ProxyAppOptions): Promise<FastifyIn
         'method_not_allowed',
         'TRACE is not forwarded by this proxy.',
         METHODS_ALLOWED,
+        ctx,
       );
       return false;
     }
     // GET and HEAD on these paths have their own routes; any other method lands here.
     if (RESERVED.has(ctx.normalized)) {
-      refuse(reply, ctx.route, 405, 'method_not_allowed', `${ctx.normalized} only answers GET and HEAD.`, [
-        'allow',
-        'GET, HEAD',
-      ]);
+      const allow = ['allow', 'GET, HEAD'];
+      refuse(
+        reply,
+        ctx.route,
+        405,
+        'method_not_allowed',
+        `${ctx.normalized} only answers GET and HEAD.`,
+        allow,
+        ctx,
+      );
       return false;
     }
     const refusal = requestRefusal(req, requestLimits);
     if (refusal) {
       closing.add(req.socket);
-      refuse(reply, ctx.route, refusal.status, refusal.error, refusal.message, ['connection', 'close']);
+      refuse(reply, ctx.route, refusal.status, refusal.error, refusal.message, ['connection', 'close'], ctx);
       return false;
     }
     // A trusted peer's X-Forwarded-For names the client; a value there that is no address (a port
@@ -253,7 +285,7 @@ export async function buildProxyApp(options: ProxyAppOptions): Promise<FastifyIn
     ctx.clientIp = config.trustProxy.length > 0 && isIP(ip) === 0 ? (req.socket.remoteAddress ?? '') : ip;
     const misdirected = injection?.refuseHost(req.headers.host);
     if (misdirected) {
-      refuse(reply, ctx.route, misdirected.status, misdirected.error, misdirected.message);
+      refuse(reply, ctx.route, misdirected.status, misdirected.error, misdirected.message, undefined, ctx);
       return false;
     }
     return true;
@@ -295,7 +327,7 @@ export async function buildProxyApp(options: ProxyAppOptions): Promise<FastifyIn
         metrics.rateLimitedBy(rule);
         stats.recordRule(rule);
         const message = `Rate limit "${rule}" exceeded: retry in ${decision.retryAfterSeconds} s.`;
-        refuse(ctx.reply, ctx.route, 429, 'too_many_requests', message, ctx.limitHeaders);
+        refuse(ctx.reply, ctx.route, 429, 'too_many_requests', message, ctx.limitHeaders, ctx);
         return;
       }
     }
@@ -381,13 +413,20 @@ export async function buildProxyApp(options: ProxyAppOptions): Promise<FastifyIn
   // An Expect other than 100-continue: Node would answer a bare 417 and read on to the next request.
   app.server.on('checkExpectation', (req: IncomingMessage, res: ServerResponse) => {
     closing.add(req.socket);
-    metrics.countResponse(methodIndex(req.method ?? ''), routes.otherId, 417, 0);
-    sendApiError(res, 417, 'expectation_failed', 'Only "Expect: 100-continue" is supported.', [
+    const startedAt = performance.now();
+    const bytes = sendApiError(res, 417, 'expectation_failed', 'Only "Expect: 100-continue" is supported.', [
       'x-request-id',
       requestIdFor(req),
       'connection',
       'close',
     ]);
+    metrics.countResponse(
+      methodIndex(req.method ?? ''),
+      routes.otherId,
+      417,
+      performance.now() - startedAt,
+      bytes,
+    );
   });
 
   // CONNECT never reaches routing: Node hands it to 'connect' listeners, or drops the socket without one.
@@ -406,7 +445,7 @@ export async function buildProxyApp(options: ProxyAppOptions): Promise<FastifyIn
     socket.end(
       `HTTP/1.1 405 Method Not Allowed\r\nconnection: close\r\ncontent-type: application/json; charset=utf-8\r\nx-request-id: ${randomUUID()}\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
     );
-    metrics.countResponse(methodIndex('CONNECT'), routes.otherId, 405, 0);
+    metrics.countResponse(methodIndex('CONNECT'), routes.otherId, 405, 0, Buffer.byteLength(body));
   });
 
   return app;

