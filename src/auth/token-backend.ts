@@ -17,10 +17,10 @@ import { UsageError } from '../errors.js';
 import { openStore, parseStoreUrl } from '../store/index.js';
 import { type StoreLogger, silentLogger } from '../store/logger.js';
 import { maskUrl } from '../store/url.js';
+import { AccountStore } from './accounts.js';
 import { InProcessLock, type Lock } from './lock.js';
 import { defaultTokenDir } from './token-file.js';
 import { loadKeyRing, type TokenKeyRing } from './token-key.js';
-import { AccountStore } from './accounts.js';
 import { FileTokenSlots, TOKEN_KEY, type TokenSlots } from './token-slot.js';
 import { missingKey, TokenStore } from './token-store.js';
 

@@ -40,6 +40,8 @@ export function forwardRecorder(deps: RecordDeps): (ctx: ProxyRequest) => void {
           bytes: ctx.bytes,
           ms: Math.round(ms * 10) / 10,
           ip: ctx.clientIp,
+          // Whose token was injected (the user id), never the token.
+          account: ctx.account,
           aborted: ctx.clientAborted || undefined,
         },
         'request',

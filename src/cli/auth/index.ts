@@ -5,8 +5,8 @@
  * (`--json` makes them one JSON object).
  */
 import type { Command } from 'commander';
-import { type AuthIO, authFactory } from './factory.js';
 import { registerDefault } from './default.js';
+import { type AuthIO, authFactory } from './factory.js';
 import { registerList } from './list.js';
 import { registerLogin } from './login.js';
 import { registerLogout } from './logout.js';

@@ -8,6 +8,7 @@
 import { hostname } from 'node:os';
 import { createInterface } from 'node:readline';
 import { type Command, Option } from 'commander';
+import { UNKNOWN_USER_ACCOUNT } from '../../auth/accounts.js';
 import { openBrowser } from '../../auth/browser.js';
 import { runLogin } from '../../auth/login.js';
 import {
@@ -18,7 +19,6 @@ import {
   resolveEndpoints,
 } from '../../auth/oauth-client.js';
 import { DEFAULT_SITE, describeSites } from '../../auth/sites.js';
-import { UNKNOWN_USER_ACCOUNT } from '../../auth/accounts.js';
 import { tokenFromLogin } from '../../auth/token-store.js';
 import { UsageError } from '../../errors.js';
 import { isLoopbackHost } from '../../net/loopback.js';
