@@ -71,6 +71,10 @@ export interface FakeMeliStats {
   revokedTokenRequests: number;
   unknownTokenRequests: number;
   anonymousRequests: number;
+  /** API requests that arrived still carrying X-Meli-Account (the proxy must strip it). */
+  accountHeaderRequests: number;
+  /** Valid API requests by the user id of their bearer. */
+  requestsByUser: Map<number, number>;
 }
 
 export interface FakeMeli {
@@ -145,6 +149,8 @@ function emptyStats(): FakeMeliStats {
     revokedTokenRequests: 0,
     unknownTokenRequests: 0,
     anonymousRequests: 0,
+    accountHeaderRequests: 0,
+    requestsByUser: new Map(),
   };
 }
 
@@ -427,6 +433,11 @@ export async function startFakeMeli(options: FakeMeliOptions = {}): Promise<Fake
       const holder = userById(bearerUser(req) ?? user.id);
       sendJson(res, 200, { ...holder, first_name: 'Test', last_name: 'User', country_id: 'AR' });
       return;
+    }
+    if (req.headers['x-meli-account'] !== undefined) stats.accountHeaderRequests++;
+    if (state === 'valid') {
+      const holder = bearerUser(req)!;
+      stats.requestsByUser.set(holder, (stats.requestsByUser.get(holder) ?? 0) + 1);
     }
     if (state === 'valid') stats.validTokenRequests++;
     else if (state === 'expired') stats.expiredTokenRequests++;
