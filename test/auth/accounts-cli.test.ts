@@ -12,7 +12,7 @@ import { runCli } from '../../src/cli/program.js';
 import { clickThrough, type FakeMeli, openRedirect, startFakeMeli } from '../peers/oauth-server.js';
 import { freePort } from '../support/postgres.js';
 import { TEST_SECRETS } from '../support/secrets.js';
-import { fileTokens, loggedInToken } from './helpers/tokens.js';
+import { fileAccounts, fileTokens, loggedInToken } from './helpers/tokens.js';
 
 interface Run {
   code: number;
@@ -157,6 +157,20 @@ describe('meli-proxy auth with several accounts', () => {
     list = await listed();
     expect(list.accounts.map((entry) => entry.id)).toEqual([a]);
     expect(list.default).toBe(a);
+
+    // A proxy was refused this account's refresh token: list and status say it needs a new login.
+    const store = fileAccounts(dataDir()).account(a);
+    const held = await store.load();
+    expect(await store.markRevoked(held!, Date.now())).toBe(true);
+    expect((await listed()).accounts.map((entry) => entry.health)).toEqual(['revoked']);
+    expect((await run(['auth', 'status'])).stdout).toContain('REVOKED:');
+    const refused = await run(['auth', 'refresh', '--token-url', meli.tokenUrl]);
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toContain(`MercadoLibre refused the refresh token of account ${a}`);
+    // Logging in again as that seller clears it.
+    meli.loginAs(meli.user.id);
+    expect((await login()).code).toBe(0);
+    expect((await listed()).accounts.map((entry) => entry.health)).toEqual(['ok']);
   });
 
   it('moves the single token of an older store into an account, the default', async () => {
