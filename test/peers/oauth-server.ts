@@ -23,11 +23,20 @@
  * https. `loopbackRedirects` is the explicit test-only switch that also accepts any http(s) URI on
  * 127.0.0.1 or localhost, whatever its port (for listeners on a port picked at run time).
  */
-import { createHash, randomBytes } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { Agent, fetch as undiciFetch } from 'undici';
 import { registerSecret, TEST_SECRETS } from '../support/secrets.js';
+import {
+  base64urlSha256,
+  escapeHtml,
+  isLoopbackRedirect,
+  meliError,
+  random,
+  readBody,
+  registrable,
+  sendHtml,
+  sendJson,
+} from './oauth-http.js';
 
 export interface FakeClient {
   id: string;
@@ -152,61 +161,6 @@ function emptyStats(): FakeMeliStats {
     accountHeaderRequests: 0,
     requestsByUser: new Map(),
   };
-}
-
-function random(prefix: string): string {
-  return `${prefix}${randomBytes(18).toString('base64url')}`;
-}
-
-function base64urlSha256(text: string): string {
-  return createHash('sha256').update(text).digest('base64url');
-}
-
-function sendJson(res: ServerResponse, status: number, body: unknown): void {
-  const text = JSON.stringify(body);
-  res.writeHead(status, {
-    'content-type': 'application/json; charset=utf-8',
-    'content-length': Buffer.byteLength(text),
-    'cache-control': 'no-store',
-  });
-  res.end(text);
-}
-
-/** MercadoLibre's error body. */
-function meliError(res: ServerResponse, status: number, error: string, message: string): void {
-  sendJson(res, status, { message, error, status, cause: [] });
-}
-
-function sendHtml(res: ServerResponse, status: number, html: string): void {
-  res.writeHead(status, { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store' });
-  res.end(html);
-}
-
-function escapeHtml(text: string): string {
-  return text.replace(/[&<>"']/g, (ch) => `&#${ch.charCodeAt(0)};`);
-}
-
-async function readBody(req: IncomingMessage): Promise<string> {
-  const chunks: Buffer[] = [];
-  for await (const chunk of req) chunks.push(chunk as Buffer);
-  return Buffer.concat(chunks).toString('utf8');
-}
-
-function registrable(uri: string): string {
-  if (!uri.startsWith('https://')) throw new Error(`redirect URIs must be https, got ${uri}`);
-  return uri;
-}
-
-function isLoopbackRedirect(uri: string): boolean {
-  try {
-    const url = new URL(uri);
-    return (
-      (url.protocol === 'http:' || url.protocol === 'https:') &&
-      ['127.0.0.1', 'localhost'].includes(url.hostname)
-    );
-  } catch {
-    return false;
-  }
 }
 
 export async function startFakeMeli(options: FakeMeliOptions = {}): Promise<FakeMeli> {
@@ -514,36 +468,4 @@ export async function startFakeMeli(options: FakeMeliOptions = {}): Promise<Fake
   };
 }
 
-/**
- * What a person does on the fake authorization page, over plain HTTP: open it and press Allow (or
- * Deny). Resolves with the URL the browser would be redirected to.
- */
-export async function clickThrough(authorizationUrl: string | URL, decision: 'allow' | 'deny'): Promise<URL> {
-  const page = await fetch(authorizationUrl);
-  const html = await page.text();
-  if (page.status !== 200) throw new Error(`authorization page answered ${page.status}: ${html}`);
-  const request = /name="request" value="([^"]+)"/.exec(html)?.[1];
-  if (!request) throw new Error('no authorization request id on the page');
-  const action = new URL('/authorization/decide', authorizationUrl);
-  const answer = await fetch(action, {
-    method: 'POST',
-    headers: { 'content-type': 'application/x-www-form-urlencoded' },
-    body: new URLSearchParams({ request, decision }).toString(),
-    redirect: 'manual',
-  });
-  const location = answer.headers.get('location');
-  if (answer.status !== 302 || !location) throw new Error(`decision answered ${answer.status}`);
-  return new URL(location);
-}
-
-/** Loopback listeners of `auth login` serve https with a certificate made for the login. */
-const trustingLoopback = new Agent({ connect: { rejectUnauthorized: false } });
-
-/**
- * What the browser does after the redirect: load the redirect URI (the CLI's listener on
- * localhost, https with its self-signed certificate, or http). Only ever for loopback URLs.
- */
-export function openRedirect(url: URL): ReturnType<typeof undiciFetch> {
-  if (!isLoopbackRedirect(url.href)) throw new Error(`not a loopback redirect: ${url.origin}`);
-  return undiciFetch(url, { dispatcher: trustingLoopback });
-}
+export { clickThrough, openRedirect } from './oauth-http.js';
