@@ -109,6 +109,13 @@ export async function startProxyTokenAuth(deps: ProxyAuthDeps): Promise<ProxyTok
     throw error;
   }
   const held = pool.accounts().size;
+  const wanted = config.defaultAccount;
+  if (wanted !== 'auto' && wanted !== 'none' && pool.resolve(wanted) === undefined) {
+    logger.warn(
+      { defaultAccount: wanted },
+      '--default-account names no stored account: requests that name none go without a token until it is logged in',
+    );
+  }
   if (held === 0) {
     logger.warn(
       { tokenStore: accounts.location },
