@@ -9,6 +9,7 @@
  */
 import { homedir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { ACCOUNT_ROUTE_SYNTAX, accountRef, accountRouteList } from './auth/account-routes.js';
 import { UsageError } from './errors.js';
 import { availableCores } from './settings/cores.js';
 import {
@@ -379,6 +380,39 @@ export const SETTINGS = declareSettings({
       'Processes serving the proxy on the same ports (node:cluster). Above 1 a primary process supervises them, restarts one that dies and owns the embedded store; auto is one per available core (the CPUs the process may run on, within a container CPU limit), so a pod limited to one CPU runs a single process.',
     allowed: 'an integer from 1 to 256, or auto',
     defaultText: 'auto',
+  }),
+  defaultAccount: setting({
+    schema: accountRef,
+    default: 'auto',
+    arg: '<auto|none|account>',
+    description:
+      'With --inject-token, the account whose token a request gets when it names none (no X-Meli-Account header, no --account-routes match): auto is the one `meli-proxy auth default` chose (the first logged in), none sends such requests without a token.',
+    allowed: 'auto, none, or a user id or nickname',
+  }),
+  accountRoutes: setting({
+    schema: accountRouteList,
+    default: () => [],
+    arg: '<rules>',
+    description:
+      'With --inject-token, rules choosing the account for requests without an X-Meli-Account header, first match wins; a rule naming an account the proxy does not hold refuses the request (403).',
+    allowed: `a comma-separated list (or a file's list) of ${ACCOUNT_ROUTE_SYNTAX}`,
+    defaultText: '(none)',
+  }),
+  accountLabelLimit: setting({
+    schema: integer(0, 10_000),
+    default: 50,
+    arg: '<n>',
+    description:
+      'Up to this many accounts, token metrics carry an account label; beyond it only totals are exported, to keep the number of series bounded.',
+    allowed: 'an integer from 0 to 10000',
+  }),
+  maxConcurrentRefreshes: setting({
+    schema: integer(1, 64),
+    default: 4,
+    arg: '<n>',
+    description:
+      'With --inject-token, how many token refresh calls this process makes at once, across all accounts (more wait their turn).',
+    allowed: 'an integer from 1 to 64',
   }),
 });
 

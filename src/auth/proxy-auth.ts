@@ -1,15 +1,16 @@
 /**
- * `serve --inject-token`: builds the TokenManager for a running proxy from its configuration
- * (token and lock from token-backend.ts, refresher), starts it, and stops it on shutdown.
+ * `serve --inject-token`: builds the account pool for a running proxy from its configuration
+ * (accounts and lock from token-backend.ts, refresher, routing), starts it, and stops it on shutdown.
  */
 import type { Config } from '../config.js';
 import { UsageError } from '../errors.js';
 import { isLoopbackHost } from '../net/loopback.js';
+import { AccountPool } from './account-pool.js';
 import type { Lock } from './lock.js';
 import { createOAuthConfiguration, refreshGrant, resolveEndpoints } from './oauth-client.js';
 import { DEFAULT_SITE } from './sites.js';
 import { openTokenBackend, tokenKeysFor } from './token-backend.js';
-import { type AuthLogger, type Refresher, TokenManager, type TokenManagerOptions } from './token-manager.js';
+import type { AuthLogger, Refresher, TokenManagerOptions } from './token-manager.js';
 
 export type ProxyAuthSettings = Pick<
   Config,
@@ -22,10 +23,15 @@ export type ProxyAuthSettings = Pick<
   | 'overrideClientToken'
   | 'tokenKeyFile'
   | 'upstream'
+  | 'defaultAccount'
+  | 'accountRoutes'
+  | 'accountLabelLimit'
+  | 'maxConcurrentRefreshes'
 >;
 
 export interface ProxyTokenAuth {
-  manager: TokenManager;
+  /** Every account's token, and the choice of one per request; as an UpstreamAuth, the default account. */
+  manager: AccountPool;
   stop(): Promise<void>;
 }
 
@@ -38,7 +44,7 @@ export interface ProxyAuthDeps {
   /** Overrides for tests (timings, clock). */
   tuning?: Partial<
     Pick<TokenManagerOptions, 'pollIntervalMs' | 'refreshAt' | 'jitter' | 'lockWaitMs' | 'lockTtlMs'>
-  >;
+  > & { discoverIntervalMs?: number };
 }
 
 /**
@@ -73,48 +79,55 @@ export function checkTokenInjection(
 export async function startProxyTokenAuth(deps: ProxyAuthDeps): Promise<ProxyTokenAuth> {
   const { config, logger } = deps;
   const clientSecret = checkTokenInjection(config, deps.env);
-  const { tokens, lock, close } = await openTokenBackend(config, deps.env, {
+  const { accounts, lock, close } = await openTokenBackend(config, deps.env, {
     role: 'serve',
     logger,
     hostLock: deps.hostLock,
   });
-  const manager = new TokenManager({
-    ...deps.tuning,
-    tokens,
+  const { discoverIntervalMs, ...tuning } = deps.tuning ?? {};
+  const pool = new AccountPool({
+    accounts,
     lock,
     logger,
+    tuning,
+    ...(discoverIntervalMs !== undefined ? { discoverIntervalMs } : {}),
     overrideClientToken: config.overrideClientToken,
+    defaultAccount: config.defaultAccount,
+    routes: config.accountRoutes,
+    labelLimit: config.accountLabelLimit,
+    maxConcurrentRefreshes: config.maxConcurrentRefreshes,
     refresher: tokenRefresher({ tokenUrl: config.tokenUrl, clientId: config.clientId, clientSecret }),
   });
   const stop = async (): Promise<void> => {
-    await manager.stop();
+    await pool.stop();
     await close();
   };
-  let token: Awaited<ReturnType<TokenManager['start']>>;
   try {
-    token = await manager.start();
+    await pool.start();
   } catch (error) {
     await stop();
     throw error;
   }
-  if (token) {
-    logger.info(
-      {
-        user: token.nickname,
-        userId: token.userId,
-        site: token.siteId,
-        expiresAt: new Date(token.expiresAt).toISOString(),
-        tokenStore: tokens.location,
-      },
-      'injecting the stored MercadoLibre token into upstream requests',
-    );
-  } else {
+  const held = pool.accounts().size;
+  const wanted = config.defaultAccount;
+  if (wanted !== 'auto' && wanted !== 'none' && pool.resolve(wanted) === undefined) {
     logger.warn(
-      { tokenStore: tokens.location },
-      'no MercadoLibre token stored yet: requests go upstream without one until "meli-proxy auth login" stores one',
+      { defaultAccount: wanted },
+      '--default-account names no stored account: requests that name none go without a token until it is logged in',
     );
   }
-  return { manager, stop };
+  if (held === 0) {
+    logger.warn(
+      { tokenStore: accounts.location },
+      'no MercadoLibre account stored yet: requests go upstream without a token until "meli-proxy auth login" stores one',
+    );
+  } else {
+    logger.info(
+      { accounts: held, defaultAccount: pool.defaultId() ?? null, tokenStore: accounts.location },
+      'injecting MercadoLibre tokens into upstream requests',
+    );
+  }
+  return { manager: pool, stop };
 }
 
 export interface RefresherSettings {

@@ -17,16 +17,20 @@ import { UsageError } from '../errors.js';
 import { openStore, parseStoreUrl } from '../store/index.js';
 import { type StoreLogger, silentLogger } from '../store/logger.js';
 import { maskUrl } from '../store/url.js';
+import { AccountStore } from './accounts.js';
 import { InProcessLock, type Lock } from './lock.js';
 import { defaultTokenDir } from './token-file.js';
 import { loadKeyRing, type TokenKeyRing } from './token-key.js';
-import { FileTokenSlot, type TokenSlot } from './token-slot.js';
+import { FileTokenSlots, TOKEN_KEY, type TokenSlots } from './token-slot.js';
 import { missingKey, TokenStore } from './token-store.js';
 
 export type TokenBackendSettings = Pick<Config, 'store' | 'dataDir' | 'sources' | 'tokenKeyFile'>;
 
 export interface TokenBackend {
+  /** The single token of versions before accounts (read by the migration, and by older tests). */
   tokens: TokenStore;
+  /** Every account's token, each under its own lock name and compare-and-set. */
+  accounts: AccountStore;
   lock: Lock;
   /** Closes the lock and the token's connections. */
   close(): Promise<void>;
@@ -73,9 +77,9 @@ export async function openTokenBackend(
         '--store memory keeps nothing after the command ends, so it cannot hold a login: use the default (embedded) or a postgres:// or redis:// store.',
       );
     }
-    const slot = new FileTokenSlot(tokenDir(config, env));
+    const slots = new FileTokenSlots(tokenDir(config, env));
     const lock = options.hostLock ?? new InProcessLock();
-    return backend(new TokenStore(slot, slot.file, { keys }), lock);
+    return backend(slots, slots.file, { keys }, lock);
   }
   const location = maskUrl(config.store);
   if (!keys) throw missingKey(location);
@@ -90,17 +94,17 @@ export async function openTokenBackend(
   }
   const warn = (error: Error): void =>
     options.logger?.warn({ detail: error.message }, 'lost an idle token-store connection');
-  let slot: TokenSlot;
+  let slots: TokenSlots;
   let lock: Lock;
   if (target.kind === 'postgres') {
-    const [{ PostgresTokenSlot }, { PostgresLock }] = await Promise.all([
+    const [{ PostgresTokenSlots }, { PostgresLock }] = await Promise.all([
       import('./token-slot-postgres.js'),
       import('./lock-postgres.js'),
     ]);
-    slot = new PostgresTokenSlot(config.store, warn);
+    slots = new PostgresTokenSlots(config.store, warn);
     lock = new PostgresLock(config.store, { onError: warn });
   } else {
-    const [{ RedisTokenSlot }, { RedisLock }, { DEFAULT_REDIS_CONNECTION_TUNING, RedisConnection }] =
+    const [{ RedisTokenSlots }, { RedisLock }, { DEFAULT_REDIS_CONNECTION_TUNING, RedisConnection }] =
       await Promise.all([
         import('./token-slot-redis.js'),
         import('./lock-redis.js'),
@@ -113,18 +117,24 @@ export async function openTokenBackend(
       options.logger ?? silentLogger,
     );
     await connection.open();
-    slot = new RedisTokenSlot(connection);
+    slots = new RedisTokenSlots(connection);
     lock = new RedisLock(connection);
   }
-  return backend(new TokenStore(slot, location, { keys, shared: true }), lock);
+  return backend(slots, location, { keys, shared: true }, lock);
 }
 
-function backend(tokens: TokenStore, lock: Lock): TokenBackend {
+function backend(
+  slots: TokenSlots,
+  location: string,
+  options: { keys: TokenKeyRing | undefined; shared?: boolean },
+  lock: Lock,
+): TokenBackend {
   return {
-    tokens,
+    tokens: new TokenStore(slots.slot(TOKEN_KEY), location, options),
+    accounts: new AccountStore(slots, location, options),
     lock,
     close: async () => {
-      await Promise.allSettled([lock.close(), tokens.close()]);
+      await Promise.allSettled([lock.close(), slots.close()]);
     },
   };
 }

@@ -53,22 +53,26 @@ export class TokenFileDocuments implements DocumentStore {
     return this.use(false, (documents) => documents.list<T>(prefix));
   }
 
-  private adapter: Promise<JsonFileKeyvAdapter> | undefined;
+  private opened: Promise<{ adapter: JsonFileKeyvAdapter; documents: DocumentStore }> | undefined;
 
   private async use<R>(writes: boolean, work: (documents: DocumentStore) => Promise<R>): Promise<R> {
     // The token is the seller's credential: its directory is private whoever made it first.
     if (writes) await privateDirectory(this.dir);
-    // The adapter creates the file 0600.
-    this.adapter ??= JsonFileKeyvAdapter.open({ file: this.file, flushDelayMs: 0 }).catch(
+    // The adapter creates the file 0600. One Keyv per adapter: each Keyv adds an error listener to
+    // its adapter for good, so one per call would pile them up on every poll.
+    this.opened ??= JsonFileKeyvAdapter.open({ file: this.file, flushDelayMs: 0 }).then(
+      (adapter) => {
+        const keyv = new Keyv(adapter, { namespace: DOCUMENT_NAMESPACE, throwOnErrors: true });
+        return { adapter, documents: new KeyvDocumentStore(keyv, (prefix) => adapter.scan(prefix)) };
+      },
       (error: unknown) => {
-        this.adapter = undefined;
+        this.opened = undefined;
         throw error;
       },
     );
-    const adapter = await this.adapter;
+    const { adapter, documents } = await this.opened;
     await adapter.refresh();
-    const keyv = new Keyv(adapter, { namespace: DOCUMENT_NAMESPACE, throwOnErrors: true });
-    const result = await work(new KeyvDocumentStore(keyv, (prefix) => adapter.scan(prefix)));
+    const result = await work(documents);
     if (writes) await adapter.flush();
     return result;
   }

@@ -16,49 +16,27 @@
  *   wait for it (bounded) instead of going out without a token.
  */
 import { hostname } from 'node:os';
-import { Counter, Gauge, type Registry } from 'prom-client';
+import type { Registry } from 'prom-client';
 import type { UpstreamAuth } from '../server/upstream-auth.js';
 import type { Lock } from './lock.js';
+import { type AuthLogger, withLogContext } from './log-context.js';
 import { OAuthError, type TokenGrant } from './oauth-client.js';
+import { type RefreshResult, registerTokenMetrics } from './token-metrics.js';
 import { isNewer, type StoredToken, tokenFromRefresh } from './token-store.js';
 
-export interface AuthLogger {
-  info(obj: object, msg?: string): void;
-  warn(obj: object, msg?: string): void;
-  error(obj: object, msg?: string): void;
-}
+export type { AuthLogger } from './log-context.js';
 
 /** The part of TokenStore the manager uses. */
 export interface TokenSource {
   load(): Promise<StoredToken | undefined>;
   /** Compare-and-set: false when a newer login, a newer refresh or a logout is stored. */
   saveRefreshed(token: StoredToken): Promise<boolean>;
+  /** Records that the token's refresh token was refused, unless the stored token changed. */
+  markRevoked?(token: StoredToken, at: number): Promise<boolean>;
 }
 
 /** Spends a refresh token at the authorization server. Throws OAuthError. */
 export type Refresher = (token: StoredToken) => Promise<TokenGrant>;
-
-/** Outcomes of one refresh attempt; also the `result` label of meli_proxy_token_refresh_total. */
-export type RefreshResult =
-  | 'success'
-  | 'adopted'
-  | 'invalid_grant'
-  | 'error'
-  | 'lock_timeout'
-  | 'no_token'
-  | 'skipped'
-  | 'saved'
-  | 'superseded';
-
-const COUNTED_RESULTS: readonly RefreshResult[] = [
-  'success',
-  'adopted',
-  'saved',
-  'superseded',
-  'invalid_grant',
-  'error',
-  'lock_timeout',
-];
 
 export const REFRESH_LOCK = 'token-refresh';
 
@@ -94,7 +72,13 @@ export interface TokenManagerOptions {
   lockTtlMs?: number;
   /** Who refreshes, written into the token document. Default host:pid. */
   holder?: string;
+  /** The lock taken around a refresh. Default REFRESH_LOCK; one per account (accounts.ts). */
+  lockName?: string;
+  /** Log fields added to every line (the account). */
+  logContext?: object;
 }
+
+export type { RefreshResult } from './token-metrics.js';
 
 export class TokenManager implements UpstreamAuth {
   readonly overrideClientToken: boolean;
@@ -118,7 +102,7 @@ export class TokenManager implements UpstreamAuth {
   private readonly options: Required<
     Pick<
       TokenManagerOptions,
-      'pollIntervalMs' | 'refreshAt' | 'jitter' | 'lockWaitMs' | 'lockTtlMs' | 'holder'
+      'pollIntervalMs' | 'refreshAt' | 'jitter' | 'lockWaitMs' | 'lockTtlMs' | 'holder' | 'lockName'
     >
   >;
 
@@ -133,7 +117,24 @@ export class TokenManager implements UpstreamAuth {
       lockWaitMs: deps.lockWaitMs ?? 10_000,
       lockTtlMs: deps.lockTtlMs ?? 60_000,
       holder: deps.holder ?? `${hostname()}:${process.pid}`,
+      lockName: deps.lockName ?? REFRESH_LOCK,
     };
+    this.log = deps.logContext ? withLogContext(deps.logger, deps.logContext) : deps.logger;
+  }
+
+  private readonly log: AuthLogger;
+
+  /** Whether the held token's refresh token was refused (revoked): the account needs a new login. */
+  get revoked(): boolean {
+    const token = this.current;
+    return token !== undefined && (token.revokedAt !== undefined || this.deadToken === tokenId(token));
+  }
+
+  /** How many refresh attempts ended with each result since the last call, which resets them. */
+  takeRefreshCounts(): Map<RefreshResult, number> {
+    const counts = new Map(this.refreshCounter);
+    this.refreshCounter.clear();
+    return counts;
   }
 
   /** Loads the stored token and starts the refresh plan and the polling. */
@@ -219,33 +220,13 @@ export class TokenManager implements UpstreamAuth {
     return { result, token: this.current, failure: this.lastFailure };
   }
 
-  /** Registers meli_proxy_token_refresh_total and meli_proxy_token_expires_in_seconds. */
+  /** Registers the token metrics (token-metrics.ts) of this one token. */
   registerMetrics(registry: Registry): void {
-    const counts = this.refreshCounter;
-    new Counter({
-      name: 'meli_proxy_token_refresh_total',
-      help: 'Token refresh attempts by this replica, by result (adopted: another replica had refreshed).',
-      labelNames: ['result'] as const,
-      registers: [registry],
-      collect() {
-        for (const result of COUNTED_RESULTS) {
-          const count = counts.get(result) ?? 0;
-          counts.set(result, 0);
-          this.inc({ result }, count);
-        }
-      },
-    });
-    const remaining = (): number => {
-      const token = this.current;
-      return token ? Math.max(0, (token.expiresAt - this.now()) / 1000) : 0;
-    };
-    new Gauge({
-      name: 'meli_proxy_token_expires_in_seconds',
-      help: 'Seconds until the injected MercadoLibre access token expires (0: none, or expired).',
-      registers: [registry],
-      collect() {
-        this.set(remaining());
-      },
+    registerTokenMetrics(registry, {
+      accounts: () => new Map([['default', this]]),
+      defaultAccount: () => this,
+      labelLimit: 0,
+      now: this.now,
     });
   }
 
@@ -263,16 +244,16 @@ export class TokenManager implements UpstreamAuth {
       if (this.stopped) return;
       if (stored === undefined) {
         if (this.current)
-          this.deps.logger.warn({}, 'the stored MercadoLibre token was removed: no longer injecting one');
+          this.log.warn({}, 'the stored MercadoLibre token was removed: no longer injecting one');
         this.drop();
-      } else if (isNewer(stored, this.current)) {
+      } else if (isNewer(stored, this.current) || revokedSince(stored, this.current)) {
         this.adopt(stored);
       }
     } catch (error) {
       const now = this.now();
       if (now - this.lastPollWarning > 60_000) {
         this.lastPollWarning = now;
-        this.deps.logger.warn(
+        this.log.warn(
           { detail: describe(error) },
           'cannot read the stored MercadoLibre token; keeping the one held',
         );
@@ -298,7 +279,13 @@ export class TokenManager implements UpstreamAuth {
 
   private planRefresh(token: StoredToken, delayOverride?: number): void {
     clearTimeout(this.refreshTimer);
-    if (this.stopped || !token.refreshToken || this.deadToken === tokenId(token)) return;
+    if (
+      this.stopped ||
+      !token.refreshToken ||
+      this.deadToken === tokenId(token) ||
+      token.revokedAt !== undefined
+    )
+      return;
     const lifetime = Math.max(0, token.expiresAt - token.obtainedAt);
     const share = this.options.refreshAt + (this.random() * 2 - 1) * this.options.jitter;
     const due = token.obtainedAt + lifetime * share;
@@ -323,7 +310,7 @@ export class TokenManager implements UpstreamAuth {
     try {
       result = await this.rotateLocked(expected, reason);
     } catch (error) {
-      this.deps.logger.error({ detail: describe(error) }, 'token refresh failed');
+      this.log.error({ detail: describe(error) }, 'token refresh failed');
       this.lastFailure = error instanceof OAuthError ? error : undefined;
       result = 'error';
     }
@@ -333,12 +320,12 @@ export class TokenManager implements UpstreamAuth {
   }
 
   private async rotateLocked(expected: StoredToken, reason: string): Promise<RefreshResult> {
-    const handle = await this.deps.lock.acquire(REFRESH_LOCK, {
+    const handle = await this.deps.lock.acquire(this.options.lockName, {
       waitMs: this.options.lockWaitMs,
       ttlMs: this.options.lockTtlMs,
     });
     if (!handle) {
-      this.deps.logger.warn({ waitedMs: this.options.lockWaitMs }, 'token refresh lock is busy; will retry');
+      this.log.warn({ waitedMs: this.options.lockWaitMs }, 'token refresh lock is busy; will retry');
       await this.poll();
       return 'lock_timeout';
     }
@@ -354,15 +341,20 @@ export class TokenManager implements UpstreamAuth {
         // ours is the way on (refreshing with the stored one would end in invalid_grant).
         if (!(await this.saveWithRetries(expected))) return this.superseded();
         this.adopt(expected);
-        this.deps.logger.info({ generation: expected.generation }, 'saved the refreshed MercadoLibre token');
+        this.log.info({ generation: expected.generation }, 'saved the refreshed MercadoLibre token');
         return 'saved';
       }
       if (stored.lineage !== expected.lineage || stored.generation !== expected.generation) {
         this.adopt(stored);
         return 'adopted';
       }
+      if (stored.revokedAt !== undefined) {
+        // Another replica was refused this refresh token already: spending it again cannot work.
+        this.adopt(stored);
+        return 'skipped';
+      }
       if (!stored.refreshToken) {
-        this.deps.logger.warn(
+        this.log.warn(
           {},
           'the stored token has no refresh token: run "meli-proxy auth login" before it expires',
         );
@@ -382,7 +374,7 @@ export class TokenManager implements UpstreamAuth {
       // to write) wins: the compare-and-set refuses to write over it.
       if (!(await this.saveWithRetries(next))) return this.superseded();
       this.adopt(next);
-      this.deps.logger.info(
+      this.log.info(
         { reason, generation: next.generation, expiresAt: new Date(next.expiresAt).toISOString() },
         'refreshed the MercadoLibre token',
       );
@@ -401,7 +393,12 @@ export class TokenManager implements UpstreamAuth {
     }
     this.lastFailure = error;
     this.deadToken = tokenId(spent);
-    this.deps.logger.error(
+    // Recorded in the store so `auth list` and every replica see the account needs a new login.
+    const marked = await this.deps.tokens.markRevoked?.(spent, this.now()).catch(() => false);
+    if (marked && this.current && tokenId(this.current) === tokenId(spent)) {
+      this.current = { ...this.current, revokedAt: this.now() };
+    }
+    this.log.error(
       { generation: spent.generation },
       'MercadoLibre refused the stored refresh token (invalid_grant): run "meli-proxy auth login" again; the current access token is used until it expires',
     );
@@ -413,7 +410,7 @@ export class TokenManager implements UpstreamAuth {
     const stored = await this.deps.tokens.load().catch(() => undefined);
     if (stored) this.adopt(stored);
     else this.drop();
-    this.deps.logger.info(
+    this.log.info(
       { stored: stored ? 'another login or refresh' : 'none (logged out)' },
       'the stored token changed during the refresh: keeping the stored one',
     );
@@ -455,6 +452,16 @@ export class TokenManager implements UpstreamAuth {
 
 export function bearer(token: StoredToken): string {
   return `Bearer ${token.accessToken}`;
+}
+
+/** The same token as `held`, now marked revoked by another process. */
+function revokedSince(stored: StoredToken, held: StoredToken | undefined): boolean {
+  return (
+    held !== undefined &&
+    stored.revokedAt !== undefined &&
+    held.revokedAt === undefined &&
+    tokenId(stored) === tokenId(held)
+  );
 }
 
 function tokenId(token: StoredToken): string {

@@ -14,12 +14,16 @@ import {
   serializeDocument,
   TOKEN_KEY,
   type TokenSlot,
+  type TokenSlots,
   type TokenVersion,
 } from './token-slot.js';
 
-const STORED_KEY = `${DOCUMENT_NAMESPACE}:${TOKEN_KEY}`;
+function storedKey(key: string): string {
+  return `${DOCUMENT_NAMESPACE}:${key}`;
+}
 
-export class PostgresTokenSlot implements TokenSlot {
+/** Every token document in the table, over one small pool the slots share. */
+export class PostgresTokenSlots implements TokenSlots {
   private readonly pool: pg.Pool;
 
   constructor(url: string, onError?: (error: Error) => void) {
@@ -36,10 +40,38 @@ export class PostgresTokenSlot implements TokenSlot {
     this.pool.on('error', (error) => onError?.(error));
   }
 
+  slot(key: string): TokenSlot {
+    return new PostgresTokenSlot(this.pool, key);
+  }
+
+  async keys(prefix: string): Promise<string[]> {
+    const stored = storedKey(prefix);
+    const { rows } = await this.pool.query<{ key: string }>(
+      `SELECT key FROM ${DOCUMENTS_TABLE} WHERE left(key, length($1)) = $1 ORDER BY key`,
+      [stored],
+    );
+    return rows.map((row) => row.key.slice(DOCUMENT_NAMESPACE.length + 1));
+  }
+
+  close(): Promise<void> {
+    return this.pool.end();
+  }
+}
+
+export class PostgresTokenSlot implements TokenSlot {
+  private readonly storedKey: string;
+
+  constructor(
+    private readonly pool: pg.Pool,
+    key = TOKEN_KEY,
+  ) {
+    this.storedKey = storedKey(key);
+  }
+
   async read(): Promise<unknown> {
     const { rows } = await this.pool.query<{ value: string }>(
       `SELECT value FROM ${DOCUMENTS_TABLE} WHERE key = $1`,
-      [STORED_KEY],
+      [this.storedKey],
     );
     return rows[0] ? deserializeDocument(rows[0].value) : undefined;
   }
@@ -48,7 +80,7 @@ export class PostgresTokenSlot implements TokenSlot {
     await this.pool.query(
       `INSERT INTO ${DOCUMENTS_TABLE} (key, value) VALUES ($1, $2)
        ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value`,
-      [STORED_KEY, serializeDocument(document)],
+      [this.storedKey, serializeDocument(document)],
     );
   }
 
@@ -58,17 +90,15 @@ export class PostgresTokenSlot implements TokenSlot {
        WHERE key = $1
          AND (value::jsonb -> 'value' ->> 'lineage') = $3
          AND (value::jsonb -> 'value' ->> 'generation')::bigint <= $4`,
-      [STORED_KEY, serializeDocument(document), lineage, atMostGeneration],
+      [this.storedKey, serializeDocument(document), lineage, atMostGeneration],
     );
     return result.rowCount === 1;
   }
 
   async remove(): Promise<boolean> {
-    const result = await this.pool.query(`DELETE FROM ${DOCUMENTS_TABLE} WHERE key = $1`, [STORED_KEY]);
+    const result = await this.pool.query(`DELETE FROM ${DOCUMENTS_TABLE} WHERE key = $1`, [this.storedKey]);
     return result.rowCount === 1;
   }
 
-  close(): Promise<void> {
-    return this.pool.end();
-  }
+  async close(): Promise<void> {}
 }

@@ -10,10 +10,16 @@ import {
   serializeDocument,
   TOKEN_KEY,
   type TokenSlot,
+  type TokenSlots,
   type TokenVersion,
 } from './token-slot.js';
 
-export const REDIS_TOKEN_KEY = `${REDIS_DOCUMENT_NAMESPACE}:${TOKEN_KEY}`;
+/** Where the document `key` lives in Redis. */
+export function redisTokenKey(key: string): string {
+  return `${REDIS_DOCUMENT_NAMESPACE}:${key}`;
+}
+
+export const REDIS_TOKEN_KEY = redisTokenKey(TOKEN_KEY);
 
 /**
  * Bound on each token command. Off the request path, so more patient than the store's: a refresh
@@ -34,20 +40,52 @@ end
 redis.call('SET', KEYS[1], ARGV[1])
 return 1`;
 
-export class RedisTokenSlot implements TokenSlot {
+/** Every token document at the store's document keys, over the one connection the slots share. */
+export class RedisTokenSlots implements TokenSlots {
   constructor(private readonly connection: RedisConnection) {}
 
+  slot(key: string): TokenSlot {
+    return new RedisTokenSlot(this.connection, key);
+  }
+
+  async keys(prefix: string): Promise<string[]> {
+    const pattern = `${redisTokenKey(prefix).replace(/[*?[\]\\]/g, '\\$&')}*`;
+    const found = new Set<string>();
+    let cursor = '0';
+    do {
+      const page = await this.connection.bound(
+        (client) => client.scan(cursor, { MATCH: pattern, COUNT: 200 }),
+        TOKEN_COMMAND_TIMEOUT_MS,
+      );
+      cursor = String(page.cursor);
+      for (const key of page.keys) found.add(String(key).slice(REDIS_DOCUMENT_NAMESPACE.length + 1));
+    } while (cursor !== '0');
+    return [...found].sort();
+  }
+
+  close(): Promise<void> {
+    return this.connection.close();
+  }
+}
+
+export class RedisTokenSlot implements TokenSlot {
+  private readonly key: string;
+
+  constructor(
+    private readonly connection: RedisConnection,
+    key = TOKEN_KEY,
+  ) {
+    this.key = redisTokenKey(key);
+  }
+
   async read(): Promise<unknown> {
-    const raw = await this.connection.bound(
-      (client) => client.get(REDIS_TOKEN_KEY),
-      TOKEN_COMMAND_TIMEOUT_MS,
-    );
+    const raw = await this.connection.bound((client) => client.get(this.key), TOKEN_COMMAND_TIMEOUT_MS);
     return typeof raw === 'string' ? deserializeDocument(raw) : undefined;
   }
 
   async put(document: TokenVersion): Promise<void> {
     await this.connection.bound(
-      (client) => client.set(REDIS_TOKEN_KEY, serializeDocument(document)),
+      (client) => client.set(this.key, serializeDocument(document)),
       TOKEN_COMMAND_TIMEOUT_MS,
     );
   }
@@ -56,7 +94,7 @@ export class RedisTokenSlot implements TokenSlot {
     const written = await this.connection.bound(
       (client) =>
         client.eval(REPLACE_IF, {
-          keys: [REDIS_TOKEN_KEY],
+          keys: [this.key],
           arguments: [serializeDocument(document), lineage, String(atMostGeneration)],
         }),
       TOKEN_COMMAND_TIMEOUT_MS,
@@ -65,14 +103,9 @@ export class RedisTokenSlot implements TokenSlot {
   }
 
   async remove(): Promise<boolean> {
-    const removed = await this.connection.bound(
-      (client) => client.del(REDIS_TOKEN_KEY),
-      TOKEN_COMMAND_TIMEOUT_MS,
-    );
+    const removed = await this.connection.bound((client) => client.del(this.key), TOKEN_COMMAND_TIMEOUT_MS);
     return removed === 1;
   }
 
-  close(): Promise<void> {
-    return this.connection.close();
-  }
+  async close(): Promise<void> {}
 }

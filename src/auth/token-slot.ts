@@ -13,6 +13,7 @@
 import { withFileMutex } from './file-mutex.js';
 import { TokenFileDocuments } from './token-file.js';
 
+/** The single token of versions before accounts; migrated to an account when found (accounts.ts). */
 export const TOKEN_KEY = 'auth/token';
 
 /** The clear fields every stored token document has, whatever its format. */
@@ -33,6 +34,17 @@ export interface TokenSlot {
   replaceIf(lineage: string, atMostGeneration: number, document: TokenVersion): Promise<boolean>;
   /** Removes the document; false when there was none. */
   remove(): Promise<boolean>;
+  close(): Promise<void>;
+}
+
+/**
+ * Every token document of one store, one slot per key, sharing the store's connections. A slot's
+ * own close() releases nothing: closing the TokenSlots does.
+ */
+export interface TokenSlots {
+  slot(key: string): TokenSlot;
+  /** The keys of the stored documents whose key starts with `prefix`. */
+  keys(prefix: string): Promise<string[]>;
   close(): Promise<void>;
 }
 
@@ -65,7 +77,10 @@ export function replaceable(stored: unknown, lineage: string, atMostGeneration: 
 export class FileTokenSlot implements TokenSlot {
   private readonly documents: TokenFileDocuments;
 
-  constructor(dir: string) {
+  constructor(
+    dir: string,
+    private readonly key = TOKEN_KEY,
+  ) {
     this.documents = new TokenFileDocuments(dir);
   }
 
@@ -74,23 +89,23 @@ export class FileTokenSlot implements TokenSlot {
   }
 
   read(): Promise<unknown> {
-    return this.documents.get<unknown>(TOKEN_KEY);
+    return this.documents.get<unknown>(this.key);
   }
 
   put(document: TokenVersion): Promise<void> {
-    return this.locked(() => this.documents.set(TOKEN_KEY, document));
+    return this.locked(() => this.documents.set(this.key, document));
   }
 
   replaceIf(lineage: string, atMostGeneration: number, document: TokenVersion): Promise<boolean> {
     return this.locked(async () => {
       if (!replaceable(await this.read(), lineage, atMostGeneration)) return false;
-      await this.documents.set(TOKEN_KEY, document);
+      await this.documents.set(this.key, document);
       return true;
     });
   }
 
   remove(): Promise<boolean> {
-    return this.locked(() => this.documents.delete(TOKEN_KEY));
+    return this.locked(() => this.documents.delete(this.key));
   }
 
   async close(): Promise<void> {}
@@ -98,4 +113,27 @@ export class FileTokenSlot implements TokenSlot {
   private locked<T>(work: () => Promise<T>): Promise<T> {
     return withFileMutex(this.documents.dir, `${this.documents.file}.lock`, work);
   }
+}
+
+/** The documents of the embedded token file, one FileTokenSlot per key. */
+export class FileTokenSlots implements TokenSlots {
+  private readonly documents: TokenFileDocuments;
+
+  constructor(readonly dir: string) {
+    this.documents = new TokenFileDocuments(dir);
+  }
+
+  get file(): string {
+    return this.documents.file;
+  }
+
+  slot(key: string): TokenSlot {
+    return new FileTokenSlot(this.dir, key);
+  }
+
+  async keys(prefix: string): Promise<string[]> {
+    return (await this.documents.list<unknown>(prefix)).map(([key]) => key);
+  }
+
+  async close(): Promise<void> {}
 }

@@ -31,6 +31,8 @@ const StoredTokenSchema = z.object({
   generation: z.number().int().positive(),
   /** Who wrote it (host and pid), for `auth status`. */
   writtenBy: z.string().optional(),
+  /** When MercadoLibre refused this token's refresh token (revoked): the account needs a new login. */
+  revokedAt: z.number().optional(),
 });
 
 export type StoredToken = z.infer<typeof StoredTokenSchema>;
@@ -178,6 +180,14 @@ export class TokenStore {
   /** Writes the stored token again as it is (sealed with the current key); false if it changed meanwhile. */
   reseal(token: StoredToken): Promise<boolean> {
     return this.slot.replaceIf(token.lineage, token.generation, this.encode(token));
+  }
+
+  /**
+   * Marks the stored token revoked (its refresh token refused), unless it changed meanwhile: a new
+   * login or another refresh is then what counts, and nothing is written.
+   */
+  markRevoked(token: StoredToken, at: number): Promise<boolean> {
+    return this.slot.replaceIf(token.lineage, token.generation, this.encode({ ...token, revokedAt: at }));
   }
 
   /** Removes the token; false when there was none. */

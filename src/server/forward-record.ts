@@ -58,6 +58,7 @@ export function forwardRecorder(deps: RecordDeps): (ctx: ProxyRequest) => void {
       ctx.clientIp,
       ctx.clientAborted,
       ctx.traceId,
+      ctx.account,
     );
   };
 }
@@ -93,11 +94,13 @@ type AccessLog = (
   ip: string,
   aborted: boolean,
   traceId?: string,
+  /** Whose token was injected (the user id), never the token. */
+  account?: string,
 ) => void;
 
 function accessLogger({ logger, accessLog }: RecordDeps): AccessLog {
   if (!accessLog) return () => {};
-  return (reqId, method, url, status, bytes, ms, ip, aborted, traceId) =>
+  return (reqId, method, url, status, bytes, ms, ip, aborted, traceId, account) =>
     logger.info(
       {
         reqId,
@@ -107,6 +110,7 @@ function accessLogger({ logger, accessLog }: RecordDeps): AccessLog {
         bytes,
         ms: Math.round(ms * 10) / 10,
         ip,
+        account,
         aborted: aborted || undefined,
         traceId: traceId || undefined,
       },

@@ -32,7 +32,7 @@ import type { RouteTable } from './routes.js';
 import type { ServerState } from './state.js';
 import type { StatsRecorder } from './stats/recorder.js';
 import type { TrustFunction } from './trusted-proxies.js';
-import { injectAuthorization, type UpstreamAuth } from './upstream-auth.js';
+import { injectAuthorization, stripAccountHeader, type UpstreamAuth } from './upstream-auth.js';
 import { registerUpstreamLoadMetrics, upstreamLoad } from './upstream-load.js';
 
 export const RESERVED_PATHS = ['/health', '/ready', '/metrics'] as const;
@@ -288,6 +288,15 @@ export async function buildProxyApp(options: ProxyAppOptions): Promise<FastifyIn
       refuse(reply, ctx.route, misdirected.status, misdirected.error, misdirected.message, undefined, ctx);
       return false;
     }
+    if (upstreamAuth?.forRequest && injects(ctx.clientIp)) {
+      const choice = upstreamAuth.forRequest(req, ctx.clientIp, ctx.normalized);
+      if ('status' in choice) {
+        refuse(reply, ctx.route, choice.status, choice.error, choice.message);
+        return false;
+      }
+      ctx.accountAuth = choice.auth;
+      ctx.account = choice.account;
+    }
     return true;
   };
 
@@ -345,11 +354,16 @@ export async function buildProxyApp(options: ProxyAppOptions): Promise<FastifyIn
    * by the token manager) beats a call the upstream would take as anonymous.
    */
   const tokenSoon = (ctx: ProxyRequest): Promise<unknown> | undefined => {
-    if (!upstreamAuth?.authorizationSoon || !injects(ctx.clientIp)) return undefined;
-    if (ctx.req.headers.authorization !== undefined && !upstreamAuth.overrideClientToken) return undefined;
-    if (upstreamAuth.currentAuthorization() !== undefined) return undefined;
-    return upstreamAuth.authorizationSoon();
+    const auth = authFor(ctx);
+    if (!auth?.authorizationSoon || !injects(ctx.clientIp)) return undefined;
+    if (ctx.req.headers.authorization !== undefined && !auth.overrideClientToken) return undefined;
+    if (auth.currentAuthorization() !== undefined) return undefined;
+    return auth.authorizationSoon();
   };
+
+  /** The token source of this request: its account's with several accounts, else the one. */
+  const authFor = (ctx: ProxyRequest): UpstreamAuth | undefined =>
+    upstreamAuth?.forRequest ? ctx.accountAuth : upstreamAuth;
 
   /** Builds the upstream request (forwarding headers, injected token) and forwards it. */
   const forward = (ctx: ProxyRequest): void => {
@@ -357,17 +371,15 @@ export async function buildProxyApp(options: ProxyAppOptions): Promise<FastifyIn
     ctx.peerIp = req.socket.remoteAddress ?? '';
     ctx.peerTrusted = config.trustProxy.length > 0 && trust(ctx.peerIp);
     ctx.headers = upstreamRequestHeaders(req.rawHeaders, headerPolicy, ctx);
-    if (upstreamAuth && injects(ctx.clientIp)) {
-      const valueIndex = injectAuthorization(
-        ctx.headers,
-        upstreamAuth,
-        req.headers.authorization !== undefined,
-      );
+    if (upstreamAuth?.forRequest) stripAccountHeader(ctx.headers);
+    const auth = authFor(ctx);
+    if (auth && injects(ctx.clientIp)) {
+      const valueIndex = injectAuthorization(ctx.headers, auth, req.headers.authorization !== undefined);
       const method = ctx.method;
       if (valueIndex !== -1 && (method === 'GET' || method === 'HEAD' || method === 'OPTIONS')) {
         ctx.retryUnauthorized = {
           valueIndex,
-          refresh: (used) => upstreamAuth.refreshAfterUnauthorized(used),
+          refresh: (used) => auth.refreshAfterUnauthorized(used),
         };
       }
     }

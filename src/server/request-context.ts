@@ -8,6 +8,7 @@ import type { Span } from '@opentelemetry/api';
 import type { FastifyReply } from 'fastify';
 import type { ForwardContext, UnauthorizedRetry } from './forward-context.js';
 import type { ForwardedInfo } from './headers.js';
+import type { UpstreamAuth } from './upstream-auth.js';
 import type { UpstreamFailure } from './upstream-errors.js';
 
 const NO_HEADERS: string[] = [];
@@ -27,6 +28,9 @@ export class ProxyRequest implements ForwardContext, ForwardedInfo {
   /** The socket's peer, and whether it is a trusted proxy. */
   peerIp = '';
   peerTrusted = false;
+  /** With several accounts (--inject-token): the chosen account's token and its user id. */
+  accountAuth: UpstreamAuth | undefined = undefined;
+  account: string | undefined = undefined;
   // decide
   limitHeaders: string[] | undefined = undefined;
   // forward

@@ -1,7 +1,27 @@
 /**
  * How the proxy adds MercadoLibre's bearer token to upstream requests (`serve --inject-token`).
- * The token itself is managed in src/auth; the hot path only reads the current value.
+ * The token itself is managed in src/auth; the hot path only reads the current value. With several
+ * accounts, `forRequest` picks the account (and so the token) per request.
  */
+import type { IncomingMessage } from 'node:http';
+
+/** The header a client names the account with; never forwarded. */
+export const ACCOUNT_HEADER = 'x-meli-account';
+
+/** A request naming an account the proxy does not hold: refused, never sent with another's token. */
+export interface AccountRefusal {
+  status: 403;
+  error: 'forbidden';
+  message: string;
+}
+
+export interface AccountChoice {
+  /** The chosen account's token; undefined when the request gets none. */
+  auth: UpstreamAuth | undefined;
+  /** The account's user id, for the access log. */
+  account: string | undefined;
+}
+
 export interface UpstreamAuth {
   /** Replace a client's own Authorization header too, not only fill it in when missing. */
   readonly overrideClientToken: boolean;
@@ -18,6 +38,19 @@ export interface UpstreamAuth {
    * with, or undefined when there is none.
    */
   refreshAfterUnauthorized(used: string): Promise<string | undefined>;
+  /**
+   * With several accounts: the account for this request (the ACCOUNT_HEADER, else a routing rule,
+   * else the default), or a refusal. Absent with a single token.
+   */
+  forRequest?(req: IncomingMessage, clientIp: string, path: string): AccountChoice | AccountRefusal;
+}
+
+/** Removes the account header from built upstream headers (flat [name, value, …]). */
+export function stripAccountHeader(headers: string[]): void {
+  for (let i = headers.length - 2; i >= 0; i -= 2) {
+    const name = headers[i]!;
+    if (name.length === ACCOUNT_HEADER.length && name.toLowerCase() === ACCOUNT_HEADER) headers.splice(i, 2);
+  }
 }
 
 /** Adds the injected Authorization to built upstream headers; returns its value index, or -1. */

@@ -372,7 +372,8 @@ describe('meli-proxy auth', () => {
 
     const sealed = await run(['auth', 'rotate-key', '--json'], withKey(oldKey));
     expect(sealed.code, sealed.stderr).toBe(0);
-    const first = JSON.parse(sealed.stdout) as { from: string | null; to: string };
+    const first = (JSON.parse(sealed.stdout) as { accounts: Array<{ from: string | null; to: string }> })
+      .accounts[0]!;
     expect(first.from).toBeNull();
     expect(await readFile(file, 'utf8')).not.toContain('APP_USR-');
     expect(await readFile(file, 'utf8')).not.toContain('TG-');
@@ -385,7 +386,8 @@ describe('meli-proxy auth', () => {
 
     const rotated = await run(['auth', 'rotate-key', '--json'], withKey(`${newKey},${oldKey}`));
     expect(rotated.code, rotated.stderr).toBe(0);
-    const second = JSON.parse(rotated.stdout) as { from: string; to: string };
+    const second = (JSON.parse(rotated.stdout) as { accounts: Array<{ from: string; to: string }> })
+      .accounts[0]!;
     expect(second.from).toBe(first.to);
     expect(second.to).not.toBe(first.to);
     expect((await run(['auth', 'status'], withKey(newKey))).code).toBe(0);

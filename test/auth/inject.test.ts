@@ -12,7 +12,7 @@ import type { RunningServer } from '../../src/server/index.js';
 import { type FakeMeli, startFakeMeli } from '../peers/oauth-server.js';
 import { LogCapture } from '../support/proxy.js';
 import { startInjectingProxy } from './helpers/inject.js';
-import { fileTokens, loggedInToken } from './helpers/tokens.js';
+import { fileAccounts, fileTokens, loggedInToken } from './helpers/tokens.js';
 
 describe('serve --inject-token', () => {
   let meli: FakeMeli;
@@ -40,9 +40,8 @@ describe('serve --inject-token', () => {
     expect(response.status).toBe(200);
     expect(await response.json()).toMatchObject({ authenticated: true });
     expect(meli.stats.validTokenRequests).toBe(1);
-    expect(logs.withMessage('injecting the stored MercadoLibre token into upstream requests')).toHaveLength(
-      1,
-    );
+    expect(logs.withMessage('moved the stored MercadoLibre token to its account')).toHaveLength(1);
+    expect(logs.withMessage('injecting MercadoLibre tokens into upstream requests')).toHaveLength(1);
   });
 
   it("keeps a client's own token (override is off)", async () => {
@@ -65,7 +64,7 @@ describe('serve --inject-token', () => {
     expect(meli.stats.invalidGrants).toBe(0);
     const metrics = await (await fetch(`${server.proxyUrl}/metrics`)).text();
     expect(metrics).toMatch(/^meli_proxy_token_refresh_total\{result="success"\} 1$/m);
-    const stored = await fileTokens(dir).load();
+    const stored = await fileAccounts(dir).account(String(meli.user.id)).load();
     expect(stored?.generation).toBe(2);
     expect(logs.text).not.toContain('APP_USR-');
     expect(logs.text).not.toContain(meli.client.secret);

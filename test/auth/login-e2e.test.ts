@@ -119,12 +119,12 @@ describe.skipIf(!chromium)('auth login end to end (CLI process + Chromium)', () 
     );
     expect(stdout).toMatch(/The access token expires at \d{4}-\d\d-\d\dT\S+ \(in (6h|5h 59m)\)/);
     const file = path.join(configHome, 'meli-proxy', 'tokens.json');
-    expect(stdout).toContain(`Stored in ${file}.`);
+    expect(stdout).toContain(`Stored as account ${meli.user.id} (the default account) in ${file}.`);
 
     expect((await stat(file)).mode & 0o777).toBe(0o600);
     expect((await stat(path.dirname(file))).mode & 0o777).toBe(0o700);
     const stored = JSON.parse(await readFile(file, 'utf8')) as { entries: Record<string, { value: string }> };
-    const document = JSON.parse(stored.entries['meli:auth/token']!.value) as {
+    const document = JSON.parse(stored.entries[`meli:auth/accounts/${meli.user.id}`]!.value) as {
       value: {
         accessToken: string;
         refreshToken: string;

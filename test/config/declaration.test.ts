@@ -52,6 +52,10 @@ describe('settings declared once', () => {
       requestTimeout: '--request-timeout MELI_PROXY_REQUEST_TIMEOUT',
       keepAliveTimeout: '--keep-alive-timeout MELI_PROXY_KEEP_ALIVE_TIMEOUT',
       workers: '--workers MELI_PROXY_WORKERS',
+      defaultAccount: '--default-account MELI_PROXY_DEFAULT_ACCOUNT',
+      accountRoutes: '--account-routes MELI_PROXY_ACCOUNT_ROUTES',
+      accountLabelLimit: '--account-label-limit MELI_PROXY_ACCOUNT_LABEL_LIMIT',
+      maxConcurrentRefreshes: '--max-concurrent-refreshes MELI_PROXY_MAX_CONCURRENT_REFRESHES',
     });
   });
 

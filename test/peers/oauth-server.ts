@@ -8,10 +8,14 @@
  *                              body, PKCE verification, codes usable once, single-use refresh tokens
  *                              (each refresh returns a new one), configurable expires_in, errors as
  *                              {"message","error","status","cause":[]}
- *   GET  /users/me             {id, nickname, site_id, …} for a valid bearer, 401 otherwise
- *   anything else              the "API": 200 JSON for a valid bearer or none, 401 for an expired or
+ *   GET  /users/me             {id, nickname, site_id, …} of the bearer's user, 401 if not valid
+ *   anything else              the "API": 200 JSON for a valid bearer or none (with the bearer's
+ *                              user_id, so a test sees whose token arrived), 401 for an expired or
  *                              unknown one; counted, so a test can tell how many requests were sent
  *                              with an expired token
+ *
+ * Several users (sellers) may be known: a browser login authorizes the one loginAs() names, every
+ * token belongs to one user, and revokeUser() plays a seller revoking the application.
  *
  * As strict as MercadoLibre, not more lenient: refresh tokens are single use (a reuse is
  * invalid_grant), the access token issued with a refresh token stops working once that refresh
@@ -19,11 +23,20 @@
  * https. `loopbackRedirects` is the explicit test-only switch that also accepts any http(s) URI on
  * 127.0.0.1 or localhost, whatever its port (for listeners on a port picked at run time).
  */
-import { createHash, randomBytes } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { Agent, fetch as undiciFetch } from 'undici';
 import { registerSecret, TEST_SECRETS } from '../support/secrets.js';
+import {
+  base64urlSha256,
+  escapeHtml,
+  isLoopbackRedirect,
+  meliError,
+  random,
+  readBody,
+  registrable,
+  sendHtml,
+  sendJson,
+} from './oauth-http.js';
 
 export interface FakeClient {
   id: string;
@@ -40,7 +53,10 @@ export interface FakeUser {
 
 export interface FakeMeliOptions {
   clients?: FakeClient[];
+  /** The user a browser login authorizes, until loginAs() names another. */
   user?: FakeUser;
+  /** More users (sellers) the server knows; tokens are issued per user. */
+  users?: FakeUser[];
   /** Lifetime of access tokens, in seconds. Default 21600 (6 h). */
   expiresIn?: number;
   scope?: string;
@@ -64,6 +80,10 @@ export interface FakeMeliStats {
   revokedTokenRequests: number;
   unknownTokenRequests: number;
   anonymousRequests: number;
+  /** API requests that arrived still carrying X-Meli-Account (the proxy must strip it). */
+  accountHeaderRequests: number;
+  /** Valid API requests by the user id of their bearer. */
+  requestsByUser: Map<number, number>;
 }
 
 export interface FakeMeli {
@@ -82,8 +102,14 @@ export interface FakeMeli {
   setRefreshDelay(ms: number): void;
   /** Registers one more redirect URI for the default client (https, matched exactly). */
   registerRedirectUri(uri: string): void;
-  /** Issues a token pair without the browser, as a completed login would. */
-  issueTokens(clientId?: string): TokenResponse;
+  /** Issues a token pair without the browser, as a completed login would (for `userId`: default the login user). */
+  issueTokens(clientId?: string, userId?: number): TokenResponse;
+  /** Every user the server knows, the login user first. */
+  users: FakeUser[];
+  /** The user the next browser logins authorize. */
+  loginAs(userId: number): void;
+  /** The user revokes the application: every refresh token of theirs is refused from now on. */
+  revokeUser(userId: number): void;
   /** Expires every access token issued so far. */
   expireAccessTokens(): void;
   resetStats(): void;
@@ -108,6 +134,7 @@ interface PendingAuthorization {
 
 interface IssuedCode {
   clientId: string;
+  userId: number;
   redirectUri: string;
   codeChallenge: string;
   expiresAt: number;
@@ -131,62 +158,9 @@ function emptyStats(): FakeMeliStats {
     revokedTokenRequests: 0,
     unknownTokenRequests: 0,
     anonymousRequests: 0,
+    accountHeaderRequests: 0,
+    requestsByUser: new Map(),
   };
-}
-
-function random(prefix: string): string {
-  return `${prefix}${randomBytes(18).toString('base64url')}`;
-}
-
-function base64urlSha256(text: string): string {
-  return createHash('sha256').update(text).digest('base64url');
-}
-
-function sendJson(res: ServerResponse, status: number, body: unknown): void {
-  const text = JSON.stringify(body);
-  res.writeHead(status, {
-    'content-type': 'application/json; charset=utf-8',
-    'content-length': Buffer.byteLength(text),
-    'cache-control': 'no-store',
-  });
-  res.end(text);
-}
-
-/** MercadoLibre's error body. */
-function meliError(res: ServerResponse, status: number, error: string, message: string): void {
-  sendJson(res, status, { message, error, status, cause: [] });
-}
-
-function sendHtml(res: ServerResponse, status: number, html: string): void {
-  res.writeHead(status, { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store' });
-  res.end(html);
-}
-
-function escapeHtml(text: string): string {
-  return text.replace(/[&<>"']/g, (ch) => `&#${ch.charCodeAt(0)};`);
-}
-
-async function readBody(req: IncomingMessage): Promise<string> {
-  const chunks: Buffer[] = [];
-  for await (const chunk of req) chunks.push(chunk as Buffer);
-  return Buffer.concat(chunks).toString('utf8');
-}
-
-function registrable(uri: string): string {
-  if (!uri.startsWith('https://')) throw new Error(`redirect URIs must be https, got ${uri}`);
-  return uri;
-}
-
-function isLoopbackRedirect(uri: string): boolean {
-  try {
-    const url = new URL(uri);
-    return (
-      (url.protocol === 'http:' || url.protocol === 'https:') &&
-      ['127.0.0.1', 'localhost'].includes(url.hostname)
-    );
-  } catch {
-    return false;
-  }
 }
 
 export async function startFakeMeli(options: FakeMeliOptions = {}): Promise<FakeMeli> {
@@ -196,31 +170,56 @@ export async function startFakeMeli(options: FakeMeliOptions = {}): Promise<Fake
   }));
   const client = clients[0]!;
   const user = options.user ?? DEFAULT_USER;
+  const users = [user, ...(options.users ?? []).filter((other) => other.id !== user.id)];
+  let loginUser = user;
+  const revokedUsers = new Set<number>();
+  const userById = (id: number): FakeUser => {
+    const found = users.find((candidate) => candidate.id === id);
+    if (!found) throw new Error(`the fake MercadoLibre knows no user ${id}`);
+    return found;
+  };
   const scope = options.scope ?? 'offline_access read write';
   let expiresIn = options.expiresIn ?? 21_600;
   let refreshDelayMs = 0;
   let stats = emptyStats();
   const pending = new Map<string, PendingAuthorization>();
   const codes = new Map<string, IssuedCode>();
-  const accessTokens = new Map<string, { expiresAt: number; clientId: string; revoked: boolean }>();
-  const refreshTokens = new Map<string, { clientId: string; used: boolean; accessToken: string }>();
+  const accessTokens = new Map<
+    string,
+    { expiresAt: number; clientId: string; revoked: boolean; userId: number }
+  >();
+  const refreshTokens = new Map<
+    string,
+    { clientId: string; used: boolean; accessToken: string; userId: number }
+  >();
 
-  const issueTokens = (clientId: string): TokenResponse => {
+  const issueTokens = (clientId: string, userId = loginUser.id): TokenResponse => {
     const accessToken = random(`APP_USR-${clientId}-`);
     const refreshToken = random('TG-');
     // Issued tokens are secrets too: the run's final scan looks for them in every captured log.
     registerSecret('fake MercadoLibre access token', accessToken);
     registerSecret('fake MercadoLibre refresh token', refreshToken);
-    accessTokens.set(accessToken, { expiresAt: Date.now() + expiresIn * 1000, clientId, revoked: false });
-    refreshTokens.set(refreshToken, { clientId, used: false, accessToken });
+    accessTokens.set(accessToken, {
+      expiresAt: Date.now() + expiresIn * 1000,
+      clientId,
+      revoked: false,
+      userId,
+    });
+    refreshTokens.set(refreshToken, { clientId, used: false, accessToken, userId });
     return {
       access_token: accessToken,
       token_type: 'Bearer',
       expires_in: expiresIn,
       scope,
-      user_id: user.id,
+      user_id: userId,
       refresh_token: refreshToken,
     };
+  };
+
+  /** The user whose access token the request carries, if it is one this server issued. */
+  const bearerUser = (req: IncomingMessage): number | undefined => {
+    const match = /^Bearer (.+)$/i.exec(req.headers.authorization ?? '');
+    return match ? accessTokens.get(match[1]!)?.userId : undefined;
   };
 
   const bearerState = (req: IncomingMessage): 'none' | 'valid' | 'expired' | 'revoked' | 'unknown' => {
@@ -274,7 +273,7 @@ export async function startFakeMeli(options: FakeMeliOptions = {}): Promise<Fake
       200,
       `<!doctype html><html><head><meta charset="utf-8"><title>Autorizar aplicación</title></head><body>
 <h1>¿Autorizar la aplicación ${escapeHtml(found.id)}?</h1>
-<p>Ingresaste como ${escapeHtml(user.nickname)}.</p>
+<p>Ingresaste como ${escapeHtml(loginUser.nickname)}.</p>
 <form method="post" action="/authorization/decide">
 <input type="hidden" name="request" value="${escapeHtml(id)}">
 <button type="submit" name="decision" value="allow">Allow</button>
@@ -297,6 +296,7 @@ export async function startFakeMeli(options: FakeMeliOptions = {}): Promise<Fake
       const code = random('TG-code-');
       codes.set(code, {
         clientId: request.clientId,
+        userId: loginUser.id,
         redirectUri: request.redirectUri,
         codeChallenge: request.codeChallenge,
         expiresAt: Date.now() + 10 * 60_000,
@@ -353,7 +353,7 @@ export async function startFakeMeli(options: FakeMeliOptions = {}): Promise<Fake
         invalidGrant(res);
         return;
       }
-      sendJson(res, 200, issueTokens(found.id));
+      sendJson(res, 200, issueTokens(found.id, code.userId));
       return;
     }
     if (grantType === 'refresh_token') {
@@ -362,7 +362,7 @@ export async function startFakeMeli(options: FakeMeliOptions = {}): Promise<Fake
       const presented = form.get('refresh_token') ?? '';
       stats.refreshCallsByToken.set(presented, (stats.refreshCallsByToken.get(presented) ?? 0) + 1);
       const entry = refreshTokens.get(presented);
-      if (!entry || entry.used || entry.clientId !== found.id) {
+      if (!entry || entry.used || entry.clientId !== found.id || revokedUsers.has(entry.userId)) {
         invalidGrant(res);
         return;
       }
@@ -370,7 +370,7 @@ export async function startFakeMeli(options: FakeMeliOptions = {}): Promise<Fake
       // The pair is replaced: the access token issued with the spent refresh token stops working.
       const previous = accessTokens.get(entry.accessToken);
       if (previous) previous.revoked = true;
-      sendJson(res, 200, issueTokens(found.id));
+      sendJson(res, 200, issueTokens(found.id, entry.userId));
       return;
     }
     meliError(res, 400, 'unsupported_grant_type', `grant_type ${grantType ?? '(none)'} is not supported`);
@@ -384,8 +384,14 @@ export async function startFakeMeli(options: FakeMeliOptions = {}): Promise<Fake
         meliError(res, 401, 'unauthorized', 'invalid access token');
         return;
       }
-      sendJson(res, 200, { ...user, first_name: 'Test', last_name: 'User', country_id: 'AR' });
+      const holder = userById(bearerUser(req) ?? user.id);
+      sendJson(res, 200, { ...holder, first_name: 'Test', last_name: 'User', country_id: 'AR' });
       return;
+    }
+    if (req.headers['x-meli-account'] !== undefined) stats.accountHeaderRequests++;
+    if (state === 'valid') {
+      const holder = bearerUser(req)!;
+      stats.requestsByUser.set(holder, (stats.requestsByUser.get(holder) ?? 0) + 1);
     }
     if (state === 'valid') stats.validTokenRequests++;
     else if (state === 'expired') stats.expiredTokenRequests++;
@@ -396,7 +402,11 @@ export async function startFakeMeli(options: FakeMeliOptions = {}): Promise<Fake
       meliError(res, 401, 'unauthorized', 'invalid access token');
       return;
     }
-    sendJson(res, 200, { path: url.pathname, authenticated: state === 'valid' });
+    sendJson(res, 200, {
+      path: url.pathname,
+      authenticated: state === 'valid',
+      ...(state === 'valid' ? { user_id: bearerUser(req) } : {}),
+    });
   };
 
   const server: Server = createServer((req, res) => {
@@ -436,7 +446,14 @@ export async function startFakeMeli(options: FakeMeliOptions = {}): Promise<Fake
     registerRedirectUri(uri: string) {
       client.redirectUris.push(registrable(uri));
     },
-    issueTokens: (clientId = client.id) => issueTokens(clientId),
+    issueTokens: (clientId = client.id, userId?: number) => issueTokens(clientId, userId),
+    users,
+    loginAs(userId: number) {
+      loginUser = userById(userId);
+    },
+    revokeUser(userId: number) {
+      revokedUsers.add(userId);
+    },
     expireAccessTokens() {
       for (const entry of accessTokens.values()) entry.expiresAt = Math.min(entry.expiresAt, Date.now() - 1);
     },
@@ -451,36 +468,4 @@ export async function startFakeMeli(options: FakeMeliOptions = {}): Promise<Fake
   };
 }
 
-/**
- * What a person does on the fake authorization page, over plain HTTP: open it and press Allow (or
- * Deny). Resolves with the URL the browser would be redirected to.
- */
-export async function clickThrough(authorizationUrl: string | URL, decision: 'allow' | 'deny'): Promise<URL> {
-  const page = await fetch(authorizationUrl);
-  const html = await page.text();
-  if (page.status !== 200) throw new Error(`authorization page answered ${page.status}: ${html}`);
-  const request = /name="request" value="([^"]+)"/.exec(html)?.[1];
-  if (!request) throw new Error('no authorization request id on the page');
-  const action = new URL('/authorization/decide', authorizationUrl);
-  const answer = await fetch(action, {
-    method: 'POST',
-    headers: { 'content-type': 'application/x-www-form-urlencoded' },
-    body: new URLSearchParams({ request, decision }).toString(),
-    redirect: 'manual',
-  });
-  const location = answer.headers.get('location');
-  if (answer.status !== 302 || !location) throw new Error(`decision answered ${answer.status}`);
-  return new URL(location);
-}
-
-/** Loopback listeners of `auth login` serve https with a certificate made for the login. */
-const trustingLoopback = new Agent({ connect: { rejectUnauthorized: false } });
-
-/**
- * What the browser does after the redirect: load the redirect URI (the CLI's listener on
- * localhost, https with its self-signed certificate, or http). Only ever for loopback URLs.
- */
-export function openRedirect(url: URL): ReturnType<typeof undiciFetch> {
-  if (!isLoopbackRedirect(url.href)) throw new Error(`not a loopback redirect: ${url.origin}`);
-  return undiciFetch(url, { dispatcher: trustingLoopback });
-}
+export { clickThrough, openRedirect } from './oauth-http.js';

@@ -3,12 +3,13 @@
  * store and refresh lock it opens and always closes (src/auth/token-backend.ts decides which).
  */
 import type { Command } from 'commander';
+import { type AccountEntry, type AccountStore, accountLockName } from '../../auth/accounts.js';
 import type { Lock } from '../../auth/lock.js';
 import { openTokenBackend } from '../../auth/token-backend.js';
 import { REFRESH_LOCK } from '../../auth/token-manager.js';
-import { InvalidTokenDocument, type TokenStore } from '../../auth/token-store.js';
+import { InvalidTokenDocument } from '../../auth/token-store.js';
 import { type Config, loadConfig, SETTINGS, type SettingKey } from '../../config.js';
-import { RuntimeFailure } from '../../errors.js';
+import { RuntimeFailure, UsageError } from '../../errors.js';
 import type { CliIO } from '../io.js';
 
 /** What the auth commands need beyond CliIO; each has a real default. Tests inject them. */
@@ -26,6 +27,7 @@ export type SharedKey = Extract<
 export interface CommonFlags extends Partial<Record<SharedKey, string>> {
   config?: string;
   json?: boolean;
+  account?: string;
 }
 
 export interface AuthFactory {
@@ -34,8 +36,11 @@ export interface AuthFactory {
   /** One progress line for the user (stderr). */
   say(line: string): void;
   settings(flags: CommonFlags): Config;
-  /** Opens the token store and the refresh lock, runs `work`, and closes both whatever happens. */
-  withTokens<T>(config: Config, work: (tokens: TokenStore, lock: Lock) => Promise<T>): Promise<T>;
+  /**
+   * Opens the accounts and the refresh lock (migrating a store written before accounts), runs
+   * `work`, and closes both whatever happens.
+   */
+  withAccounts<T>(config: Config, work: (accounts: AccountStore, lock: Lock) => Promise<T>): Promise<T>;
 }
 
 export function authFactory(io: AuthIO): AuthFactory {
@@ -50,10 +55,16 @@ export function authFactory(io: AuthIO): AuthFactory {
       for (const key of SHARED_KEYS) if (flags[key] !== undefined) settings[key] = flags[key];
       return loadConfig({ file: flags.config, env: io.env, flags: settings, cwd: io.cwd });
     },
-    async withTokens(config, work) {
-      const { tokens, lock, close } = await openTokenBackend(config, io.env, { role: 'command' });
+    async withAccounts(config, work) {
+      const { accounts, lock, close } = await openTokenBackend(config, io.env, { role: 'command' });
       try {
-        return await work(tokens, lock);
+        const migrated = await underLock(lock, REFRESH_LOCK, () => accounts.migrate());
+        if (migrated !== undefined) {
+          io.stderr.write(
+            `Moved the stored token to account ${migrated} (stores now hold one token per account).\n`,
+          );
+        }
+        return await work(accounts, lock);
       } catch (error) {
         if (error instanceof InvalidTokenDocument) throw new RuntimeFailure(error.message);
         throw error;
@@ -66,9 +77,9 @@ export function authFactory(io: AuthIO): AuthFactory {
 
 const SHARED_KEYS = ['store', 'dataDir', 'clientId', 'clientSecret', 'tokenUrl', 'tokenKeyFile'] as const;
 
-/** Holds the fleet's refresh lock while `work` writes, so no refresh starts from what it replaces. */
-export async function underLock<T>(lock: Lock, work: () => Promise<T>): Promise<T> {
-  const handle = await lock.acquire(REFRESH_LOCK, { waitMs: 20_000, ttlMs: 30_000 });
+/** Holds a refresh lock (an account's) while `work` writes, so no refresh starts from what it replaces. */
+export async function underLock<T>(lock: Lock, name: string, work: () => Promise<T>): Promise<T> {
+  const handle = await lock.acquire(name, { waitMs: 20_000, ttlMs: 30_000 });
   if (!handle) {
     throw new RuntimeFailure('Another process held the token refresh lock for 20 s. Try again in a moment.');
   }
@@ -96,4 +107,41 @@ export function commonOptions(command: Command): Command {
   settingOption(command, 'tokenKeyFile');
   command.option('--json', 'print the result as one JSON object');
   return command;
+}
+
+/** Holds account `id`'s refresh lock while `work` writes. */
+export function underAccountLock<T>(lock: Lock, id: string, work: () => Promise<T>): Promise<T> {
+  return underLock(lock, accountLockName(id), work);
+}
+
+/**
+ * The account a command acts on: the one `--account` names (user id or nickname), else the
+ * default. Fails with what to do when there is none.
+ */
+export async function chosenAccount(accounts: AccountStore, ref: string | undefined): Promise<AccountEntry> {
+  if (ref !== undefined) {
+    const found = await accounts.find(ref);
+    if (!found) {
+      const known = (await accounts.list()).map(accountLabel).join(', ') || 'none';
+      throw new UsageError(`No account "${ref}" in ${accounts.location} (accounts: ${known}).`);
+    }
+    return found;
+  }
+  const id = await accounts.defaultId();
+  if (id === undefined) {
+    throw new RuntimeFailure(
+      `Not logged in: no account in ${accounts.location}. Run "meli-proxy auth login --client-id ID" (with the same --store/--data-dir).`,
+    );
+  }
+  return accounts.entry(id);
+}
+
+export function accountLabel(entry: AccountEntry): string {
+  const nickname = entry.token?.nickname;
+  return nickname ? `${entry.id} (${nickname})` : entry.id;
+}
+
+/** The --account option of the commands that act on one account. */
+export function accountOption(command: Command): Command {
+  return command.option('--account <id|nickname>', 'the account to act on (default: the default account)');
 }

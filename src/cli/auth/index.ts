@@ -1,11 +1,13 @@
 /**
- * `meli-proxy auth login | status | refresh | logout | rotate-key`: get a MercadoLibre token for
- * the proxy and look after it. One module per subcommand; what they share (settings, the token
+ * `meli-proxy auth login | list | status | refresh | logout | default | rotate-key`: MercadoLibre
+ * accounts (a token per seller) for the proxy, and looking after their tokens. One module per subcommand; what they share (settings, the token
  * store and refresh lock, I/O) comes from factory.ts. Progress goes to stderr, results to stdout
  * (`--json` makes them one JSON object).
  */
 import type { Command } from 'commander';
+import { registerDefault } from './default.js';
 import { type AuthIO, authFactory } from './factory.js';
+import { registerList } from './list.js';
 import { registerLogin } from './login.js';
 import { registerLogout } from './logout.js';
 import { registerRefresh } from './refresh.js';
@@ -21,9 +23,11 @@ export function registerAuth(program: Command, io: AuthIO): void {
     .command('auth')
     .description('Log in to MercadoLibre and manage the token the proxy injects (serve --inject-token).');
   registerLogin(auth, f);
+  registerList(auth, f);
   registerStatus(auth, f);
   registerRefresh(auth, f);
   registerLogout(auth, f);
+  registerDefault(auth, f);
   registerRotateKey(auth, f);
   for (const command of auth.commands) command.exitOverride();
   auth.exitOverride();

@@ -8,6 +8,7 @@
 import { hostname } from 'node:os';
 import { createInterface } from 'node:readline';
 import { type Command, Option } from 'commander';
+import { UNKNOWN_USER_ACCOUNT } from '../../auth/accounts.js';
 import { openBrowser } from '../../auth/browser.js';
 import { runLogin } from '../../auth/login.js';
 import {
@@ -21,7 +22,13 @@ import { DEFAULT_SITE, describeSites } from '../../auth/sites.js';
 import { tokenFromLogin } from '../../auth/token-store.js';
 import { UsageError } from '../../errors.js';
 import { isLoopbackHost } from '../../net/loopback.js';
-import { type AuthFactory, type CommonFlags, commonOptions, settingOption, underLock } from './factory.js';
+import {
+  type AuthFactory,
+  type CommonFlags,
+  commonOptions,
+  settingOption,
+  underAccountLock,
+} from './factory.js';
 import { expiryText, userJson, userText, writeJson } from './text.js';
 
 /** The default callback port when no --redirect-uri says otherwise. */
@@ -43,7 +50,9 @@ export function registerLogin(auth: Command, f: AuthFactory): void {
   const login = commonOptions(
     auth
       .command('login')
-      .description('Log in with the browser (authorization code + PKCE) and store the token.')
+      .description(
+        'Log in with the browser (authorization code + PKCE) and store the token as the account of the user who logs in (adds an account, or re-authorizes it).',
+      )
       .addOption(
         new Option('--site <id>', `MercadoLibre site whose login page to use: ${describeSites()}`).default(
           DEFAULT_SITE,
@@ -106,7 +115,7 @@ export async function loginRun(flags: LoginFlags, f: AuthFactory): Promise<void>
   }
   const oauth = createOAuthConfiguration({ endpoints, clientId, clientSecret: config.clientSecret });
 
-  await f.withTokens(config, async (tokens, lock) => {
+  await f.withAccounts(config, async (accounts, lock) => {
     const reader = paste ? lineReader(io.stdin ?? process.stdin) : undefined;
     let result: Awaited<ReturnType<typeof runLogin>>;
     try {
@@ -144,7 +153,8 @@ export async function loginRun(flags: LoginFlags, f: AuthFactory): Promise<void>
       writtenBy: `${hostname()}:${process.pid} auth login`,
     });
     // A refresh that is under way elsewhere cannot write over this: its save is a compare-and-set.
-    await underLock(lock, () => tokens.saveLogin(token));
+    const account = token.userId ?? UNKNOWN_USER_ACCOUNT;
+    const { isDefault } = await underAccountLock(lock, account, () => accounts.saveLogin(token));
     if (flags.json) {
       writeJson(io, {
         status: 'logged_in',
@@ -152,8 +162,10 @@ export async function loginRun(flags: LoginFlags, f: AuthFactory): Promise<void>
         scope: token.scope,
         expiresAt: new Date(token.expiresAt).toISOString(),
         refreshable: token.refreshToken !== undefined,
-        encrypted: tokens.sealing,
-        store: tokens.location,
+        account,
+        default: isDefault,
+        encrypted: accounts.sealing,
+        store: accounts.location,
       });
       return;
     }
@@ -165,7 +177,7 @@ export async function loginRun(flags: LoginFlags, f: AuthFactory): Promise<void>
             ? 'serve --inject-token refreshes it ahead of time.'
             : 'no refresh token was issued, so log in again before then.'
         }`,
-        `Stored in ${tokens.location}${tokens.sealing ? ', encrypted' : ''}.`,
+        `Stored as account ${account}${isDefault ? ' (the default account)' : ''} in ${accounts.location}${accounts.sealing ? ', encrypted' : ''}.`,
         '',
       ].join('\n'),
     );

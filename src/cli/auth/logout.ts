@@ -1,13 +1,25 @@
-/** `meli-proxy auth logout`: removes the stored token; proxies stop injecting it within a second. */
+/** `meli-proxy auth logout [--account ID|NICKNAME]`: removes an account; proxies stop injecting its token within a second. */
 import type { Command } from 'commander';
-import { type AuthFactory, type CommonFlags, commonOptions, underLock } from './factory.js';
+import {
+  type AuthFactory,
+  accountLabel,
+  accountOption,
+  type CommonFlags,
+  chosenAccount,
+  commonOptions,
+  underAccountLock,
+} from './factory.js';
 import { userText, writeJson } from './text.js';
 
 export function registerLogout(auth: Command, f: AuthFactory): void {
-  const logout = commonOptions(
-    auth
-      .command('logout')
-      .description('Remove the stored token; the proxy stops injecting it within a second.'),
+  const logout = accountOption(
+    commonOptions(
+      auth
+        .command('logout')
+        .description(
+          "Remove an account's token (default: the default account); the proxy stops injecting it within a second.",
+        ),
+    ),
   );
   logout.action((flags: CommonFlags) => logoutRun(flags, f));
 }
@@ -15,18 +27,25 @@ export function registerLogout(auth: Command, f: AuthFactory): void {
 export async function logoutRun(flags: CommonFlags, f: AuthFactory): Promise<void> {
   const { io } = f;
   const config = f.settings(flags);
-  await f.withTokens(config, async (tokens, lock) => {
-    // Who it was is only for the message: a token this key cannot open is removed all the same.
-    const previous = await tokens.load().catch(() => undefined);
-    const removed = await underLock(lock, () => tokens.remove());
+  await f.withAccounts(config, async (accounts, lock) => {
+    const entry = await chosenAccount(accounts, flags.account);
+    const { removed, newDefault } = await underAccountLock(lock, entry.id, () => accounts.remove(entry.id));
     if (flags.json) {
-      writeJson(io, { loggedOut: removed, store: tokens.location });
+      writeJson(io, {
+        loggedOut: removed,
+        account: entry.id,
+        newDefault: newDefault ?? null,
+        store: accounts.location,
+      });
       return;
     }
-    io.stdout.write(
+    const who = entry.token ? userText(entry.token) : accountLabel(entry);
+    const lines = [
       removed
-        ? `Logged out${previous ? ` ${userText(previous)}` : ''}: removed the token from ${tokens.location}. MercadoLibre keeps the application's authorization until the user revokes it in the account's security settings.\n`
-        : `Not logged in: there was no token in ${tokens.location}.\n`,
-    );
+        ? `Logged out ${who}: removed account ${entry.id} from ${accounts.location}. MercadoLibre keeps the application's authorization until the user revokes it in the account's security settings.`
+        : `Account ${entry.id} was already removed from ${accounts.location}.`,
+    ];
+    if (newDefault) lines.push(`The default account is now ${newDefault}.`);
+    io.stdout.write(`${lines.join('\n')}\n`);
   });
 }

@@ -1,17 +1,29 @@
 /** `meli-proxy auth refresh`: trades the stored refresh token now, through the fleet's lock. */
 import { hostname } from 'node:os';
 import type { Command } from 'commander';
+import { accountLockName } from '../../auth/accounts.js';
 import { tokenRefresher } from '../../auth/proxy-auth.js';
 import { TokenManager } from '../../auth/token-manager.js';
 import { RuntimeFailure, UsageError } from '../../errors.js';
-import { type AuthFactory, type CommonFlags, commonOptions, settingOption } from './factory.js';
+import {
+  type AuthFactory,
+  accountOption,
+  type CommonFlags,
+  chosenAccount,
+  commonOptions,
+  settingOption,
+} from './factory.js';
 import { expiryText, userJson, userText, writeJson } from './text.js';
 
 export function registerRefresh(auth: Command, f: AuthFactory): void {
-  const refresh = commonOptions(
-    auth
-      .command('refresh')
-      .description('Trade the stored refresh token for a new token now (one per fleet, under the lock).'),
+  const refresh = accountOption(
+    commonOptions(
+      auth
+        .command('refresh')
+        .description(
+          "Trade an account's refresh token (default: the default account's) for a new token now (one per fleet, under the account's lock).",
+        ),
+    ),
   );
   settingOption(refresh, 'clientId');
   settingOption(refresh, 'clientSecret');
@@ -32,10 +44,13 @@ export async function refreshRun(flags: CommonFlags, f: AuthFactory): Promise<vo
     clientId: config.clientId,
     clientSecret: config.clientSecret,
   });
-  await f.withTokens(config, async (tokens, lock) => {
+  await f.withAccounts(config, async (accounts, lock) => {
+    const entry = await chosenAccount(accounts, flags.account);
+    const tokens = accounts.account(entry.id);
     const manager = new TokenManager({
       tokens,
       lock,
+      lockName: accountLockName(entry.id),
       refresher,
       now: f.now,
       holder: `${hostname()}:${process.pid} auth refresh`,
@@ -48,6 +63,11 @@ export async function refreshRun(flags: CommonFlags, f: AuthFactory): Promise<vo
       if (outcome.result === 'no_token' || !token) {
         throw new RuntimeFailure(
           `Not logged in: no token in ${tokens.location}. Run "meli-proxy auth login" first.`,
+        );
+      }
+      if (outcome.result === 'skipped' && token.revokedAt !== undefined) {
+        throw new RuntimeFailure(
+          `MercadoLibre refused the refresh token of account ${entry.id} (revoked at ${new Date(token.revokedAt).toISOString()}): run "meli-proxy auth login" as that user again.`,
         );
       }
       if (outcome.result === 'skipped') {
@@ -70,6 +90,7 @@ export async function refreshRun(flags: CommonFlags, f: AuthFactory): Promise<vo
       if (flags.json) {
         writeJson(io, {
           result: refreshed ? 'refreshed' : 'already_refreshed',
+          account: entry.id,
           user: userJson(token),
           expiresAt: new Date(token.expiresAt).toISOString(),
           generation: token.generation,
