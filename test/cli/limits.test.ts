@@ -430,7 +430,10 @@ describe('limits through the admin API', () => {
         '{"match":{"token":OAUTHSECRET99},"limit":"5/m"}',
         /not valid JSON \(Unexpected character at position 18 \(line 1 column 19\)\)/,
       ],
-      ['{"match":{"token":"OAUTHSECRET99}', /not valid JSON \(Unterminated string in JSON at position 33( \(line 1 column 34\))?\)/],
+      [
+        '{"match":{"token":"OAUTHSECRET99}',
+        /not valid JSON \(Unterminated string in JSON at position 33( \(line 1 column 34\))?\)/,
+      ],
       [
         '{"match":{"token":"OAUTHSECRET99"} "limit"}',
         /not valid JSON \(Expected ',' or '}' after property value/,
