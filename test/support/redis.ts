@@ -40,11 +40,6 @@ export interface StartRedisOptions {
   password?: string | undefined;
   /** How long startup may take. Default 10 s. */
   startTimeoutMs?: number;
-  /**
-   * Keep every acknowledged write across a kill, as production Redis must (AOF, fsync on every
-   * write); by default nothing is persisted.
-   */
-  appendOnly?: boolean;
 }
 
 /** The redis-server executable on PATH, if any. */
@@ -148,9 +143,7 @@ export async function startRedis(opts: StartRedisOptions = {}): Promise<RedisSer
       '--save',
       '',
       '--appendonly',
-      opts.appendOnly ? 'yes' : 'no',
-      '--appendfsync',
-      'always',
+      'no',
       '--daemonize',
       'no',
       '--dir',
