@@ -23,6 +23,10 @@ export default defineConfig({
     testTimeout: 120_000,
     hookTimeout: 120_000,
     pool: 'forks',
+    // The suites mostly wait on sockets, child processes and timers, not on the CPU: one file per core
+    // (vitest's default) leaves a 2-core machine idle most of the run. The serial project below still
+    // runs its files one at a time.
+    maxWorkers: 3,
     coverage: {
       provider: 'v8',
       include: ['src/**'],

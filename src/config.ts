@@ -320,6 +320,14 @@ export const SETTINGS = declareSettings({
       "While the shared store is unreachable: keep limiting locally and let traffic through (open), or stop admitting past each replica's share (deny).",
     allowed: 'open or deny',
   }),
+  storeTimeout: setting({
+    schema: duration(100, 60_000),
+    default: 2_000,
+    arg: '<ms>',
+    description:
+      'Longest a shared rate-limit operation (a counter push, or an exactly counted request) may wait for PostgreSQL or Redis before the store counts as unreachable and --on-store-error decides. Raise it for a store that is slow but up, so requests are not decided without it.',
+    allowed: 'a duration from 100ms to 1m (e.g. 2s)',
+  }),
   exactPerReplica: setting({
     schema: integer(0, 1000),
     default: 25,

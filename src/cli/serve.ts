@@ -71,7 +71,12 @@ export function registerServe(program: Command, io: CliIO): void {
     const store =
       worker !== undefined && primaryOwnsStore(config)
         ? await primaryStore()
-        : await openStore(config.store, { dataDir: config.dataDir, logger, migrate: flags.migrate === true });
+        : await openStore(config.store, {
+            dataDir: config.dataDir,
+            logger,
+            migrate: flags.migrate === true,
+            operationTimeoutMs: config.storeTimeout,
+          });
     let server: Awaited<ReturnType<typeof startServer>>;
     let tokenAuth: ProxyTokenAuth | undefined;
     try {

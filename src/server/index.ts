@@ -90,6 +90,7 @@ export async function startServer(config: Config, deps: ServerDeps): Promise<Run
     env: deps.env ?? {},
     legacyHeaders: config.legacyRateLimitHeaders,
     syncIntervalMs: config.syncInterval,
+    storeTimeoutMs: config.storeTimeout,
     onStoreError: config.onStoreError,
     exactPerReplica: config.exactPerReplica,
     workers: config.workers,

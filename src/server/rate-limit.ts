@@ -78,6 +78,8 @@ export interface RateLimiterOptions {
   env: NodeJS.ProcessEnv;
   legacyHeaders: boolean;
   syncIntervalMs: number;
+  /** How long a push or an exact take may wait for PostgreSQL/Redis before --on-store-error decides. */
+  storeTimeoutMs?: number;
   onStoreError: 'open' | 'deny';
   /**
    * Rules are counted exactly across replicas (one atomic store operation per request) when
@@ -282,6 +284,7 @@ export class RateLimiter implements RateLimitGate {
       exactPerReplica: this.options.exactPerReplica ?? 0,
       replicaId: this.replicaId,
       syncIntervalMs: this.options.syncIntervalMs,
+      timeoutMs: this.options.storeTimeoutMs,
       onStoreError: this.options.onStoreError,
       initialReplicas: this.options.workers ?? 1,
       onStateChange: (healthy, error) => {

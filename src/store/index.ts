@@ -37,6 +37,12 @@ export interface OpenStoreOptions {
   redis?: Partial<RedisTuning>;
   /** Embedded: delay between a document change and its write. Default 50 ms. */
   flushDelayMs?: number;
+  /**
+   * PostgreSQL and Redis: the longest a rate-limit operation may wait (`--store-timeout`), which the
+   * counter sync enforces itself. The clients' own per-call bounds are raised to it when lower, so
+   * they never cut such an operation short; they are not lowered, as they also bound statistics.
+   */
+  operationTimeoutMs?: number;
 }
 
 /**
@@ -55,21 +61,33 @@ export async function openStore(url: string, opts: OpenStoreOptions): Promise<St
     });
   }
   if (target.kind === 'redis') {
-    const { openRedisStore } = await import('./redis.js');
+    const { openRedisStore, DEFAULT_REDIS_TUNING } = await import('./redis.js');
+    const commandTimeoutMs = Math.max(
+      opts.redis?.commandTimeoutMs ?? DEFAULT_REDIS_TUNING.commandTimeoutMs,
+      opts.operationTimeoutMs ?? 0,
+    );
     return openRedisStore({
       url: target.url,
       displayUrl: target.displayUrl,
       logger: opts.logger,
-      tuning: opts.redis,
+      tuning: { ...opts.redis, commandTimeoutMs },
     });
   }
-  const { openPostgresStore } = await import('./postgres.js');
+  const { openPostgresStore, DEFAULT_POSTGRES_TUNING } = await import('./postgres.js');
+  const atLeastOperation = (value: number) => Math.max(value, opts.operationTimeoutMs ?? 0);
+  // A pooled connection may have to be opened for the operation, so connecting is within it too.
+  const queryTimeoutMs = atLeastOperation(
+    opts.postgres?.queryTimeoutMs ?? DEFAULT_POSTGRES_TUNING.queryTimeoutMs,
+  );
+  const connectTimeoutMs = atLeastOperation(
+    opts.postgres?.connectTimeoutMs ?? DEFAULT_POSTGRES_TUNING.connectTimeoutMs,
+  );
   return openPostgresStore({
     url: target.url,
     displayUrl: target.displayUrl,
     migrate: opts.migrate,
     logger: opts.logger,
-    tuning: opts.postgres,
+    tuning: { ...opts.postgres, queryTimeoutMs, connectTimeoutMs },
   });
 }
 

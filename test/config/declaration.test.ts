@@ -46,6 +46,7 @@ describe('settings declared once', () => {
       statsRetention: '--stats-retention MELI_PROXY_STATS_RETENTION',
       syncInterval: '--sync-interval MELI_PROXY_SYNC_INTERVAL',
       onStoreError: '--on-store-error MELI_PROXY_ON_STORE_ERROR',
+      storeTimeout: '--store-timeout MELI_PROXY_STORE_TIMEOUT',
       legacyRateLimitHeaders: '--legacy-ratelimit-headers MELI_PROXY_LEGACY_RATELIMIT_HEADERS',
       maxBody: '--max-body MELI_PROXY_MAX_BODY',
       headersTimeout: '--headers-timeout MELI_PROXY_HEADERS_TIMEOUT',
