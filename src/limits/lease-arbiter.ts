@@ -249,7 +249,7 @@ export class LeaseArbiter {
     for (const back of returns) {
       const slot = this.find(back.key, back.windowMs);
       if (slot === NONE) continue;
-      const count = back.count > 0 ? back.count : 0;
+      const count = Math.max(0, back.count || 0);
       const windowStart = this.windowStart[slot]!;
       if (windowStart === back.windowStart) {
         this.current[slot] = Math.max(0, this.current[slot]! - count);

@@ -27,6 +27,7 @@ const RULES = `limits:
   - { id: orders-client, match: { path: /orders/* }, by: [header:x-client-id], limit: 2/h }
   - { id: restart, match: { path: /restart/* }, limit: 100/h }
   - { id: stall, match: { path: /stall/* }, limit: 5/h }
+  - { id: fill, match: { path: /echo }, limit: 30/h }
 `;
 
 let origin: Origin;
@@ -121,13 +122,29 @@ describe('serve --workers 2 with the embedded store: limits exact across workers
       // One client sends 40: its own rule admits 2; its 38 refusals must not eat into "orders".
       const greedy = await burst('/orders/1', 40, () => ({ 'x-client-id': 'greedy' }));
       expect(admitted(greedy)).toBe(2);
-      // Unused permits go back to the primary within a few sync intervals.
-      await sleep(1000);
+      // At once: permits of "orders" still held by either worker are reclaimed, not lost.
       // 30 other clients, one request each: "orders" has exactly 8 left for them.
       const others = await burst('/orders/1', 30, (i) => ({ 'x-client-id': `client-${i}` }));
       expect(admitted(others)).toBe(8);
     });
     expect(origin.requests.filter((r) => r.url === '/orders/1')).toHaveLength(10);
+  });
+
+  it('fills a limit exactly while the other worker holds permits it does not use', async () => {
+    await inOneWindow(HOUR_MS, HANG_MS, async () => {
+      // Spread over both workers (fresh connections), each ends up holding permits of "fill" …
+      expect(admitted(await burst('/echo', 8))).toBe(8);
+      // … then one connection, so one worker, asks for the rest one request after the other: the
+      // idle worker's permits are reclaimed before anyone is refused.
+      const one = new Pool(cli.url, { connections: 1 });
+      try {
+        const statuses: number[] = [];
+        for (let i = 0; i < 25; i++) statuses.push(...(await burst('/echo', 1, undefined, one)));
+        expect(statuses).toEqual([...Array(22).fill(200), 429, 429, 429]);
+      } finally {
+        await one.close();
+      }
+    });
   });
 
   it('keeps the counts when a rule is edited through the store mid-window', async () => {
