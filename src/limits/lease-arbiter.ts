@@ -160,10 +160,11 @@ export class LeaseArbiter {
    */
   private outstanding = new Float64Array(0);
   private outstandingBefore = new Float64Array(0);
-  /** When asks began to wait for outstanding permits (epoch ms); 0 when none waits. */
-  private contendedAt = new Float64Array(0);
-  /** The keys being reclaimed, by slot (an entry only while asks wait: few, and short-lived). */
-  private readonly contended = new Map<number, LeaseReclaim>();
+  /**
+   * The keys being reclaimed, by slot, and since when asks wait for them (an entry only while
+   * asks wait: few, and short-lived, so no per-slot array for it).
+   */
+  private readonly contended = new Map<number, { readonly reclaim: LeaseReclaim; readonly since: number }>();
   /** For keys found by address: the number of their rule id, and the address (read by byAddress). */
   private readonly view = { rule: new Uint16Array(0), ip4: new Uint32Array(0) };
   /** The key of a slot found through `byKey`; undefined (or past the end) for one found by address. */
@@ -224,13 +225,12 @@ export class LeaseArbiter {
       const retryMs = Math.max(1, msUntilAvailable(previous, current, windowMs, elapsed, cap));
       if (this.outstanding[slot]! + this.outstandingBefore[slot]! > 0) {
         // Permits sit in workers, maybe unused: reclaim them before refusing anyone.
-        let since = this.contendedAt[slot]!;
-        if (since === 0) {
-          since = now;
-          this.contendedAt[slot] = now;
-          this.contended.set(slot, { key: ask.key, windowStart, windowMs });
+        let contention = this.contended.get(slot);
+        if (contention === undefined) {
+          contention = { reclaim: { key: ask.key, windowStart, windowMs }, since: now };
+          this.contended.set(slot, contention);
         }
-        if (now - since < this.reclaimMs) {
+        if (now - contention.since < this.reclaimMs) {
           const recheckMs = Math.min(retryMs, this.recheckMs);
           grants.push({ windowStart, granted: 0, estimate, retryMs, recheckMs, reclaiming: true });
           continue;
@@ -260,8 +260,8 @@ export class LeaseArbiter {
       }
     }
     const reclaims: LeaseReclaim[] = [];
-    for (const [slot, reclaim] of this.contended) {
-      if (reclaim.windowStart !== now - (now % reclaim.windowMs)) this.uncontend(slot);
+    for (const [slot, { reclaim }] of this.contended) {
+      if (reclaim.windowStart !== now - (now % reclaim.windowMs)) this.contended.delete(slot);
       else reclaims.push(reclaim);
     }
     return reclaims;
@@ -271,13 +271,7 @@ export class LeaseArbiter {
   private settle(slot: number, count: number, outstanding: Float64Array): void {
     if (!(count > 0)) return;
     outstanding[slot] = Math.max(0, outstanding[slot]! - count);
-    if (this.outstanding[slot]! + this.outstandingBefore[slot]! === 0 && this.contendedAt[slot] !== 0)
-      this.uncontend(slot);
-  }
-
-  private uncontend(slot: number): void {
-    this.contendedAt[slot] = 0;
-    this.contended.delete(slot);
+    if (this.outstanding[slot]! + this.outstandingBefore[slot]! === 0) this.contended.delete(slot);
   }
 
   /**
@@ -337,7 +331,7 @@ export class LeaseArbiter {
       // window before still weigh until they are reported.
       this.outstandingBefore[slot] = start === windowStart - windowMs ? this.outstanding[slot]! : 0;
       this.outstanding[slot] = 0;
-      if (this.contendedAt[slot] !== 0) this.uncontend(slot);
+      this.contended.delete(slot);
     }
     return slot;
   }
@@ -364,7 +358,6 @@ export class LeaseArbiter {
     this.previous[slot] = 0;
     this.outstanding[slot] = 0;
     this.outstandingBefore[slot] = 0;
-    this.contendedAt[slot] = 0;
     this.count++;
     const rule =
       address === NONE ? NONE : this.ruleNumber(ruleVersion(key.slice(0, key.indexOf('|')), windowMs));
@@ -401,7 +394,7 @@ export class LeaseArbiter {
       this.keys[slot] = undefined;
     }
     this.windowMs[slot] = 0;
-    if (this.contendedAt[slot] !== 0) this.uncontend(slot);
+    this.contended.delete(slot);
     this.count--;
     this.nextFree[slot] = this.freeHead;
     this.freeHead = slot;
@@ -424,7 +417,6 @@ export class LeaseArbiter {
     this.previous = resize(this.previous, capacity);
     this.outstanding = resize(this.outstanding, capacity);
     this.outstandingBefore = resize(this.outstandingBefore, capacity);
-    this.contendedAt = resize(this.contendedAt, capacity);
     this.view.rule = resize(this.view.rule, capacity);
     this.view.ip4 = resize(this.view.ip4, capacity);
     this.nextFree = resize(this.nextFree, capacity);
