@@ -16,6 +16,7 @@ export {
   type LeaseArbiterOptions,
   type LeaseAsk,
   type LeaseGrant,
+  type LeaseReclaim,
   type LeaseReturn,
   type LeaseTransport,
 } from './lease-arbiter.js';

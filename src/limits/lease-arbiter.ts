@@ -21,12 +21,19 @@
  * permit per worker sits unused somewhere. When room ≥ 1 a grant is at least 1, so a worker that
  * asks makes progress.
  *
- * Refusals. When nothing is left the answer carries how long until one permit frees if nothing
- * else is admitted (msUntilAvailable), which the worker uses for Retry-After and to deny locally
- * without asking again. Permits that another worker got recently may still come back unused (a
- * worker returns a lease it has not used up within a few sync intervals); then the worker is told
- * to ask again after `recheckMs` rather than wait the whole time, which bounds how long returned
- * permits can sit unused while someone is refused.
+ * Refusals, and why none is premature. Granted permits count as admitted, so "no room" may only
+ * mean that some sit unused in a worker. The arbiter therefore keeps, per key, the permits of the
+ * current window that are OUTSTANDING: granted, and neither reported spent nor handed back (workers
+ * report what they spent with their asks and when reclaimed). While room < 1 and some are
+ * outstanding, an ask is not refused: the key is marked contended and the worker told to ask again
+ * after `recheckMs` (the request keeps waiting). Every worker that holds permits or has spent some
+ * in a window polls the arbiter each sync interval (LeaseTransport.release, even with nothing to
+ * return), and the answer lists the contended keys: the worker hands back what it holds of them
+ * and reports what it spent. Once nothing is outstanding, room < 1 means the host really admitted
+ * cap requests, and only then is a refusal final; it carries how long until one permit frees if
+ * nothing else is admitted (msUntilAvailable), which the worker uses for Retry-After and to deny
+ * locally without asking again. A worker that died with permits never reports them: after
+ * `reclaimMs` of contention the refusal is final anyway (under-admission, never over-admission).
  *
  * Charges. What a worker admitted without a permit (the primary unreachable with --on-store-error
  * open, or a shadow rule) comes with its next ask and is counted whatever the room: the primary's
@@ -68,6 +75,9 @@ export interface LeaseAsk {
    * --on-store-error open, or a shadow rule): counted in whatever the room, before the grant.
    */
   readonly charge?: number;
+  /** Permits the worker spent since it last reported, in the window starting at `spentIn`. */
+  readonly spent?: number;
+  readonly spentIn?: number;
 }
 
 /** The primary's answer to one LeaseAsk. */
@@ -82,6 +92,11 @@ export interface LeaseGrant {
   readonly retryMs: number;
   /** When granted is 0: ms after which asking again may be worth it (≤ retryMs). */
   readonly recheckMs: number;
+  /**
+   * When granted is 0: not a refusal yet, permits are still outstanding in workers and being
+   * reclaimed; the request waits and asks again after recheckMs.
+   */
+  readonly reclaiming?: boolean;
 }
 
 /** Unused permits a worker hands back. */
@@ -90,13 +105,25 @@ export interface LeaseReturn {
   readonly windowStart: number;
   readonly windowMs: number;
   readonly count: number;
+  /** Permits of that window the worker spent since it last reported. */
+  readonly spent?: number;
+}
+
+/** A key whose asks wait for outstanding permits: holders hand theirs back and report what they spent. */
+export interface LeaseReclaim {
+  readonly key: string;
+  readonly windowStart: number;
+  readonly windowMs: number;
 }
 
 /** How a worker reaches the arbiter (over IPC in the cluster; directly in tests). */
 export interface LeaseTransport {
   lease(asks: readonly LeaseAsk[]): Promise<LeaseGrant[]>;
-  /** Fire and forget: a lost return only leaves permits unused until their window ends. */
-  release(returns: readonly LeaseReturn[]): Promise<void>;
+  /**
+   * Returns and spending reports (possibly none: a poll); answers the keys being reclaimed. A lost
+   * call only leaves permits unused until their window ends or `reclaimMs` passes.
+   */
+  release(returns: readonly LeaseReturn[]): Promise<readonly LeaseReclaim[] | undefined>;
 }
 
 export interface LeaseArbiterOptions {
@@ -104,8 +131,11 @@ export interface LeaseArbiterOptions {
   readonly workers: () => number;
   /** Ask again after this long when a refusal may be undone by returned permits (default 100 ms). */
   readonly recheckMs?: number;
-  /** How long after a grant its unused permits may still come back (default 600 ms). */
-  readonly holdMs?: number;
+  /**
+   * How long an ask may wait for outstanding permits before its refusal is final anyway (a worker
+   * that died holding permits never reports them; default 2000 ms).
+   */
+  readonly reclaimMs?: number;
   /** Keys to allocate room for up front (default 1,000,000, as a worker's limiter); more double it. */
   readonly initialKeys?: number;
 }
@@ -124,8 +154,17 @@ export class LeaseArbiter {
   private current = new Float64Array(0);
   /** The same for the window before it (0 when that was not the previous window). */
   private previous = new Float64Array(0);
-  /** Last grant or return (epoch ms): permits may still come back shortly after. */
-  private lastMoveAt = new Float64Array(0);
+  /**
+   * Permits granted and neither reported spent nor handed back, of the current window and of the
+   * previous one (which the estimate still weighs: its unused permits come back after the roll).
+   */
+  private outstanding = new Float64Array(0);
+  private outstandingBefore = new Float64Array(0);
+  /**
+   * The keys being reclaimed, by slot, and since when asks wait for them (an entry only while
+   * asks wait: few, and short-lived, so no per-slot array for it).
+   */
+  private readonly contended = new Map<number, { readonly reclaim: LeaseReclaim; readonly since: number }>();
   /** For keys found by address: the number of their rule id, and the address (read by byAddress). */
   private readonly view = { rule: new Uint16Array(0), ip4: new Uint32Array(0) };
   /** The key of a slot found through `byKey`; undefined (or past the end) for one found by address. */
@@ -142,12 +181,12 @@ export class LeaseArbiter {
   private sweepCursor = 0;
   private readonly workers: () => number;
   private readonly recheckMs: number;
-  private readonly holdMs: number;
+  private readonly reclaimMs: number;
 
   constructor(options: LeaseArbiterOptions) {
     this.workers = options.workers;
     this.recheckMs = options.recheckMs ?? 100;
-    this.holdMs = options.holdMs ?? 600;
+    this.reclaimMs = options.reclaimMs ?? 2000;
     // Fresh zeroed pages become resident only as slots are used, and never outgrowing them means no
     // outgrown copies left in the allocator (a million keys: 81 MB of RSS instead of 97).
     this.grow(Math.max(MIN_CAPACITY, options.initialKeys ?? 1_000_000));
@@ -168,6 +207,9 @@ export class LeaseArbiter {
       const slot = this.slotFor(ask.key, windowMs, windowStart);
       const charge = ask.charge ?? 0;
       if (charge > 0) this.current[slot]! += charge;
+      if (ask.spentIn === windowStart) this.settle(slot, ask.spent ?? 0, this.outstanding);
+      else if (ask.spentIn === windowStart - windowMs)
+        this.settle(slot, ask.spent ?? 0, this.outstandingBefore);
       const previous = this.previous[slot]!;
       const current = this.current[slot]!;
       const estimate = slidingEstimate(previous, current, windowMs, elapsed);
@@ -176,37 +218,60 @@ export class LeaseArbiter {
         const share = Math.max(1, Math.floor(room / (2 * workers)));
         const granted = Math.min(Math.max(1, Math.floor(ask.want)), share);
         this.current[slot] = current + granted;
-        this.lastMoveAt[slot] = now;
+        this.outstanding[slot]! += granted;
         grants.push({ windowStart, granted, estimate: estimate + granted, retryMs: 0, recheckMs: 0 });
         continue;
       }
       const retryMs = Math.max(1, msUntilAvailable(previous, current, windowMs, elapsed, cap));
-      const recent = now - this.lastMoveAt[slot]! < this.holdMs;
-      grants.push({
-        windowStart,
-        granted: 0,
-        estimate,
-        retryMs,
-        recheckMs: recent ? Math.min(retryMs, this.recheckMs) : retryMs,
-      });
+      if (this.outstanding[slot]! + this.outstandingBefore[slot]! > 0) {
+        // Permits sit in workers, maybe unused: reclaim them before refusing anyone.
+        let contention = this.contended.get(slot);
+        if (contention === undefined) {
+          contention = { reclaim: { key: ask.key, windowStart, windowMs }, since: now };
+          this.contended.set(slot, contention);
+        }
+        if (now - contention.since < this.reclaimMs) {
+          const recheckMs = Math.min(retryMs, this.recheckMs);
+          grants.push({ windowStart, granted: 0, estimate, retryMs, recheckMs, reclaiming: true });
+          continue;
+        }
+      }
+      grants.push({ windowStart, granted: 0, estimate, retryMs, recheckMs: retryMs });
     }
     return grants;
   }
 
-  /** Takes back unused permits; returns for windows that no estimate reads any more are ignored. */
-  release(returns: readonly LeaseReturn[], now: number): void {
+  /**
+   * Takes back unused permits and spending reports (returns for windows that no estimate reads any
+   * more are ignored); answers the keys being reclaimed, for every worker to hand back its part.
+   */
+  release(returns: readonly LeaseReturn[], now: number): LeaseReclaim[] {
     for (const back of returns) {
       const slot = this.find(back.key, back.windowMs);
-      if (slot === NONE || !(back.count > 0)) continue;
+      if (slot === NONE) continue;
+      const count = Math.max(0, back.count || 0);
       const windowStart = this.windowStart[slot]!;
       if (windowStart === back.windowStart) {
-        this.current[slot] = Math.max(0, this.current[slot]! - back.count);
-        this.lastMoveAt[slot] = now;
+        this.current[slot] = Math.max(0, this.current[slot]! - count);
+        this.settle(slot, count + (back.spent ?? 0), this.outstanding);
       } else if (windowStart === back.windowStart + back.windowMs) {
-        this.previous[slot] = Math.max(0, this.previous[slot]! - back.count);
-        this.lastMoveAt[slot] = now;
+        this.previous[slot] = Math.max(0, this.previous[slot]! - count);
+        this.settle(slot, count + (back.spent ?? 0), this.outstandingBefore);
       }
     }
+    const reclaims: LeaseReclaim[] = [];
+    for (const [slot, { reclaim }] of this.contended) {
+      if (reclaim.windowStart !== now - (now % reclaim.windowMs)) this.contended.delete(slot);
+      else reclaims.push(reclaim);
+    }
+    return reclaims;
+  }
+
+  /** Outstanding permits reported spent or handed back; once none is left, nothing is reclaimed. */
+  private settle(slot: number, count: number, outstanding: Float64Array): void {
+    if (!(count > 0)) return;
+    outstanding[slot] = Math.max(0, outstanding[slot]! - count);
+    if (this.outstanding[slot]! + this.outstandingBefore[slot]! === 0) this.contended.delete(slot);
   }
 
   /**
@@ -262,6 +327,11 @@ export class LeaseArbiter {
       this.previous[slot] = start === windowStart - windowMs ? this.current[slot]! : 0;
       this.current[slot] = 0;
       this.windowStart[slot] = windowStart;
+      // Permits of an ended window are void: none is outstanding in the new one, and those of the
+      // window before still weigh until they are reported.
+      this.outstandingBefore[slot] = start === windowStart - windowMs ? this.outstanding[slot]! : 0;
+      this.outstanding[slot] = 0;
+      this.contended.delete(slot);
     }
     return slot;
   }
@@ -286,7 +356,8 @@ export class LeaseArbiter {
     this.windowMs[slot] = windowMs;
     this.current[slot] = 0;
     this.previous[slot] = 0;
-    this.lastMoveAt[slot] = 0;
+    this.outstanding[slot] = 0;
+    this.outstandingBefore[slot] = 0;
     this.count++;
     const rule =
       address === NONE ? NONE : this.ruleNumber(ruleVersion(key.slice(0, key.indexOf('|')), windowMs));
@@ -323,6 +394,7 @@ export class LeaseArbiter {
       this.keys[slot] = undefined;
     }
     this.windowMs[slot] = 0;
+    this.contended.delete(slot);
     this.count--;
     this.nextFree[slot] = this.freeHead;
     this.freeHead = slot;
@@ -343,7 +415,8 @@ export class LeaseArbiter {
     this.windowMs = resize(this.windowMs, capacity);
     this.current = resize(this.current, capacity);
     this.previous = resize(this.previous, capacity);
-    this.lastMoveAt = resize(this.lastMoveAt, capacity);
+    this.outstanding = resize(this.outstanding, capacity);
+    this.outstandingBefore = resize(this.outstandingBefore, capacity);
     this.view.rule = resize(this.view.rule, capacity);
     this.view.ip4 = resize(this.view.ip4, capacity);
     this.nextFree = resize(this.nextFree, capacity);

@@ -10,9 +10,14 @@
  *   the permits they waited for go to them first. A request still short of a permit (the grant was
  *   smaller than the queue) waits for the next round; every round either grants at least one
  *   permit or returns a refusal, so the queue always drains.
- * - Unused permits go back (batched, fire and forget) every sync interval: those of a window that
- *   has ended, and those held longer than `holdMs` (the key's demand fell); and all of them on
- *   stop or when the rule set is replaced.
+ * - Unused permits go back (batched) every sync interval: those of a window that has ended, and
+ *   those held longer than `holdMs` (the key's demand fell); and all of them on stop or when the
+ *   rule set is replaced. The same message is sent as a poll (one small IPC round trip per sync
+ *   interval) while the worker holds permits or spent some within the longest rule window: its
+ *   answer names the keys the primary reclaims (asks elsewhere wait for their permits), whose
+ *   permits go back at once with what was spent of them.
+ * - An ask the primary answers with "reclaiming" is not a refusal: its requests stay parked and
+ *   the ask goes again after the recheck time the answer gave (a timer, not a busy loop).
  * - The primary not answering within `timeoutMs` marks it unreachable (onStateChange once per
  *   transition); parked requests are then decided by onStoreError: 'open' admits them (counted
  *   locally, owed to the primary when it is back), 'deny' refuses counters without permits. Asks
@@ -48,6 +53,8 @@ export class LeaseClient {
   private scheduled = false;
   private inFlight = 0;
   private timer: NodeJS.Timeout | undefined;
+  /** Sends the asks deferred while the primary reclaims, when their recheck time has come. */
+  private recheckTimer: NodeJS.Timeout | undefined;
   private readonly health: LinkHealth;
   private releasing: Promise<void> = Promise.resolve();
   private stopped = false;
@@ -88,6 +95,8 @@ export class LeaseClient {
   async stop(): Promise<void> {
     clearInterval(this.timer);
     this.timer = undefined;
+    clearTimeout(this.recheckTimer);
+    this.recheckTimer = undefined;
     this.stopped = true;
     this.limiter.releaseAll();
     this.sendReturns(this.limiter);
@@ -141,10 +150,23 @@ export class LeaseClient {
       this.send(limiter, requests);
       return;
     }
-    // Nothing to ask: the waiters' asks are in flight (their answer redoes them), or the rules
-    // changed under them (redo now, with the new limiter).
-    if (this.inFlight === 0) this.redoWaiters();
+    // Nothing to ask: the waiters' asks are in flight (their answer redoes them), deferred (the
+    // recheck timer redoes them), or the rules changed under them (redo now, with the new limiter).
+    if (this.inFlight === 0 && !limiter.hasDeferredAsks) this.redoWaiters();
   };
+
+  /**
+   * Sends the deferred asks after `ms` (0: none deferred). One timer for all: a later recheck
+   * time of another key only makes that one ask a little early, which is harmless.
+   */
+  private recheckIn(ms: number): void {
+    if (ms === 0 || this.stopped || this.recheckTimer) return;
+    this.recheckTimer = setTimeout(() => {
+      this.recheckTimer = undefined;
+      this.limiter.requeueDeferred();
+      this.schedule();
+    }, ms);
+  }
 
   private send(limiter: Limiter, requests: LeaseRequest[]): void {
     this.inFlight++;
@@ -155,6 +177,7 @@ export class LeaseClient {
         this.limiter.applyGrants(requests, grants, this.clock());
         if (this.limiter !== limiter) limiter.dropAsks(requests);
         this.health.report(true, undefined);
+        this.recheckIn(this.limiter.takeRecheckMs());
         this.redoWaiters();
         // Permits that arrive after stop() would never be used or handed back by the timer.
         if (this.stopped) this.limiter.releaseAll();
@@ -191,15 +214,26 @@ export class LeaseClient {
   }
 
   private tick(): void {
-    this.limiter.scanLeases(this.clock());
-    this.sendReturns(this.limiter);
+    const now = this.clock();
+    this.limiter.scanLeases(now);
+    this.sendReturns(this.limiter, this.limiter.shouldPollLeases(now));
   }
 
-  private sendReturns(limiter: Limiter): void {
+  /** Sends what goes back to the primary (or, with `poll`, an empty message); applies its reclaims. */
+  private sendReturns(limiter: Limiter, poll = false): void {
     const returns = limiter.takeReturns();
-    if (returns.length === 0) return;
-    this.releasing = this.transport.release(returns).catch(() => {
-      // Lost: those permits stay counted as admitted until their window ends (under-admission).
-    });
+    if (returns.length === 0 && !poll) return;
+    this.releasing = this.transport.release(returns).then(
+      (reclaims) => {
+        if (!reclaims || reclaims.length === 0) return;
+        // To the limiter in use now; what it holds of those keys goes back at once.
+        this.limiter.reclaim(reclaims);
+        this.sendReturns(this.limiter);
+      },
+      () => {
+        // Lost: those permits stay counted as admitted until their window ends or the primary
+        // stops waiting for them (reclaimMs): under-admission, never over-admission.
+      },
+    );
   }
 }

@@ -15,12 +15,16 @@
  * decides for counters without permits (shadow ones are admitted and owe).
  *
  * Invariant: `permits` > 0 are unspent permits of the slot's window; < 0 admissions the primary has
- * not counted yet (a debt). `current` and `previous` are this worker's own counts (statistics only).
+ * not counted yet (a debt). `spent` are permits of the slot's window spent and not yet reported:
+ * the primary's outstanding count of a key is what its workers hold plus what they have not
+ * reported, so a worker reports (with its asks, and when the primary reclaims the key) before the
+ * primary may refuse anyone for good. `current` and `previous` are this worker's own counts
+ * (statistics only).
  */
 import type { CounterPolicy } from './counting.js';
 import { type DecisionScratch, OVER, PENDING, WITHIN } from './decision.js';
 import type { KeyTable } from './key-table.js';
-import type { LeaseAsk, LeaseGrant, LeaseReturn } from './lease-arbiter.js';
+import type { LeaseAsk, LeaseGrant, LeaseReclaim, LeaseReturn } from './lease-arbiter.js';
 import { type CompiledRule, counterKey } from './matcher.js';
 import type { CounterHost } from './shared-policy.js';
 
@@ -56,12 +60,23 @@ export class LeaseCounting implements CounterPolicy {
   readonly retryAt: Float64Array;
   /** Requests waiting for this slot's next ask (sizes the ask). */
   readonly waiting: Int32Array;
-  /** 0 no ask, 1 an ask queued for the next batch, 2 an ask in flight. */
+  /** Permits of the slot's window spent since the last report to the primary. */
+  readonly spent: Float64Array;
+  /** 0 no ask, 1 an ask queued for the next batch, 2 an ask in flight, 3 an ask deferred (reclaiming). */
   readonly asking: Uint8Array;
   /** Whether the primary answers; while it does not, `failClosed` decides. */
   healthy = true;
   private askSlots: number[] = [];
   private askGenerations: number[] = [];
+  /** Slots whose ask waits for a recheck (the primary reclaims their key), with their generation. */
+  private deferredSlots: number[] = [];
+  private deferredGenerations: number[] = [];
+  /** The shortest recheck the primary asked for since takeRecheckMs() (0: none). */
+  private recheckMs = 0;
+  /** When a permit was last spent (epoch ms): the primary may want a report for a while after. */
+  private lastSpentAt = Number.NEGATIVE_INFINITY;
+  /** The longest window of the rules: how long a spent permit may be asked about. */
+  private readonly longestWindowMs: number;
   private readonly returns = new Map<string, LeaseReturn>();
   private readonly ruleIndex = new Map<string, number>();
 
@@ -77,8 +92,14 @@ export class LeaseCounting implements CounterPolicy {
     this.deniedUntil = new Float64Array(size);
     this.retryAt = new Float64Array(size);
     this.waiting = new Int32Array(size);
+    this.spent = new Float64Array(size);
     this.asking = new Uint8Array(size);
-    for (const rule of host.rules) this.ruleIndex.set(rule.info.id, rule.index);
+    let longest = 0;
+    for (const rule of host.rules) {
+      this.ruleIndex.set(rule.info.id, rule.index);
+      longest = Math.max(longest, rule.windowMs);
+    }
+    this.longestWindowMs = longest;
   }
 
   private get table(): KeyTable {
@@ -98,6 +119,7 @@ export class LeaseCounting implements CounterPolicy {
     this.deniedUntil[slot] = 0;
     this.retryAt[slot] = 0;
     this.waiting[slot] = 0;
+    this.spent[slot] = 0;
     this.asking[slot] = 0;
   }
 
@@ -106,10 +128,14 @@ export class LeaseCounting implements CounterPolicy {
     // A debt (admitted without a permit, not yet counted by the primary) stays, to be charged to
     // the new window: counted later rather than not at all, which can only make limits stricter.
     const held = this.permits[slot]!;
-    if (held > 0) {
+    const spent = this.spent[slot]!;
+    if (held > 0 || spent > 0) {
+      // Reported too: the primary's estimate still weighs the old window.
       const table = this.table;
-      this.giveBack(counterKey(rule, table.partition(slot)), table.windowStart[slot]!, rule.windowMs, held);
-      this.permits[slot] = 0;
+      const key = counterKey(rule, table.partition(slot));
+      this.giveBack(key, table.windowStart[slot]!, rule.windowMs, Math.max(0, held), spent);
+      if (held > 0) this.permits[slot] = 0;
+      this.spent[slot] = 0;
     }
     this.estimate[slot] = 0;
     return this.table.current[slot]!;
@@ -143,10 +169,14 @@ export class LeaseCounting implements CounterPolicy {
     return state;
   }
 
-  commit(_s: DecisionScratch, _i: number, slot: number): void {
+  commit(s: DecisionScratch, i: number, slot: number): void {
     // Without a permit (a shadow rule over its limit, the primary unreachable) this is a debt,
     // charged with the next ask: the primary counts every request that went through.
     const left = --this.permits[slot]!;
+    if (left >= 0) {
+      this.spent[slot]!++;
+      this.lastSpentAt = s.windowStart[i]! + s.elapsed[i]!;
+    }
     // Half the lease is used: ask for the next one now, so steady traffic never waits.
     if (left > 0 && 2 * left <= this.leaseSize[slot]! && this.asking[slot] === 0) this.ask(slot, 0);
   }
@@ -193,6 +223,8 @@ export class LeaseCounting implements CounterPolicy {
         const projected = Math.ceil((used * target) / Math.max(1, now - this.leaseAt[slot]!));
         want = Math.max(want, Math.min(projected, 2 * last + waiting));
       }
+      const spent = this.spent[slot]!;
+      this.spent[slot] = 0;
       requests.push({
         ask: {
           key: counterKey(rule, partition),
@@ -200,6 +232,8 @@ export class LeaseCounting implements CounterPolicy {
           cap: rule.cap,
           want: Math.min(want, rule.cap),
           charge: Math.max(0, -permits),
+          spent,
+          spentIn: table.windowStart[slot]!,
         },
         ruleId: rule.info.id,
         partition,
@@ -240,6 +274,16 @@ export class LeaseCounting implements CounterPolicy {
       }
       if (start < grant.windowStart) roll(slot, this.host.rules[table.rule[slot]!]!, grant.windowStart);
       this.estimate[slot] = grant.estimate;
+      if (grant.granted === 0 && grant.reclaiming === true) {
+        // Not a refusal: permits held elsewhere are being reclaimed. Requests keep waiting, and
+        // the ask goes again after the recheck time (LeaseClient's timer), not at once.
+        this.asking[slot] = 3;
+        const recheck = Math.max(1, grant.recheckMs);
+        this.recheckMs = this.recheckMs === 0 ? recheck : Math.min(this.recheckMs, recheck);
+        this.deferredSlots.push(slot);
+        this.deferredGenerations.push(table.generation[slot]!);
+        continue;
+      }
       if (grant.granted === 0) {
         this.deniedUntil[slot] = now + grant.recheckMs;
         this.retryAt[slot] = now + grant.retryMs;
@@ -253,11 +297,78 @@ export class LeaseCounting implements CounterPolicy {
     }
   }
 
-  /** Asks that got no answer: their counters may ask again. */
+  /** Asks that got no answer: their counters may ask again (and report their spending again). */
   dropAsks(requests: readonly LeaseRequest[]): void {
     for (const request of requests) {
       const slot = this.leaseSlot(request);
-      if (slot >= 0) this.asking[slot] = 0;
+      if (slot < 0) continue;
+      this.asking[slot] = 0;
+      const { spent, spentIn } = request.ask;
+      if (spent !== undefined && spent > 0 && spentIn === this.table.windowStart[slot])
+        this.spent[slot]! += spent;
+    }
+  }
+
+  /** How long until the deferred asks should go (the shortest recheck since the last call; 0: none). */
+  takeRecheckMs(): number {
+    const ms = this.recheckMs;
+    this.recheckMs = 0;
+    return ms;
+  }
+
+  /** Queues the deferred asks again (their recheck time has come). */
+  requeueDeferred(): void {
+    const table = this.table;
+    const slots = this.deferredSlots;
+    const generations = this.deferredGenerations;
+    this.deferredSlots = [];
+    this.deferredGenerations = [];
+    for (let k = 0; k < slots.length; k++) {
+      const slot = slots[k]!;
+      if (table.generation[slot] !== generations[k] || this.asking[slot] !== 3) continue;
+      this.asking[slot] = 0;
+      this.ask(slot, 0);
+    }
+  }
+
+  /** Whether asks wait for a recheck time (then waiting requests are redone when they go). */
+  get hasDeferred(): boolean {
+    return this.deferredSlots.length > 0;
+  }
+
+  /**
+   * Whether the primary may be waiting for this worker: it holds permits, or spent some within the
+   * longest window (their report may be wanted). Then it polls every sync interval.
+   */
+  shouldPoll(now: number): boolean {
+    return this.table.dirtyCount > 0 || now - this.lastSpentAt < this.longestWindowMs;
+  }
+
+  /**
+   * The primary reclaims these keys: hand back what is held of them and report what was spent, so
+   * that a request waiting in another worker gets the permits, or a refusal that is final.
+   */
+  reclaim(reclaims: readonly LeaseReclaim[]): void {
+    const table = this.table;
+    for (const reclaim of reclaims) {
+      const sep = reclaim.key.indexOf('|');
+      const index = this.ruleIndex.get(sep < 0 ? reclaim.key : reclaim.key.slice(0, sep));
+      if (index === undefined) continue;
+      const rule = this.host.rules[index]!;
+      if (rule.windowMs !== reclaim.windowMs) continue;
+      const partition = sep < 0 ? '' : reclaim.key.slice(sep + 1);
+      if (counterKey(rule, partition) !== reclaim.key) continue;
+      const slot = this.host.slotOf(index, partition);
+      if (slot < 0) continue;
+      // A counter not rolled yet holds permits of the window before, which still weigh.
+      const start = table.windowStart[slot]!;
+      if (start !== reclaim.windowStart && start !== reclaim.windowStart - reclaim.windowMs) continue;
+      const held = Math.max(0, this.permits[slot]!);
+      const spent = this.spent[slot]!;
+      if (held === 0 && spent === 0) continue;
+      this.giveBack(reclaim.key, start, reclaim.windowMs, held, spent);
+      this.permits[slot]! -= held;
+      this.spent[slot] = 0;
     }
   }
 
@@ -274,8 +385,9 @@ export class LeaseCounting implements CounterPolicy {
       const rule = this.host.rules[table.rule[slot]!]!;
       const start = table.windowStart[slot]!;
       if (start >= now - (now % rule.windowMs) && now - this.leaseAt[slot]! <= holdMs) return true;
-      this.giveBack(counterKey(rule, table.partition(slot)), start, rule.windowMs, held);
+      this.giveBack(counterKey(rule, table.partition(slot)), start, rule.windowMs, held, this.spent[slot]!);
       this.permits[slot] = 0;
+      this.spent[slot] = 0;
       return false;
     });
   }
@@ -301,10 +413,16 @@ export class LeaseCounting implements CounterPolicy {
     return returns;
   }
 
-  private giveBack(key: string, windowStart: number, windowMs: number, count: number): void {
+  private giveBack(key: string, windowStart: number, windowMs: number, count: number, spent = 0): void {
     const id = `${key}@${windowStart}`;
     const known = this.returns.get(id);
-    this.returns.set(id, { key, windowStart, windowMs, count: count + (known?.count ?? 0) });
+    this.returns.set(id, {
+      key,
+      windowStart,
+      windowMs,
+      count: count + (known?.count ?? 0),
+      spent: spent + (known?.spent ?? 0),
+    });
   }
 
   /**
@@ -342,6 +460,10 @@ export class LeaseCounting implements CounterPolicy {
     this.estimate[slot] = from.estimate[oldSlot]!;
     this.leaseAt[slot] = from.leaseAt[oldSlot]!;
     this.leaseSize[slot] = from.leaseSize[oldSlot]!;
+    // What was spent is owed a report whatever happens to the permits.
+    this.spent[slot] = from.spent[oldSlot]!;
+    from.spent[oldSlot] = 0;
+    this.lastSpentAt = Math.max(this.lastSpentAt, from.lastSpentAt);
     if (capSame || !capKept) {
       this.deniedUntil[slot] = from.deniedUntil[oldSlot]!;
       this.retryAt[slot] = from.retryAt[oldSlot]!;

@@ -38,7 +38,7 @@ import {
 import { ExactCounting, type ExactTake, settleExact, type WaitingDecision } from './exact-policy.js';
 import { parseIpInto } from './ip.js';
 import { KeyTable } from './key-table.js';
-import type { LeaseGrant, LeaseReturn } from './lease-arbiter.js';
+import type { LeaseGrant, LeaseReclaim, LeaseReturn } from './lease-arbiter.js';
 import { LeaseCounting, type LeaseOptions, type LeaseRequest } from './lease-policy.js';
 import {
   type CompiledRule,
@@ -432,6 +432,30 @@ export class Limiter {
 
   takeReturns(): LeaseReturn[] {
     return this.lease?.takeReturns() ?? [];
+  }
+
+  /** The primary reclaims these keys: what is held of them goes back with takeReturns(). */
+  reclaim(reclaims: readonly LeaseReclaim[]): void {
+    this.lease?.reclaim(reclaims);
+  }
+
+  /** Whether this worker should poll the primary for reclaims (see LeaseCounting.shouldPoll). */
+  shouldPollLeases(now: number = this.clock()): boolean {
+    return this.lease?.shouldPoll(now) ?? false;
+  }
+
+  /** How long until asks deferred while the primary reclaims should go again (0: none deferred). */
+  takeRecheckMs(): number {
+    return this.lease?.takeRecheckMs() ?? 0;
+  }
+
+  /** Queues the asks deferred while the primary reclaims. */
+  requeueDeferred(): void {
+    this.lease?.requeueDeferred();
+  }
+
+  get hasDeferredAsks(): boolean {
+    return this.lease?.hasDeferred ?? false;
   }
 
   // ---- Shared counters; driven by CounterSync (counter-sync.ts), not meant for request handlers ----

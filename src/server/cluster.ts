@@ -127,7 +127,6 @@ export async function runClusterPrimary(options: ClusterPrimaryOptions): Promise
     ? new LeaseArbiter({
         workers: () => Math.max(1, members.size),
         recheckMs: config.syncInterval,
-        holdMs: 6 * config.syncInterval,
       })
     : undefined;
   // A slice of the keys twice a second: a pass takes at most 5 s, so keys that churn fast (many

@@ -6,7 +6,13 @@
  * permits out of the one set of counts it keeps (connectIpcLeases, limits/lease-arbiter.ts), which
  * makes limits exact across the workers. (`store.counters.sync` is still served, for completeness.)
  */
-import type { LeaseAsk, LeaseGrant, LeaseReturn, LeaseTransport } from '../limits/lease-arbiter.js';
+import type {
+  LeaseAsk,
+  LeaseGrant,
+  LeaseReclaim,
+  LeaseReturn,
+  LeaseTransport,
+} from '../limits/lease-arbiter.js';
 import type { IpcPeer } from './ipc-peer.js';
 import type {
   CounterBackend,
@@ -56,7 +62,8 @@ export const LEASE_TIMEOUT_MS = 1000;
 export function connectIpcLeases(peer: IpcPeer, timeoutMs = LEASE_TIMEOUT_MS): LeaseTransport {
   return {
     lease: (asks: readonly LeaseAsk[]) => peer.call<LeaseGrant[]>(LEASE_OPS.lease, [asks], timeoutMs),
-    release: (returns: readonly LeaseReturn[]) => peer.call<void>(LEASE_OPS.release, [returns], timeoutMs),
+    release: (returns: readonly LeaseReturn[]) =>
+      peer.call<LeaseReclaim[]>(LEASE_OPS.release, [returns], timeoutMs),
   };
 }
 

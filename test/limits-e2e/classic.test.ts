@@ -40,11 +40,7 @@ import {
  */
 const MINUTE_ROOM_MS = 40_000;
 
-// One process only for now: under the default worker count these exact-count cases fail
-// intermittently (a concurrent fill of 989 for ip-152 got 980 admitted and 9 refused, the shared
-// /categories/* counter of 15 admitted fewer), an open defect of the lease policy that this suite
-// is to cover once fixed: add WORKER_MODES[1] back then.
-describe.each(WORKER_MODES.slice(0, 1))('classic rules end to end ($name)', (mode) => {
+describe.each(WORKER_MODES)('classic rules end to end ($name)', (mode) => {
   let origin: Origin;
   let proxy: CliProcess;
   let env: Record<string, string>;

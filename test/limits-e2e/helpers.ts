@@ -6,6 +6,8 @@
  *   roomInWindow(windowMs, ms)   waits (bounded) until the current aligned window has `ms` left, so an
  *                                "exactly N then 429" burst cannot straddle a window boundary
  *   waitFor(check, ms, what)     polls until check() is truthy; fails naming `what`
+ *   offerLoad(urls, path, …)     the accuracy loop: `offered` requests round-robin over replicas,
+ *                                tallied; accuracyBound() is the documented bound it is held to
  *   metric(text, name, labels)   one sample from Prometheus text
  */
 import { Pool } from 'undici';
@@ -148,6 +150,76 @@ export class Clients {
     await Promise.all([...this.pools.values()].map((pool) => pool.close().catch(() => undefined)));
     this.pools.clear();
   }
+}
+
+export interface LoadTally {
+  /** Requests sent (all of them unless the hang deadline passed first). */
+  offered: number;
+  admitted: number;
+  rejected: number;
+  /** Neither 200 nor 429: always a failure. */
+  other: number;
+  perReplica: number[];
+  /** From the first request sent to the last answer received (epoch ms). */
+  startedAt: number;
+  lastDoneAt: number;
+}
+
+/**
+ * The accuracy loop of the multi-replica suites: `offered` requests to `path`, `concurrency` at a
+ * time, each concurrent client going round-robin over the replicas from its own starting point, so
+ * every replica sees an even share at once. Throws when still sending at `hangMs` (a hang, not a
+ * slow machine).
+ */
+export async function offerLoad(
+  urls: readonly string[],
+  path: string,
+  options: { offered: number; concurrency: number; hangMs: number },
+): Promise<LoadTally> {
+  const { offered, concurrency, hangMs } = options;
+  const clients = new Clients();
+  const startedAt = Date.now();
+  const deadline = startedAt + hangMs;
+  const tally: LoadTally = {
+    offered: 0,
+    admitted: 0,
+    rejected: 0,
+    other: 0,
+    perReplica: urls.map(() => 0),
+    startedAt,
+    lastDoneAt: startedAt,
+  };
+  const client = async (c: number) => {
+    for (let i = 0; tally.offered < offered; i++) {
+      if (Date.now() > deadline)
+        throw new Error(`offered only ${tally.offered} of ${offered} in ${hangMs} ms`);
+      tally.offered++;
+      const replica = (c + i) % urls.length;
+      const hit = await clients.hit(urls[replica]!, path);
+      tally.lastDoneAt = Date.now();
+      if (hit.status === 429) tally.rejected++;
+      else if (hit.status === 200) {
+        tally.admitted++;
+        tally.perReplica[replica]!++;
+      } else tally.other++;
+    }
+  };
+  try {
+    // The connections spread over the replicas, so each replica's pool is used in full.
+    for (const url of urls) clients.pool(url, undefined, Math.max(1, Math.ceil(concurrency / urls.length)));
+    await Promise.all(Array.from({ length: concurrency }, (_, c) => client(c)));
+  } finally {
+    await clients.close();
+  }
+  return tally;
+}
+
+/**
+ * The most a window may admit under approximate sharing (docs/rate-limiting.md): limit + burst +
+ * 2 × replicas, where replicas are what the store sees (one per serving process).
+ */
+export function accuracyBound(limit: number, burst: number, replicas: number): number {
+  return limit + burst + 2 * replicas;
 }
 
 /** Counts statuses, e.g. { 200: 10, 429: 1 }. */

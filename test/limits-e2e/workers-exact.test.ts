@@ -27,6 +27,7 @@ const RULES = `limits:
   - { id: orders-client, match: { path: /orders/* }, by: [header:x-client-id], limit: 2/h }
   - { id: restart, match: { path: /restart/* }, limit: 100/h }
   - { id: stall, match: { path: /stall/* }, limit: 5/h }
+  - { id: fill, match: { path: /echo }, limit: 30/h }
 `;
 
 let origin: Origin;
@@ -121,13 +122,30 @@ describe('serve --workers 2 with the embedded store: limits exact across workers
       // One client sends 40: its own rule admits 2; its 38 refusals must not eat into "orders".
       const greedy = await burst('/orders/1', 40, () => ({ 'x-client-id': 'greedy' }));
       expect(admitted(greedy)).toBe(2);
-      // Unused permits go back to the primary within a few sync intervals.
-      await sleep(1000);
+      // At once: permits of "orders" still held by either worker are reclaimed, not lost.
       // 30 other clients, one request each: "orders" has exactly 8 left for them.
       const others = await burst('/orders/1', 30, (i) => ({ 'x-client-id': `client-${i}` }));
       expect(admitted(others)).toBe(8);
     });
     expect(origin.requests.filter((r) => r.url === '/orders/1')).toHaveLength(10);
+  });
+
+  it('fills a limit exactly when its requests move from one worker to the other', async () => {
+    // Two new connections: the cluster hands them to the two workers in turn.
+    const [first, second] = [new Pool(cli.url, { connections: 1 }), new Pool(cli.url, { connections: 1 })];
+    // Queued on one connection: sent one after the other, as fast as the worker answers.
+    const oneByOne = (through: Pool, count: number) => burst('/echo', count, undefined, through);
+    try {
+      await inOneWindow(HOUR_MS, HANG_MS, async () => {
+        // Leases grow with demand: the first worker ends up holding permits it no longer uses …
+        expect(await oneByOne(first, 6)).toEqual(Array(6).fill(200));
+        // … and the other one gets exactly the 24 left, reclaimed from it, before any refusal.
+        expect(await oneByOne(second, 30)).toEqual([...Array(24).fill(200), ...Array(6).fill(429)]);
+      });
+      await waitFor(() => workersThatForwarded('/echo').size === 2, HANG_MS, 'access log lines');
+    } finally {
+      await Promise.all([first.close(), second.close()]);
+    }
   });
 
   it('keeps the counts when a rule is edited through the store mid-window', async () => {

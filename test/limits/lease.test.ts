@@ -38,7 +38,9 @@ function transport(arbiter: LeaseArbiter, clock: () => number, state = { down: f
     async release(returns) {
       await hop();
       if (state.down) throw new Error('the primary process did not answer limits.release');
-      arbiter.release(structuredClone(returns), clock());
+      const reclaims = arbiter.release(structuredClone(returns), clock());
+      await hop();
+      return structuredClone(reclaims);
     },
   };
 }
@@ -58,12 +60,15 @@ function worker(
   changes: boolean[] = [],
 ): Worker {
   const limiter = new Limiter(parseRules(rules, 'test'), { clock });
+  // Polls (and returns) every 5 ms of real time: what a reclaim waits for.
   const client = new LeaseClient(limiter, {
     transport: lease,
     clock,
     onStoreError,
     onStateChange: (healthy) => changes.push(healthy),
+    syncIntervalMs: 5,
   });
+  client.start();
   return {
     limiter,
     client,
@@ -180,7 +185,7 @@ describe('LeaseArbiter', () => {
   });
 
   it('weighs the previous window like one process does, and says when one permit frees', () => {
-    const arbiter = new LeaseArbiter({ workers: () => 1, holdMs: 0 });
+    const arbiter = new LeaseArbiter({ workers: () => 1 });
     const ask = { key: 'k', windowMs: 10_000, cap: 10, want: 10 };
     let total = 0;
     while (total < 10) total += arbiter.grant([ask], T0)[0]!.granted;
@@ -199,12 +204,58 @@ describe('LeaseArbiter', () => {
     expect(granted).toBe(5);
   });
 
-  it('tells a refused worker to ask again soon while permits granted to others may come back', () => {
-    const arbiter = new LeaseArbiter({ workers: () => 2, recheckMs: 100, holdMs: 600 });
+  it('refuses for good only once no permit is outstanding: until then it reclaims them', () => {
+    const arbiter = new LeaseArbiter({ workers: () => 2, recheckMs: 100, reclaimMs: 2000 });
     const ask = { key: 'k', windowMs: 60_000, cap: 4, want: 4 };
-    while (arbiter.grant([ask], T0)[0]!.granted > 0);
-    expect(arbiter.grant([ask], T0 + 10)[0]).toMatchObject({ granted: 0, recheckMs: 100 });
-    expect(arbiter.grant([ask], T0 + 1000)[0]).toMatchObject({ granted: 0, recheckMs: 59_000 });
+    let granted = 0;
+    for (let g = arbiter.grant([ask], T0)[0]!.granted; g > 0; g = arbiter.grant([ask], T0)[0]!.granted)
+      granted += g;
+    expect(granted).toBe(4);
+    // All 4 granted, none reported: maybe unused somewhere, so the asker waits and the key is reclaimed.
+    expect(arbiter.grant([ask], T0 + 10)[0]).toMatchObject({ granted: 0, recheckMs: 100, reclaiming: true });
+    expect(arbiter.release([], T0 + 20)).toEqual([{ key: 'k', windowStart: T0, windowMs: 60_000 }]);
+    // A holder reports 3 spent and hands 1 back: that one is granted again.
+    expect(
+      arbiter.release([{ key: 'k', windowStart: T0, windowMs: 60_000, count: 1, spent: 3 }], T0 + 30),
+    ).toEqual([]);
+    expect(arbiter.grant([{ ...ask, want: 1 }], T0 + 40)[0]).toMatchObject({ granted: 1, estimate: 4 });
+    // Spent, reported with the next ask: now nothing is outstanding and the refusal is final.
+    expect(arbiter.grant([{ ...ask, spent: 1, spentIn: T0 }], T0 + 50)[0]).toMatchObject({
+      granted: 0,
+      recheckMs: 60_000 - 50,
+    });
+    expect(arbiter.grant([ask], T0 + 60)[0]!.reclaiming).toBeUndefined();
+    // A holder that never reports (it died): the refusal is final after reclaimMs.
+    const other = { ...ask, key: 'other' };
+    while (arbiter.grant([other], T0)[0]!.granted > 0);
+    expect(arbiter.grant([other], T0 + 1999)[0]!.reclaiming).toBe(true);
+    expect(arbiter.grant([other], T0 + 2000)[0]).toMatchObject({ granted: 0, recheckMs: 58_000 });
+  });
+
+  it('waits for the unused permits of the window before too, which its weight still counts', () => {
+    const arbiter = new LeaseArbiter({ workers: () => 1 });
+    const ask = { key: 'k', windowMs: 10_000, cap: 10, want: 10 };
+    expect(arbiter.grant([ask], T0)[0]!.granted).toBe(5);
+    expect(arbiter.grant([ask], T0)[0]!.granted).toBe(2);
+    // Next window, 1 s in: 90% of 7 granted weighs 6; 4 more fit, then the 7 may have been unused.
+    const later = T0 + 11_000;
+    expect(arbiter.grant([ask], later)[0]!.granted).toBe(2);
+    expect(arbiter.grant([ask], later)[0]!.granted).toBe(1);
+    expect(arbiter.grant([ask], later)[0]!.granted).toBe(1);
+    expect(arbiter.grant([ask], later)[0]!.reclaiming).toBe(true);
+    // The old window's holder reports 2 spent, 5 unused (the new window's 4 are spent too).
+    arbiter.release(
+      [
+        { key: 'k', windowStart: T0, windowMs: 10_000, count: 5, spent: 2 },
+        { key: 'k', windowStart: T0 + 10_000, windowMs: 10_000, count: 0, spent: 4 },
+      ],
+      later,
+    );
+    // One process: floor(2 × 0.9) + 4 = 5 of 10, so 5 more.
+    let more = 0;
+    for (let g = arbiter.grant([ask], later)[0]!; g.granted > 0; g = arbiter.grant([ask], later)[0]!)
+      more += g.granted;
+    expect(more).toBe(5);
   });
 });
 
@@ -212,7 +263,7 @@ describe('workers holding leases', () => {
   it('admit exactly the limit of a burst between them, and a rejected request consumes nothing', async () => {
     let now = T0 + 5_000;
     const clock = () => now;
-    const arbiter = new LeaseArbiter({ workers: () => 3 });
+    const arbiter = new LeaseArbiter({ workers: () => 3, recheckMs: 5 });
     const lease = transport(arbiter, clock);
     const rules = [
       { id: 'orders', match: { path: '/orders/*' }, limit: '100/m' },
@@ -258,7 +309,7 @@ describe('workers holding leases', () => {
   it('never admit a request one process would refuse, over many windows of random traffic', async () => {
     let now = T0;
     const clock = () => now;
-    const arbiter = new LeaseArbiter({ workers: () => 4 });
+    const arbiter = new LeaseArbiter({ workers: () => 4, recheckMs: 5 });
     const lease = transport(arbiter, clock);
     const windowMs = 10_000;
     const cap = 30 + 5;
@@ -301,10 +352,92 @@ describe('workers holding leases', () => {
     await settle(workers);
   });
 
+  it('refuse only when the host is full: permits idle in another worker are reclaimed first', async () => {
+    const now = T0 + 1000;
+    const clock = () => now;
+    const arbiter = new LeaseArbiter({ workers: () => 2, recheckMs: 5 });
+    const lease = transport(arbiter, clock);
+    const rules = [{ id: 'k', limit: '20/m' }];
+    const [busy, idle] = [worker(rules, lease, clock), worker(rules, lease, clock)];
+    // A burst on one worker leaves it holding permits it will not use …
+    const first = await Promise.all(Array.from({ length: 6 }, () => idle.decide()));
+    expect(first.filter(Boolean)).toHaveLength(6);
+    expect(arbiter.counts('k', now)!.current).toBeGreaterThan(6);
+    // … and all other traffic goes to the other one: it gets exactly the 14 left, then 429.
+    const rest: boolean[] = [];
+    for (let i = 0; i < 16; i++) rest.push(await busy.decide());
+    expect(rest).toEqual([...Array(14).fill(true), false, false]);
+    await settle([busy, idle]);
+    expect(arbiter.counts('k', now)).toEqual({ current: 20, previous: 0 });
+  });
+
+  describe.each([
+    { kind: 'unpartitioned', rule: { id: 'k', limit: '12/10s', burst: 3 } },
+    { kind: 'per IP', rule: { id: 'k', by: ['ip'], limit: '12/10s' } },
+    { kind: 'per header', rule: { id: 'k', by: ['header:x-client'], limit: '12/10s', burst: 2 } },
+  ])('two workers against one process, $kind, random traffic over many windows', ({ rule }) => {
+    function randomFrom(seed: number): () => number {
+      return () => {
+        seed = (seed * 1_103_515_245 + 12_345) % 2 ** 31;
+        return seed / 2 ** 31;
+      };
+    }
+    const clientOf = (n: number) => ({ ip: `10.0.0.${1 + n}`, headers: { 'x-client': `c${n}` } });
+
+    it('sequential requests: the same decision for every request', async () => {
+      let now = T0;
+      const clock = () => now;
+      const arbiter = new LeaseArbiter({ workers: () => 2, recheckMs: 5 });
+      const lease = transport(arbiter, clock);
+      const workers = [worker([rule], lease, clock), worker([rule], lease, clock)];
+      const model = new Limiter(parseRules([rule], 'test'), { clock });
+      const random = randomFrom(11);
+      const mismatches: string[] = [];
+      let admitted = 0;
+      for (let step = 0; step < 400; step++) {
+        // Runs of requests at one instant (leases grow), then pauses of up to a fifth of the window.
+        if (random() < 0.3) now += Math.floor(random() * 2000);
+        const init = clientOf(Math.floor(random() * 2));
+        const expected = model.decide(request(init), now).allowed;
+        const got = await workers[Math.floor(random() * 2)]!.decide(init);
+        if (got) admitted++;
+        if (got !== expected) mismatches.push(`step ${step} at +${now - T0} ms: ${got} vs ${expected}`);
+      }
+      expect(mismatches).toEqual([]);
+      // Saturating: the limits were reached, not just followed from below.
+      expect(admitted).toBeLessThan(400);
+      await settle(workers);
+    });
+
+    it('concurrent bursts: as many admitted as one process admits', async () => {
+      let now = T0;
+      const clock = () => now;
+      const arbiter = new LeaseArbiter({ workers: () => 2, recheckMs: 5 });
+      const lease = transport(arbiter, clock);
+      const workers = [worker([rule], lease, clock), worker([rule], lease, clock)];
+      const model = new Limiter(parseRules([rule], 'test'), { clock });
+      const random = randomFrom(29);
+      const mismatches: string[] = [];
+      for (let step = 0; step < 120; step++) {
+        now += Math.floor(random() * 1500);
+        const inits = Array.from({ length: Math.floor(random() * 12) }, () =>
+          clientOf(Math.floor(random() * 2)),
+        );
+        const expected = inits.filter((init) => model.decide(request(init), now).allowed).length;
+        const got = (
+          await Promise.all(inits.map((init) => workers[Math.floor(random() * 2)]!.decide(init)))
+        ).filter(Boolean).length;
+        if (got !== expected) mismatches.push(`step ${step} at +${now - T0} ms: ${got} vs ${expected}`);
+      }
+      expect(mismatches).toEqual([]);
+      await settle(workers);
+    });
+  });
+
   it('decides synchronously while permits last, and a shadow rule never refuses', async () => {
     const now = T0;
     const clock = () => now;
-    const arbiter = new LeaseArbiter({ workers: () => 1 });
+    const arbiter = new LeaseArbiter({ workers: () => 1, recheckMs: 5 });
     const w = worker(
       [
         { id: 'k', limit: '1000/m' },
@@ -336,7 +469,7 @@ describe('workers holding leases', () => {
   it('use a permit only in the window it was counted in, and give the rest back when it ends', async () => {
     let now = T0 + 59_000;
     const clock = () => now;
-    const arbiter = new LeaseArbiter({ workers: () => 1 });
+    const arbiter = new LeaseArbiter({ workers: () => 1, recheckMs: 5 });
     const w = worker([{ id: 'k', limit: '100/m' }], transport(arbiter, clock), clock);
     for (let i = 0; i < 5; i++) expect(await w.decide()).toBe(true);
     const held = arbiter.counts('k', now)!.current - 5;
@@ -353,7 +486,7 @@ describe('workers holding leases', () => {
   it('fall back by onStoreError when the primary does not answer, say so once, and recover', async () => {
     const now = T0;
     const clock = () => now;
-    const arbiter = new LeaseArbiter({ workers: () => 1 });
+    const arbiter = new LeaseArbiter({ workers: () => 1, recheckMs: 5 });
     const state = { down: true };
     const rules = [{ id: 'k', limit: '5/m' }];
     const openChanges: boolean[] = [];
@@ -378,7 +511,7 @@ describe('workers holding leases', () => {
   it('spend no permit granted under a larger cap than the reloaded rule has', async () => {
     const now = T0;
     const clock = () => now;
-    const arbiter = new LeaseArbiter({ workers: () => 1 });
+    const arbiter = new LeaseArbiter({ workers: () => 1, recheckMs: 5 });
     const base = transport(arbiter, clock);
     // The primary grants under the old cap, but its answer arrives after the reload.
     let answer!: () => void;
@@ -419,7 +552,7 @@ describe('workers holding leases', () => {
   it('count a rule whose window changed apart from its old version while workers reload', async () => {
     let now = T0 + 100;
     const clock = () => now;
-    const arbiter = new LeaseArbiter({ workers: () => 2 });
+    const arbiter = new LeaseArbiter({ workers: () => 2, recheckMs: 5 });
     // One worker still has the old rule, the other has reloaded it with another window.
     const old = worker([{ id: 'k', limit: '10/m' }], transport(arbiter, clock), clock);
     const reloaded = worker([{ id: 'k', limit: '10/s' }], transport(arbiter, clock), clock);
@@ -439,7 +572,9 @@ describe('workers holding leases', () => {
   it('charge what fail-open admitted during an outage, even beyond the limit', async () => {
     let now = T0 + 100;
     const clock = () => now;
-    const arbiter = new LeaseArbiter({ workers: () => 1 });
+    // Returns sent during the outage are lost and never reported: without reclaimMs 0 the first
+    // refusal would wait reclaimMs of this frozen clock for them (not what this test is about).
+    const arbiter = new LeaseArbiter({ workers: () => 1, recheckMs: 5, reclaimMs: 0 });
     const state = { down: false };
     const w = worker([{ id: 'k', limit: '100/m' }], transport(arbiter, clock, state), clock, 'open');
     let admitted = 0;
@@ -469,7 +604,7 @@ describe('workers holding leases', () => {
   it('carry permits and counts over a rule reload, and give back those of a removed rule', async () => {
     const now = T0;
     const clock = () => now;
-    const arbiter = new LeaseArbiter({ workers: () => 1 });
+    const arbiter = new LeaseArbiter({ workers: () => 1, recheckMs: 5 });
     const lease = transport(arbiter, clock);
     const w = worker(
       [
@@ -500,7 +635,7 @@ describe('RateLimiter with leases (the gate the proxy route calls)', () => {
     // Memory: nothing is written to the data dir.
     const store = await openStore('memory', { dataDir: '/nonexistent' });
     const logs = new LogCapture();
-    const arbiter = new LeaseArbiter({ workers: () => 2 });
+    const arbiter = new LeaseArbiter({ workers: () => 2, recheckMs: 5 });
     const state = { down: false };
     const gate = await RateLimiter.start({
       store,
