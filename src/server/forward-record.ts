@@ -39,7 +39,8 @@ export function forwardRecorder(deps: RecordDeps): (ctx: ProxyRequest) => void {
   return (ctx) => {
     const status = ctx.clientAborted && ctx.status === 0 ? 499 : ctx.status;
     const ms = performance.now() - ctx.startedAt;
-    metrics.requestFinished(methodIndex(ctx.method), ctx.route, status, ms, ctx.upstreamHeadersMs, ctx.bytes);
+    const { route, upstreamHeadersMs, bytes, traceId } = ctx;
+    metrics.requestFinished(methodIndex(ctx.method), route, status, ms, upstreamHeadersMs, bytes, traceId);
     stats.record(ctx.route, status, ctx.bytes, ms, ctx.clientIp);
     if (ctx.failure) {
       metrics.upstreamError(ctx.failure.kind);
