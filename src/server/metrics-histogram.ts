@@ -2,7 +2,8 @@
  * Latency histograms as typed arrays, turned into samples at scrape time. Each bucket also keeps
  * the newest request that fell in it (its trace id, value and time): the exemplar OpenMetrics
  * scrapes carry. Keeping it costs three stores per observation (a reference to the request's trace
- * id string, which exists anyway, and two numbers), nothing allocated.
+ * id string, which exists anyway, and two numbers), nothing allocated, and no clock read: the
+ * caller passes the time it already took to measure the duration.
  */
 import { LATENCY_BOUNDS_SECONDS, LATENCY_BUCKETS, latencyBucket } from './stats/latency-buckets.js';
 
@@ -32,10 +33,7 @@ export class ArrayHistogram {
   /** Epoch milliseconds; 0 where no traced request fell yet. */
   private readonly exemplarAt: Float64Array;
 
-  constructor(
-    private readonly series: number,
-    private readonly clock: () => number = Date.now,
-  ) {
+  constructor(private readonly series: number) {
     this.buckets = new Float64Array(series * LATENCY_BUCKETS);
     this.sums = new Float64Array(series);
     this.exemplarTrace = new Array<string>(series * LATENCY_BUCKETS).fill('');
@@ -43,15 +41,18 @@ export class ArrayHistogram {
     this.exemplarAt = new Float64Array(series * LATENCY_BUCKETS);
   }
 
-  /** `traceId`: the request's W3C trace id, '' when it has none (not forwarded). */
-  observe(series: number, ms: number, traceId = ''): void {
+  /**
+   * `traceId`: the request's W3C trace id, '' when it has none (not forwarded); `atMs`: when it was
+   * observed (epoch milliseconds), read only with a trace id.
+   */
+  observe(series: number, ms: number, traceId = '', atMs = 0): void {
     const slot = series * LATENCY_BUCKETS + latencyBucket(ms);
     this.buckets[slot] = this.buckets[slot]! + 1;
     this.sums[series] = this.sums[series]! + ms / 1000;
     if (traceId !== '') {
       this.exemplarTrace[slot] = traceId;
       this.exemplarSeconds[slot] = ms / 1000;
-      this.exemplarAt[slot] = this.clock();
+      this.exemplarAt[slot] = atMs;
     }
   }
 

@@ -56,8 +56,8 @@ export interface MetricsOptions {
   /** Most route labels (the route table's capacity). */
   routeCapacity: number;
   routeLabel: (id: number) => string;
-  /** When exemplars were taken (epoch ms); tests inject one. */
-  clock?: () => number;
+  /** Epoch milliseconds at performance.now() 0 (default performance.timeOrigin); tests set one. */
+  timeOrigin?: number;
 }
 
 export class ProxyMetrics {
@@ -69,6 +69,7 @@ export class ProxyMetrics {
   /** By route and status class of the upstream's answer (see STATUS_CLASSES). */
   private readonly upstreamDuration: ArrayHistogram;
   private readonly responseBytes: Float64Array;
+  private readonly timeOrigin: number;
   private inFlight = 0;
   private renderer: ((format: MetricsFormat) => Promise<string>) | undefined;
   private readonly rateLimited: Counter<'rule'>;
@@ -82,9 +83,9 @@ export class ProxyMetrics {
   constructor(private readonly options: MetricsOptions) {
     const { routeCapacity, routeLabel } = options;
     this.requests = new Float64Array(COUNTED_METHODS.length * routeCapacity * STATUS_SLOTS);
-    const clock = options.clock ?? Date.now;
-    this.requestDuration = new ArrayHistogram(routeCapacity, clock);
-    this.upstreamDuration = new ArrayHistogram(routeCapacity * STATUS_CLASSES.length, clock);
+    this.timeOrigin = options.timeOrigin ?? performance.timeOrigin;
+    this.requestDuration = new ArrayHistogram(routeCapacity);
+    this.upstreamDuration = new ArrayHistogram(routeCapacity * STATUS_CLASSES.length);
     this.responseBytes = new Float64Array(routeCapacity);
     collectDefaultMetrics({ register: this.registry, prefix: 'meli_proxy_' });
 
@@ -215,18 +216,20 @@ export class ProxyMetrics {
     upstreamHeadersMs: number,
     bytes = 0,
     traceId = '',
+    endedAt = 0,
   ): void {
     this.inFlight--;
-    this.countResponse(method, route, status, durationMs, bytes, traceId);
+    this.countResponse(method, route, status, durationMs, bytes, traceId, endedAt);
     if (upstreamHeadersMs >= 0) {
       const series = route * STATUS_CLASSES.length + statusClass(status);
-      this.upstreamDuration.observe(series, upstreamHeadersMs, traceId);
+      this.upstreamDuration.observe(series, upstreamHeadersMs, traceId, this.timeOrigin + endedAt);
     }
   }
 
   /**
    * Counts a response (forwarded, or answered by the proxy itself). `traceId`: the W3C trace of a
-   * forwarded request, kept as its duration bucket's exemplar ('' for the proxy's own answers).
+   * forwarded request, kept as its duration bucket's exemplar ('' for the proxy's own answers), with
+   * `endedAt`, the performance.now() that ended the request's duration.
    */
   countResponse(
     method: number,
@@ -235,10 +238,11 @@ export class ProxyMetrics {
     durationMs: number,
     bytes = 0,
     traceId = '',
+    endedAt = 0,
   ): void {
     const slot = (method * this.options.routeCapacity + route) * STATUS_SLOTS + this.statusSlot(status);
     this.requests[slot] = this.requests[slot]! + 1;
-    this.requestDuration.observe(route, durationMs, traceId);
+    this.requestDuration.observe(route, durationMs, traceId, this.timeOrigin + endedAt);
     if (bytes > 0) this.responseBytes[route] = this.responseBytes[route]! + bytes;
   }
 

@@ -13,11 +13,12 @@ import { negotiateMetricsFormat } from '../../src/server/metrics-openmetrics.js'
 const TRACE_A = '0af7651916cd43dd8448eb211c80319c';
 const TRACE_B = '4bf92f3577b34da6a3ce929d0e0e4736';
 
-function metricsAt(clock: () => number): ProxyMetrics {
+/** Metrics whose performance.now() 0 is `timeOrigin` (epoch ms), so exemplar times are known. */
+function metricsAt(timeOrigin: number): ProxyMetrics {
   return new ProxyMetrics({
     routeCapacity: 2,
     routeLabel: (id) => (id === 0 ? '/items/:id' : 'other'),
-    clock,
+    timeOrigin,
   });
 }
 
@@ -50,9 +51,9 @@ describe('negotiateMetricsFormat', () => {
 
 describe('OpenMetrics of one process', () => {
   it('has the families, `_total` samples and an exemplar on the bucket the traced request fell in', async () => {
-    const metrics = metricsAt(() => 1_765_000_000_123);
+    const metrics = metricsAt(1_765_000_000_000);
     metrics.requestStarted();
-    metrics.requestFinished(methodIndex('GET'), 0, 200, 20, 15, 100, TRACE_A);
+    metrics.requestFinished(methodIndex('GET'), 0, 200, 20, 15, 100, TRACE_A, 123);
     // The proxy's own answer has no trace: counted, but no exemplar of its own.
     metrics.countResponse(methodIndex('GET'), 0, 429, 20, 50);
     const text = await metrics.render('openmetrics');
@@ -80,7 +81,7 @@ describe('OpenMetrics of one process', () => {
   });
 
   it('leaves the Prometheus text as it was: no exemplars, no # EOF, counters named with _total', async () => {
-    const metrics = metricsAt(() => 1_765_000_000_000);
+    const metrics = metricsAt(1_765_000_000_000);
     metrics.requestStarted();
     metrics.requestFinished(methodIndex('GET'), 0, 200, 20, 15, 100, TRACE_A);
     await metrics.render('openmetrics');
@@ -94,14 +95,13 @@ describe('OpenMetrics of one process', () => {
 
 describe('OpenMetrics of serve --workers N', () => {
   it('sums the buckets and keeps, per bucket, the newest exemplar of any worker', async () => {
-    let now = 1_765_000_000_000;
-    const a = metricsAt(() => now);
-    const b = metricsAt(() => now);
+    // Two processes with their own time origins: what counts is the epoch time of each request.
+    const a = metricsAt(1_765_000_000_000);
+    const b = metricsAt(1_764_999_990_000);
     a.requestStarted();
-    a.requestFinished(methodIndex('GET'), 0, 200, 20, 15, 100, TRACE_A);
-    now += 1000;
+    a.requestFinished(methodIndex('GET'), 0, 200, 20, 15, 100, TRACE_A, 0);
     b.requestStarted();
-    b.requestFinished(methodIndex('GET'), 0, 200, 21, 3000, 100, TRACE_B);
+    b.requestFinished(methodIndex('GET'), 0, 200, 21, 3000, 100, TRACE_B, 11_000);
     // Worker order must not matter: the newer exemplar wins from either side.
     for (const order of [
       [a, b],
@@ -127,9 +127,9 @@ describe('OpenMetrics of serve --workers N', () => {
   });
 
   it('keeps the exemplars of a worker that died in the retired part', async () => {
-    const a = metricsAt(() => 1_765_000_000_000);
+    const a = metricsAt(1_765_000_000_000);
     a.requestStarted();
-    a.requestFinished(methodIndex('GET'), 0, 200, 20, 15, 100, TRACE_A);
+    a.requestFinished(methodIndex('GET'), 0, 200, 20, 15, 100, TRACE_A, 0);
     const cluster = new ClusterMetrics({});
     await cluster.render(new Map([[1, await a.registry.getMetricsAsJSON()]]), [], 'openmetrics');
     await cluster.retire(1);
