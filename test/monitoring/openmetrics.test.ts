@@ -41,6 +41,11 @@ describe('negotiateMetricsFormat', () => {
       'application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1',
       'openmetrics',
     ],
+    // Prometheus 3 (the bundled one), which also offers text 1.0.0 (read here as not ours).
+    [
+      'application/openmetrics-text;version=1.0.0;escaping=allow-utf-8;q=0.6,application/openmetrics-text;version=0.0.1;q=0.5,text/plain;version=1.0.0;escaping=allow-utf-8;q=0.4,text/plain;version=0.0.4;q=0.3,*/*;q=0.2',
+      'openmetrics',
+    ],
     ['text/plain;version=0.0.4;q=1,application/openmetrics-text;version=1.0.0;q=0.5', 'prometheus'],
     ['application/openmetrics-text;q=0', 'prometheus'],
     ['application/openmetrics-text;version=2.0.0', 'prometheus'],
