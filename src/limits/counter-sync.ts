@@ -28,6 +28,7 @@ import type { ExactTake } from './exact-policy.js';
 import { LinkHealth } from './health.js';
 import type { Limiter } from './limiter.js';
 import type { PendingDelta } from './shared-policy.js';
+import type { StoreErrorDecisions } from './store-error-decisions.js';
 
 export interface CounterSyncOptions {
   readonly backend: CounterBackend;
@@ -37,6 +38,8 @@ export interface CounterSyncOptions {
   readonly syncIntervalMs?: number;
   /** While the store is unreachable: 'open' (default) limits locally, 'deny' stays within the share. */
   readonly onStoreError?: 'open' | 'deny';
+  /** Where --on-store-error's decisions for exact counters are counted, by rule. */
+  readonly storeErrorDecisions?: StoreErrorDecisions;
   /** A push slower than this marks the store unhealthy (default 2000 ms); it stays the one in flight. */
   readonly timeoutMs?: number;
   /** c in the allowance formula (default 0.25); see docs/rate-limiting.md for the bound it buys. */
@@ -80,6 +83,7 @@ export class CounterSync {
     this.exact = options.exact;
     limiter.enableSharing({
       failClosed: options.onStoreError === 'deny',
+      storeErrorDecisions: options.storeErrorDecisions,
       syncIntervalMs: this.intervalMs,
       exact: this.exact !== undefined,
       exactPerReplica: options.exactPerReplica ?? 0,

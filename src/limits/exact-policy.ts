@@ -67,7 +67,7 @@ export class ExactCounting implements CounterPolicy {
       s.state[i] = STORE;
       return STORE;
     }
-    return storeFailed(s, i, this.shared.failClosed);
+    return storeFailed(s, i, this.shared, rule);
   }
 
   commit(s: DecisionScratch, i: number, slot: number): void {
@@ -100,7 +100,9 @@ export class ExactCounting implements CounterPolicy {
 }
 
 /** --on-store-error for an exact counter: 'open' admits (counted locally), 'deny' refuses. */
-function storeFailed(s: DecisionScratch, i: number, failClosed: boolean): number {
+function storeFailed(s: DecisionScratch, i: number, shared: SharedCounting, rule: CompiledRule): number {
+  const failClosed = shared.failClosed;
+  shared.storeErrorDecisions?.count(rule.info.id, !failClosed);
   if (!failClosed) {
     s.state[i] = WITHIN;
     return WITHIN;
@@ -133,7 +135,7 @@ export function settleExact(
     const slot = s.slot[i]!;
     const live = table.generation[slot] === s.generation[i] && table.windowStart[slot] === s.windowStart[i];
     if (!result) {
-      if (storeFailed(s, i, shared.failClosed) === OVER) rejected = true;
+      if (storeFailed(s, i, shared, rule) === OVER) rejected = true;
       else if (live) {
         table.current[slot]!++;
         shared.commit(s, i, slot);

@@ -26,12 +26,15 @@
 import { LinkHealth } from './health.js';
 import type { LeaseTransport } from './lease-arbiter.js';
 import { LEASE_PENDING, type LeaseRequest, type Limiter } from './limiter.js';
+import type { StoreErrorDecisions } from './store-error-decisions.js';
 
 export interface LeaseClientOptions {
   readonly transport: LeaseTransport;
   /** How often unused permits are handed back; leases are sized for two of these (default 100). */
   readonly syncIntervalMs?: number;
   readonly onStoreError?: 'open' | 'deny';
+  /** Where --on-store-error's decisions are counted, by rule. */
+  readonly storeErrorDecisions?: StoreErrorDecisions;
   /** Called once per transition, e.g. to log "primary unreachable" once and "recovered" once. */
   readonly onStateChange?: (healthy: boolean, error: Error | undefined) => void;
   readonly clock?: () => number;
@@ -48,6 +51,7 @@ export class LeaseClient {
   private readonly transport: LeaseTransport;
   private readonly intervalMs: number;
   private readonly failClosed: boolean;
+  private readonly storeErrorDecisions: StoreErrorDecisions | undefined;
   private readonly clock: () => number;
   private waiters: Waiter[] = [];
   private scheduled = false;
@@ -65,6 +69,7 @@ export class LeaseClient {
     if (!(this.intervalMs > 0))
       throw new RangeError(`syncIntervalMs must be positive, got ${this.intervalMs}`);
     this.failClosed = options.onStoreError === 'deny';
+    this.storeErrorDecisions = options.storeErrorDecisions;
     this.clock = options.clock ?? Date.now;
     this.limiter = limiter;
     // Applied to the limiter in use when the state changes (rule reloads replace it).
@@ -109,6 +114,7 @@ export class LeaseClient {
       targetMs: 2 * this.intervalMs,
       holdMs: 4 * this.intervalMs,
       failClosed: this.failClosed,
+      storeErrorDecisions: this.storeErrorDecisions,
       onAsk: () => this.schedule(),
     });
     limiter.setLeaseHealthy(this.health.healthy);

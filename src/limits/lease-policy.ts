@@ -27,6 +27,7 @@ import type { KeyTable } from './key-table.js';
 import type { LeaseAsk, LeaseGrant, LeaseReclaim, LeaseReturn } from './lease-arbiter.js';
 import { type CompiledRule, counterKey } from './matcher.js';
 import type { CounterHost } from './shared-policy.js';
+import type { StoreErrorDecisions } from './store-error-decisions.js';
 
 /** How a worker holds and sizes its permits (see lease-client.ts). */
 export interface LeaseOptions {
@@ -36,6 +37,8 @@ export interface LeaseOptions {
   readonly holdMs: number;
   /** While the primary does not answer: refuse (true) or admit uncounted (false). */
   readonly failClosed: boolean;
+  /** Where --on-store-error's decisions are counted. */
+  readonly storeErrorDecisions?: StoreErrorDecisions | undefined;
   /** Called when the first ask of a batch is queued, so the caller can schedule the batch. */
   readonly onAsk: () => void;
 }
@@ -158,6 +161,7 @@ export class LeaseCounting implements CounterPolicy {
     } else if (!this.healthy) {
       // Keep one ask going per key: its answer is how we learn the primary is back.
       this.ask(slot, 0);
+      if (!rule.shadow) this.options.storeErrorDecisions?.count(rule.info.id, !this.options.failClosed);
       if (this.options.failClosed && !rule.shadow) {
         state = OVER;
         retry = 1000;

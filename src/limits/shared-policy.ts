@@ -14,6 +14,7 @@ import { type DecisionScratch, OVER, WITHIN } from './decision.js';
 import type { KeyTable } from './key-table.js';
 import { type CompiledRule, counterKey } from './matcher.js';
 import { slidingEstimate } from './sliding.js';
+import type { StoreErrorDecisions } from './store-error-decisions.js';
 
 export interface SharingOptions {
   /** c in the allowance formula, used when more than one replica is live (default 0.25). */
@@ -31,6 +32,8 @@ export interface SharingOptions {
   readonly exactPerReplica?: number;
   /** Whether the store can count exactly (ExactCounterStore); without it every rule is approximate. */
   readonly exact?: boolean;
+  /** Where --on-store-error's decisions for exact counters are counted. */
+  readonly storeErrorDecisions?: StoreErrorDecisions | undefined;
 }
 
 /** One key's deltas for one window, as collected for a push; the bookkeeping to settle it after. */
@@ -75,6 +78,7 @@ export class SharedCounting implements CounterPolicy {
   readonly ackedAt: Float64Array;
   storeHealthy = true;
   readonly failClosed: boolean;
+  readonly storeErrorDecisions: StoreErrorDecisions | undefined;
   readonly shareFactor: number;
   readonly syncIntervalMs: number;
   readonly exactPerReplica: number;
@@ -89,6 +93,7 @@ export class SharedCounting implements CounterPolicy {
     if (!(factor > 0 && factor <= 1)) throw new RangeError(`shareFactor must be in (0, 1], got ${factor}`);
     this.shareFactor = factor;
     this.failClosed = options.failClosed ?? false;
+    this.storeErrorDecisions = options.storeErrorDecisions;
     this.replicas = Math.max(1, Math.floor(options.initialReplicas ?? 1));
     this.syncIntervalMs = options.syncIntervalMs ?? 100;
     this.exactPerReplica = options.exactPerReplica ?? 0;

@@ -11,8 +11,18 @@
  *   every later sum includes, while its replacement starts again from zero. What the dead worker
  *   counted after its last answer is lost, as it would be for a single process that dies; nothing is
  *   ever counted twice. Gauges of a dead worker (memory, connections) simply go.
+ *
+ * Histogram buckets carry exemplars (a traced request that fell in the bucket); prom-client's
+ * aggregation drops them, so each bucket of the sum gets back the newest exemplar any part has.
  */
 import { type Aggregator, AggregatorRegistry, type Registry } from 'prom-client';
+import type { Exemplar } from './metrics-histogram.js';
+import {
+  type FamilyJson,
+  type MetricsFormat,
+  renderOpenMetrics,
+  type SampleJson,
+} from './metrics-openmetrics.js';
 
 export type MetricsJson = Awaited<ReturnType<Registry['getMetricsAsJSON']>>;
 
@@ -30,7 +40,11 @@ export class ClusterMetrics {
    * The Prometheus text for one scrape. `answers` has one entry per live worker: its metrics, or
    * undefined when it did not answer in time. `own` is the primary's registry.
    */
-  async render(answers: ReadonlyMap<number, MetricsJson | undefined>, own: MetricsJson): Promise<string> {
+  async render(
+    answers: ReadonlyMap<number, MetricsJson | undefined>,
+    own: MetricsJson,
+    format: MetricsFormat = 'prometheus',
+  ): Promise<string> {
     const parts: MetricsJson[] = [own];
     for (const [worker, answer] of answers) {
       if (answer) this.lastAnswer.set(worker, answer);
@@ -38,7 +52,9 @@ export class ClusterMetrics {
       if (part) parts.push(part);
     }
     if (this.retired.length > 0) parts.push(this.retired);
-    return this.aggregate(parts).metrics();
+    const sum = this.aggregate(parts);
+    if (format === 'prometheus') return sum.metrics();
+    return renderOpenMetrics(withNewestExemplars(await sum.getMetricsAsJSON(), parts));
   }
 
   /** A worker has exited: its counts so far stay in every later sum. */
@@ -50,7 +66,7 @@ export class ClusterMetrics {
     const monotonic = last.filter((family) => MONOTONIC_TYPES.has(String(family.type)));
     if (monotonic.length === 0) return;
     const parts = this.retired.length > 0 ? [this.retired, monotonic] : [monotonic];
-    this.retired = await this.aggregate(parts).getMetricsAsJSON();
+    this.retired = withNewestExemplars(await this.aggregate(parts).getMetricsAsJSON(), parts);
   }
 
   private aggregate(parts: MetricsJson[]): Registry {
@@ -62,4 +78,38 @@ export class ClusterMetrics {
     }
     return AggregatorRegistry.aggregate(parts);
   }
+}
+
+function sampleKey(family: string, sample: SampleJson): string {
+  const labels = Object.keys(sample.labels)
+    .sort()
+    .map((name) => `${name}=${sample.labels[name]}`)
+    .join(',');
+  return `${family} ${sample.metricName ?? ''} ${labels}`;
+}
+
+/** `sum` with, on each sample, the newest exemplar that sample has in any of `parts`. */
+function withNewestExemplars(sum: MetricsJson, parts: readonly MetricsJson[]): MetricsJson {
+  const newest = new Map<string, Exemplar>();
+  for (const part of parts) {
+    for (const family of part as unknown as FamilyJson[]) {
+      if (String(family.type) !== 'histogram') continue;
+      for (const sample of family.values) {
+        const exemplar = sample.exemplar;
+        if (!exemplar) continue;
+        const key = sampleKey(family.name, sample);
+        const known = newest.get(key);
+        if (!known || exemplar.timestamp > known.timestamp) newest.set(key, exemplar);
+      }
+    }
+  }
+  if (newest.size === 0) return sum;
+  for (const family of sum as unknown as FamilyJson[]) {
+    if (String(family.type) !== 'histogram') continue;
+    for (const sample of family.values) {
+      const exemplar = newest.get(sampleKey(family.name, sample));
+      if (exemplar) sample.exemplar = exemplar;
+    }
+  }
+  return sum;
 }

@@ -63,7 +63,9 @@ export async function joinCluster(server: {
     .handle(CLUSTER_OPS.workerFlush, () => server.stats.flush())
     .handle(CLUSTER_OPS.workerReloadRules, () => server.rateLimit.reload());
   server.rateLimit.reloadAcross(() => channel.call(CLUSTER_OPS.reloadRules, [], AGGREGATE_TIMEOUT_MS));
-  server.metrics.renderThrough(() => channel.call<string>(CLUSTER_OPS.metrics, [], AGGREGATE_TIMEOUT_MS));
+  server.metrics.renderThrough((format) =>
+    channel.call<string>(CLUSTER_OPS.metrics, [format], AGGREGATE_TIMEOUT_MS),
+  );
   server.stats.shareWith({
     liveExports: () => channel.call(CLUSTER_OPS.live, [], AGGREGATE_TIMEOUT_MS),
     flushAll: () => channel.call(CLUSTER_OPS.flush, [], AGGREGATE_TIMEOUT_MS),

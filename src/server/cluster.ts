@@ -31,6 +31,7 @@ import { IpcPeer } from '../store/ipc-peer.js';
 import { serveStore } from '../store/ipc-server.js';
 import { ClusterMetrics, type MetricsJson } from './cluster-metrics.js';
 import { WORKER_RESTARTS_HELP, WORKER_RESTARTS_METRIC } from './metrics.js';
+import type { MetricsFormat } from './metrics-openmetrics.js';
 import type { LiveExport } from './stats/live-window.js';
 
 /** The environment variable that tells a forked process it is worker number N (1-based). */
@@ -175,12 +176,12 @@ export async function runClusterPrimary(options: ClusterPrimaryOptions): Promise
     return values;
   }
 
-  async function aggregateMetrics(): Promise<string> {
+  async function aggregateMetrics(format: MetricsFormat): Promise<string> {
     const byWorker = new Map<number, MetricsJson | undefined>();
     for (const [worker, answer] of await gatherEach<MetricsJson>(CLUSTER_OPS.workerMetrics)) {
       byWorker.set(worker, answer?.value);
     }
-    return clusterMetrics.render(byWorker, await registry.getMetricsAsJSON());
+    return clusterMetrics.render(byWorker, await registry.getMetricsAsJSON(), format);
   }
 
   function fork(index: number): void {
@@ -199,7 +200,9 @@ export async function runClusterPrimary(options: ClusterPrimaryOptions): Promise
           logger.info({ workers, pid: process.pid }, 'all workers ready');
         }
       })
-      .handle(CLUSTER_OPS.metrics, () => aggregateMetrics())
+      .handle(CLUSTER_OPS.metrics, (format: unknown) =>
+        aggregateMetrics(format === 'openmetrics' ? 'openmetrics' : 'prometheus'),
+      )
       .handle(CLUSTER_OPS.live, () => gather<LiveExport>(CLUSTER_OPS.workerLive))
       .handle(CLUSTER_OPS.flush, async () => {
         await gather<void>(CLUSTER_OPS.workerFlush);

@@ -38,8 +38,19 @@ export function forwardRecorder(deps: RecordDeps): (ctx: ProxyRequest) => void {
   const logAccess = accessLogger(deps);
   return (ctx) => {
     const status = ctx.clientAborted && ctx.status === 0 ? 499 : ctx.status;
-    const ms = performance.now() - ctx.startedAt;
-    metrics.requestFinished(methodIndex(ctx.method), ctx.route, status, ms, ctx.upstreamHeadersMs, ctx.bytes);
+    const now = performance.now();
+    const ms = now - ctx.startedAt;
+    const { route, upstreamHeadersMs, bytes, traceId } = ctx;
+    metrics.requestFinished(
+      methodIndex(ctx.method),
+      route,
+      status,
+      ms,
+      upstreamHeadersMs,
+      bytes,
+      traceId,
+      now,
+    );
     stats.record(ctx.route, status, ctx.bytes, ms, ctx.clientIp);
     if (ctx.failure) {
       metrics.upstreamError(ctx.failure.kind);

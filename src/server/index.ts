@@ -114,6 +114,7 @@ export async function startServer(config: Config, deps: ServerDeps): Promise<Run
     ruleStats: () => rateLimit.ruleStats(),
     limiterKeys: () => rateLimit.limiterStats(),
     droppedStatsRows: () => stats.droppedRows,
+    storeErrorDecisions: () => rateLimit.storeErrorDecisions,
     upstreamPool: () => upstream.stats,
   });
 

@@ -34,6 +34,7 @@ export const PROXY_METRICS = [
   { name: 'meli_proxy_build_info', type: 'gauge', labels: ['version', 'commit', 'node_version'] },
   { name: 'meli_proxy_rule_matched_total', type: 'counter', labels: ['rule'] },
   { name: 'meli_proxy_rule_allowed_total', type: 'counter', labels: ['rule'] },
+  { name: 'meli_proxy_rule_store_error_decisions_total', type: 'counter', labels: ['rule', 'decision'] },
   { name: 'meli_proxy_limiter_keys', type: 'gauge', labels: [] },
   { name: 'meli_proxy_limiter_max_keys', type: 'gauge', labels: [] },
   { name: 'meli_proxy_stats_rows_dropped_total', type: 'counter', labels: [] },

@@ -1,10 +1,11 @@
 /**
  * Metrics read from the server's parts at scrape time (nothing on the request path): build
  * information, per-rule matched / allowed counts, the limiter's key table, the upstream connection
- * pool, and statistics rows dropped during a store outage.
+ * pool, statistics rows dropped during a store outage, and admissions decided by --on-store-error.
  */
 import { Counter, Gauge, type Registry } from 'prom-client';
 import type { RuleStats } from '../limits/limiter.js';
+import type { StoreErrorCounts } from '../limits/store-error-decisions.js';
 
 /** What undici's `Pool#stats` reports. */
 export interface PoolStatsView {
@@ -21,6 +22,8 @@ export interface MetricSources {
   ruleStats(): readonly RuleStats[];
   limiterKeys(): { keys: number; maxKeys: number };
   droppedStatsRows(): number;
+  /** Requests --on-store-error decided, by rule (process lifetime). */
+  storeErrorDecisions(): StoreErrorCounts;
   upstreamPool(): PoolStatsView;
 }
 
@@ -129,6 +132,24 @@ export function registerSourceMetrics(registry: Registry, sources: MetricSources
     },
   });
 
+  new Counter({
+    name: 'meli_proxy_rule_store_error_decisions_total',
+    help: 'Requests a rate-limit rule admitted (fail-open) or refused (fail-closed) by --on-store-error, its store or primary being unreachable.',
+    labelNames: ['rule', 'decision'] as const,
+    registers: [registry],
+    collect() {
+      this.reset();
+      // Every enforced rule from 0, so the first decision is an increase for rate() and the alert.
+      for (const rule of sources.ruleStats()) {
+        if (rule.mode !== 'enforce') continue;
+        this.inc({ rule: rule.id, decision: 'allowed' }, 0);
+        this.inc({ rule: rule.id, decision: 'rejected' }, 0);
+      }
+      const { allowed, rejected } = sources.storeErrorDecisions();
+      for (const [rule, count] of allowed) this.inc({ rule, decision: 'allowed' }, count);
+      for (const [rule, count] of rejected) this.inc({ rule, decision: 'rejected' }, count);
+    },
+  });
   new Gauge({
     name: 'meli_proxy_limiter_keys',
     help: 'Counter keys the rate limiter tracks (one per rule and client, path … it partitions by).',

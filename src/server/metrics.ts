@@ -5,8 +5,9 @@
  */
 import { Counter, collectDefaultMetrics, Gauge, Registry } from 'prom-client';
 import type { RuleStats } from '../limits/limiter.js';
+import { ArrayHistogram, type Sample } from './metrics-histogram.js';
+import { type MetricsFormat, renderOpenMetrics } from './metrics-openmetrics.js';
 import { type MetricSources, type RuleCounters, registerSourceMetrics } from './metrics-sources.js';
-import { LATENCY_BOUNDS_SECONDS, LATENCY_BUCKETS, latencyBucket } from './stats/latency-buckets.js';
 import { UPSTREAM_ERROR_KINDS } from './upstream-errors.js';
 
 export const WORKER_RESTARTS_METRIC = 'meli_proxy_worker_restarts_total';
@@ -33,15 +34,6 @@ export function methodIndex(method: string): number {
   return METHOD_INDEX.get(method) ?? OTHER_METHOD;
 }
 
-type Labels = Record<string, string | number>;
-
-/** One exposition line: prom-client's own shape for samples of custom metrics. */
-interface Sample {
-  metricName?: string;
-  labels: Labels;
-  value: number;
-}
-
 /** A prom-client compatible metric whose samples are computed at scrape time. */
 class ScrapedMetric {
   readonly aggregator = 'sum' as const;
@@ -60,47 +52,12 @@ class ScrapedMetric {
   reset(): void {}
 }
 
-/** Cumulative histogram buckets per series, in one typed array. */
-class ArrayHistogram {
-  private readonly buckets: Float64Array;
-  private readonly sums: Float64Array;
-
-  constructor(private readonly series: number) {
-    this.buckets = new Float64Array(series * LATENCY_BUCKETS);
-    this.sums = new Float64Array(series);
-  }
-
-  observe(series: number, ms: number): void {
-    const slot = series * LATENCY_BUCKETS + latencyBucket(ms);
-    this.buckets[slot] = this.buckets[slot]! + 1;
-    this.sums[series] = this.sums[series]! + ms / 1000;
-  }
-
-  samples(name: string, labelsOf: (series: number) => Labels): Array<Sample> {
-    const values: Array<Sample> = [];
-    for (let series = 0; series < this.series; series++) {
-      let cumulative = 0;
-      const offset = series * LATENCY_BUCKETS;
-      for (let i = 0; i < LATENCY_BUCKETS; i++) cumulative += this.buckets[offset + i]!;
-      if (cumulative === 0) continue;
-      const labels = labelsOf(series);
-      let running = 0;
-      for (let i = 0; i < LATENCY_BUCKETS; i++) {
-        running += this.buckets[offset + i]!;
-        const le = i < LATENCY_BOUNDS_SECONDS.length ? LATENCY_BOUNDS_SECONDS[i]! : '+Inf';
-        values.push({ metricName: `${name}_bucket`, labels: { ...labels, le }, value: running });
-      }
-      values.push({ metricName: `${name}_sum`, labels, value: this.sums[series]! });
-      values.push({ metricName: `${name}_count`, labels, value: cumulative });
-    }
-    return values;
-  }
-}
-
 export interface MetricsOptions {
   /** Most route labels (the route table's capacity). */
   routeCapacity: number;
   routeLabel: (id: number) => string;
+  /** Epoch milliseconds at performance.now() 0 (default performance.timeOrigin); tests set one. */
+  timeOrigin?: number;
 }
 
 export class ProxyMetrics {
@@ -112,8 +69,9 @@ export class ProxyMetrics {
   /** By route and status class of the upstream's answer (see STATUS_CLASSES). */
   private readonly upstreamDuration: ArrayHistogram;
   private readonly responseBytes: Float64Array;
+  private readonly timeOrigin: number;
   private inFlight = 0;
-  private renderer: (() => Promise<string>) | undefined;
+  private renderer: ((format: MetricsFormat) => Promise<string>) | undefined;
   private readonly rateLimited: Counter<'rule'>;
   private readonly shadowExceeded: Counter<'rule'>;
   private readonly upstreamErrors: Counter<'kind'>;
@@ -125,6 +83,7 @@ export class ProxyMetrics {
   constructor(private readonly options: MetricsOptions) {
     const { routeCapacity, routeLabel } = options;
     this.requests = new Float64Array(COUNTED_METHODS.length * routeCapacity * STATUS_SLOTS);
+    this.timeOrigin = options.timeOrigin ?? performance.timeOrigin;
     this.requestDuration = new ArrayHistogram(routeCapacity);
     this.upstreamDuration = new ArrayHistogram(routeCapacity * STATUS_CLASSES.length);
     this.responseBytes = new Float64Array(routeCapacity);
@@ -256,19 +215,34 @@ export class ProxyMetrics {
     durationMs: number,
     upstreamHeadersMs: number,
     bytes = 0,
+    traceId = '',
+    endedAt = 0,
   ): void {
     this.inFlight--;
-    this.countResponse(method, route, status, durationMs, bytes);
+    this.countResponse(method, route, status, durationMs, bytes, traceId, endedAt);
     if (upstreamHeadersMs >= 0) {
-      this.upstreamDuration.observe(route * STATUS_CLASSES.length + statusClass(status), upstreamHeadersMs);
+      const series = route * STATUS_CLASSES.length + statusClass(status);
+      this.upstreamDuration.observe(series, upstreamHeadersMs, traceId, this.timeOrigin + endedAt);
     }
   }
 
-  /** Counts a response (forwarded, or answered by the proxy itself). */
-  countResponse(method: number, route: number, status: number, durationMs: number, bytes = 0): void {
+  /**
+   * Counts a response (forwarded, or answered by the proxy itself). `traceId`: the W3C trace of a
+   * forwarded request, kept as its duration bucket's exemplar ('' for the proxy's own answers), with
+   * `endedAt`, the performance.now() that ended the request's duration.
+   */
+  countResponse(
+    method: number,
+    route: number,
+    status: number,
+    durationMs: number,
+    bytes = 0,
+    traceId = '',
+    endedAt = 0,
+  ): void {
     const slot = (method * this.options.routeCapacity + route) * STATUS_SLOTS + this.statusSlot(status);
     this.requests[slot] = this.requests[slot]! + 1;
-    this.requestDuration.observe(route, durationMs);
+    this.requestDuration.observe(route, durationMs, traceId, this.timeOrigin + endedAt);
     if (bytes > 0) this.responseBytes[route] = this.responseBytes[route]! + bytes;
   }
 
@@ -296,20 +270,19 @@ export class ProxyMetrics {
     return this.inFlight;
   }
 
-  async render(): Promise<string> {
-    return this.renderer ? this.renderer() : this.registry.metrics();
+  /** The exposition: Prometheus text (the default), or OpenMetrics with exemplars when asked for. */
+  async render(format: MetricsFormat = 'prometheus'): Promise<string> {
+    if (this.renderer) return this.renderer(format);
+    if (format === 'openmetrics') return renderOpenMetrics(await this.registry.getMetricsAsJSON());
+    return this.registry.metrics();
   }
 
   /**
    * In a cluster worker: /metrics answers with the metrics of every worker added up (the primary
    * gathers them, see server/cluster.ts), so a scrape of any worker sees the whole server.
    */
-  renderThrough(render: () => Promise<string>): void {
+  renderThrough(render: (format: MetricsFormat) => Promise<string>): void {
     this.renderer = render;
-  }
-
-  get contentType(): string {
-    return this.registry.contentType;
   }
 
   private statusSlot(status: number): number {

@@ -25,6 +25,7 @@ import { answerRecorder, forwardRecorder } from './forward-record.js';
 import { upstreamRequestHeaders } from './headers.js';
 import { createInjectionGuard } from './injection-guard.js';
 import { methodIndex, type ProxyMetrics } from './metrics.js';
+import { contentTypeOf, negotiateMetricsFormat } from './metrics-openmetrics.js';
 import type { RateLimitGate } from './rate-limit.js';
 import { ProxyRequest } from './request-context.js';
 import { continueUnlessRefused, requestRefusal } from './request-limits.js';
@@ -201,9 +202,10 @@ export async function buildProxyApp(options: ProxyAppOptions): Promise<FastifyIn
     };
   });
 
-  app.get('/metrics', async (_request, reply) => {
-    reply.header('content-type', metrics.contentType).header('cache-control', 'no-store');
-    return metrics.render();
+  app.get('/metrics', async (request, reply) => {
+    const format = negotiateMetricsFormat(request.headers.accept);
+    reply.header('content-type', contentTypeOf(format)).header('cache-control', 'no-store');
+    return metrics.render(format);
   });
 
   const refuseTarget = (reply: FastifyReply): void =>

@@ -32,6 +32,7 @@ import {
   serializeRule,
 } from '../limits/index.js';
 import { listStoredRules } from '../limits/rule-store.js';
+import { StoreErrorDecisions } from '../limits/store-error-decisions.js';
 import type { Logger } from '../logger.js';
 import type { Store } from '../store/types.js';
 
@@ -124,6 +125,8 @@ export class RateLimiter implements RateLimitGate {
   private reloading: Promise<void> | undefined;
   private lastInvalid = '';
   private readonly shared: boolean;
+  /** Requests --on-store-error decided, by rule, for the life of the process (metrics read them). */
+  readonly storeErrorDecisions = new StoreErrorDecisions();
   /**
    * One identity in the store for the life of the process. Each rule change starts a new
    * CounterSync; with a fresh id each time, the store would count this process twice (the old id
@@ -143,6 +146,7 @@ export class RateLimiter implements RateLimitGate {
         transport: options.leases,
         syncIntervalMs: options.syncIntervalMs,
         onStoreError: options.onStoreError,
+        storeErrorDecisions: this.storeErrorDecisions,
         onStateChange: (healthy, error) => {
           if (healthy) this.options.logger.info('rate-limit leases from the primary process work again');
           else
@@ -286,6 +290,7 @@ export class RateLimiter implements RateLimitGate {
       syncIntervalMs: this.options.syncIntervalMs,
       timeoutMs: this.options.storeTimeoutMs,
       onStoreError: this.options.onStoreError,
+      storeErrorDecisions: this.storeErrorDecisions,
       initialReplicas: this.options.workers ?? 1,
       onStateChange: (healthy, error) => {
         if (healthy) this.options.logger.info('shared counters are in sync again');

@@ -2,51 +2,18 @@
  * The real Prometheus (Debian's `prometheus`) scraping the real proxy: traffic through the proxy
  * shows up as a positive request rate, and every PromQL expression of the Grafana dashboards is
  * accepted by Prometheus' parser (run as an instant query with Grafana's variables filled in).
+ * Prometheus asks for OpenMetrics, so the scrapes read the proxy's OpenMetrics text.
  *
  * Missing prometheus: a loud skip locally, a failure under CI=true.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
-import { tmpdir } from 'node:os';
+import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Origin, startOrigin } from '../peers/origin.js';
 import { REPO_ROOT, startTestProxy, type TestProxy } from '../support/proxy.js';
+import { type PrometheusServer, requirePrometheus, startPrometheus } from './prometheus-server.js';
 
-function prometheusPath(): string | undefined {
-  const chosen = process.env.MELI_TEST_PROMETHEUS;
-  if (chosen) return existsSync(chosen) ? chosen : undefined;
-  for (const dir of ['/usr/bin', ...(process.env.PATH ?? '').split(path.delimiter)]) {
-    const candidate = path.join(dir, 'prometheus');
-    if (dir && existsSync(candidate)) return candidate;
-  }
-  return undefined;
-}
-
-function requirePrometheus(): string | undefined {
-  const found = prometheusPath();
-  if (found) return found;
-  const message =
-    'prometheus is not installed: test/monitoring/prometheus.test.ts needs it (apt-get install prometheus, or set MELI_TEST_PROMETHEUS)';
-  if (process.env.CI === 'true') throw new Error(message);
-  const bar = '!'.repeat(Math.min(100, message.length + 10));
-  console.warn(`\n${bar}\n!!!  SKIPPED: ${message}\n${bar}\n`);
-  return undefined;
-}
-
-const PROMETHEUS = requirePrometheus();
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      server.close(() => resolve(typeof address === 'object' && address ? address.port : 0));
-    });
-  });
-}
+const PROMETHEUS = requirePrometheus('test/monitoring/prometheus.test.ts');
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -60,14 +27,11 @@ interface QueryResult {
 describe.skipIf(!PROMETHEUS)('Prometheus scrapes the proxy', () => {
   let origin: Origin;
   let proxy: TestProxy;
-  let child: ChildProcess | undefined;
-  let dir: string;
-  let promUrl: string;
-  let output = '';
+  let prometheus: PrometheusServer | undefined;
+  const output = () => prometheus?.output ?? '';
 
-  async function query(expr: string): Promise<QueryResult> {
-    const response = await fetch(`${promUrl}/api/v1/query?query=${encodeURIComponent(expr)}`);
-    return (await response.json()) as QueryResult;
+  function query(expr: string): Promise<QueryResult> {
+    return prometheus!.get<QueryResult>(`/api/v1/query?query=${encodeURIComponent(expr)}`);
   }
 
   beforeAll(async () => {
@@ -85,10 +49,9 @@ describe.skipIf(!PROMETHEUS)('Prometheus scrapes the proxy', () => {
       });
       if (!put.ok) throw new Error(`PUT /admin/limits/${id}: ${put.status} ${await put.text()}`);
     }
-    dir = mkdtempSync(path.join(tmpdir(), 'meli-prometheus-'));
     const target = new URL(proxy.url).host;
-    writeFileSync(
-      path.join(dir, 'prometheus.yml'),
+    prometheus = await startPrometheus(
+      PROMETHEUS!,
       [
         'global:',
         '  scrape_interval: 1s',
@@ -103,47 +66,12 @@ describe.skipIf(!PROMETHEUS)('Prometheus scrapes the proxy', () => {
         '',
       ].join('\n'),
     );
-    const port = await freePort();
-    promUrl = `http://127.0.0.1:${port}`;
-    child = spawn(
-      PROMETHEUS!,
-      [
-        `--config.file=${path.join(dir, 'prometheus.yml')}`,
-        `--storage.tsdb.path=${path.join(dir, 'data')}`,
-        `--web.listen-address=127.0.0.1:${port}`,
-        '--log.level=warn',
-      ],
-      { stdio: ['ignore', 'pipe', 'pipe'] },
-    );
-    child.stdout!.on('data', (chunk: Buffer) => {
-      output += chunk.toString();
-    });
-    child.stderr!.on('data', (chunk: Buffer) => {
-      output += chunk.toString();
-    });
-    const deadline = Date.now() + 20_000;
-    for (;;) {
-      if (child.exitCode !== null) throw new Error(`prometheus exited (${child.exitCode}):\n${output}`);
-      const ready = await fetch(`${promUrl}/-/ready`).then(
-        (response) => response.ok,
-        () => false,
-      );
-      if (ready) break;
-      if (Date.now() > deadline) throw new Error(`prometheus not ready within 20 s:\n${output}`);
-      await sleep(200);
-    }
   });
 
   afterAll(async () => {
-    if (child && child.exitCode === null) {
-      const exited = new Promise((resolve) => child!.once('exit', resolve));
-      child.kill('SIGTERM');
-      await Promise.race([exited, sleep(5000)]);
-      if (child.exitCode === null) child.kill('SIGKILL');
-    }
+    await prometheus?.stop();
     await proxy?.close();
     await origin?.close();
-    if (dir) rmSync(dir, { recursive: true, force: true });
   });
 
   it('sees traffic sent through the proxy as a positive request rate', async () => {
@@ -166,7 +94,7 @@ describe.skipIf(!PROMETHEUS)('Prometheus scrapes the proxy', () => {
       if (last.status === 'success' && value > 0) break;
       if (Date.now() > deadline) {
         throw new Error(
-          `no positive ${expr} within 30 s after ${sent} requests: ${JSON.stringify(last)}\n${output}`,
+          `no positive ${expr} within 30 s after ${sent} requests: ${JSON.stringify(last)}\n${output()}`,
         );
       }
       await sleep(250);
@@ -189,7 +117,7 @@ describe.skipIf(!PROMETHEUS)('Prometheus scrapes the proxy', () => {
       }
       const matched = await query('sum(rate(meli_proxy_rule_matched_total[15s])) > 0');
       scrapedRules = (matched.data?.result.length ?? 0) > 0;
-      if (Date.now() > deadline) throw new Error(`no rule traffic scraped within 30 s\n${output}`);
+      if (Date.now() > deadline) throw new Error(`no rule traffic scraped within 30 s\n${output()}`);
       await sleep(250);
     }
     const dashboardsDir = path.join(REPO_ROOT, 'deploy/grafana/dashboards');
