@@ -3,7 +3,7 @@ import { parseArgs } from 'node:util';
 import { BENCH_PATH } from './body.js';
 import { SCENARIO_IDS, type ScenarioId } from './scenarios.js';
 
-export const TARGET_IDS = ['direct', 'proxy', 'nginx', 'undici'] as const;
+export const TARGET_IDS = ['direct', 'proxy', 'nginx', 'undici', 'dispatch'] as const;
 export type TargetKind = (typeof TARGET_IDS)[number];
 /**
  * A row of the results: a target kind, `proxy:<label>` for a second, third … proxy build, or (in the

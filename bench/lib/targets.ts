@@ -40,6 +40,20 @@ export interface BenchContext {
   rulesFile: string | undefined;
 }
 
+/** The framework-free Node forwarders: not meli-proxy, the technique alone (bench/baselines). */
+const BASELINES = {
+  undici: {
+    name: 'node-undici-stream',
+    file: 'bench/baselines/node-undici-stream.ts',
+    label: 'node:http + undici stream',
+  },
+  dispatch: {
+    name: 'node-undici-dispatch',
+    file: 'bench/baselines/node-undici-dispatch.ts',
+    label: 'node:http + undici dispatch',
+  },
+} as const;
+
 /** `node [--import tsx] file` for a launcher path. */
 export function nodeCommand(file: string): string[] {
   return file.endsWith('.ts') ? ['--import', 'tsx', file] : [file];
@@ -163,10 +177,11 @@ export async function startTargets(
         },
       );
       await add({ id, label: `nginx ${nginx.version} reverse proxy`, command: 'nginx', server });
-    } else if (id === 'undici') {
-      const args = [...nodeCommand('bench/baselines/node-undici-stream.ts'), '--upstream', upstreamUrl];
+    } else if (id === 'undici' || id === 'dispatch') {
+      const baseline = BASELINES[id];
+      const args = [...nodeCommand(baseline.file), '--upstream', upstreamUrl];
       const server = await startListening(
-        'node-undici-stream',
+        baseline.name,
         process.execPath,
         args,
         options.path,
@@ -175,7 +190,7 @@ export async function startTargets(
         undefined,
         env,
       );
-      await add({ id, label: 'node:http + undici stream', command: `node ${args.join(' ')}`, server });
+      await add({ id, label: baseline.label, command: `node ${args.join(' ')}`, server });
     }
   }
   return targets;
