@@ -138,6 +138,10 @@ export class AccountPool implements UpstreamAuth, MeteredAccounts {
     return { auth: this.managers.get(id), account: id };
   }
 
+  accountName(id: string): string | undefined {
+    return this.managers.get(id)?.token?.nickname;
+  }
+
   currentAuthorization(): string | undefined {
     return this.defaultAccount()?.currentAuthorization();
   }

@@ -40,7 +40,7 @@ export function forwardRecorder(deps: RecordDeps): (ctx: ProxyRequest) => void {
     const status = ctx.clientAborted && ctx.status === 0 ? 499 : ctx.status;
     const ms = performance.now() - ctx.startedAt;
     metrics.requestFinished(methodIndex(ctx.method), ctx.route, status, ms, ctx.upstreamHeadersMs, ctx.bytes);
-    stats.record(ctx.route, status, ctx.bytes, ms, ctx.clientIp);
+    stats.record(ctx.route, status, ctx.bytes, ms, ctx.clientIp, ctx.injectedAccount);
     if (ctx.failure) {
       metrics.upstreamError(ctx.failure.kind);
       logger.warn(
