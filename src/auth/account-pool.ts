@@ -19,7 +19,7 @@ import type { Registry } from 'prom-client';
 import type { AccountChoice, AccountRefusal, UpstreamAuth } from '../server/upstream-auth.js';
 import { ACCOUNT_HEADER } from '../server/upstream-auth.js';
 import { type AccountRoute, compileAccountRoutes } from './account-routes.js';
-import { type AccountStore, accountLockName } from './accounts.js';
+import { type AccountStore, accountLockName, documentFingerprint } from './accounts.js';
 import type { Lock } from './lock.js';
 import type { AuthLogger } from './log-context.js';
 import {
@@ -58,6 +58,8 @@ export class AccountPool implements UpstreamAuth, MeteredAccounts {
   readonly labelLimit: number;
   readonly now: () => number;
   private readonly managers = new Map<string, TokenManager>();
+  /** Per account, the fingerprint of the document its manager last took from a batched read. */
+  private readonly offered = new Map<string, string>();
   private storedDefault: string | undefined;
   private readonly route: (request: {
     clientIp: string;
@@ -196,16 +198,33 @@ export class AccountPool implements UpstreamAuth, MeteredAccounts {
     if (this.stopped) return;
     const read = (id: string) => () => accounts.decode(id, documents.get(id));
     const added: string[] = [];
-    const offered: Array<Promise<void>> = [];
-    for (const id of documents.keys()) {
+    const offered: Array<Promise<unknown>> = [];
+    for (const [id, document] of documents) {
       const manager = this.managers.get(id);
-      if (manager) offered.push(manager.offer(read(id)));
-      else added.push(id);
+      if (!manager) {
+        added.push(id);
+        continue;
+      }
+      // An unchanged document is not opened again: the manager already holds what it says.
+      const fingerprint = documentFingerprint(document);
+      if (this.offered.get(id) === fingerprint) continue;
+      offered.push(
+        manager.offer(read(id)).then((taken) => {
+          if (taken) this.offered.set(id, fingerprint);
+        }),
+      );
     }
-    await Promise.all([...offered, ...added.map((id) => this.startAccount(id, read(id)))]);
+    await Promise.all([
+      ...offered,
+      ...added.map(async (id) => {
+        await this.startAccount(id, read(id));
+        this.offered.set(id, documentFingerprint(documents.get(id)));
+      }),
+    ]);
     for (const [id, manager] of this.managers) {
       if (documents.has(id)) continue;
       this.managers.delete(id);
+      this.offered.delete(id);
       this.options.logger.warn(
         { account: id },
         'the MercadoLibre account was removed: no longer injecting its token',

@@ -162,11 +162,12 @@ export class TokenManager implements UpstreamAuth {
 
   /**
    * The stored token as the owner's batched read found it (`read` decodes it, and may throw like
-   * a load): adopted when newer, dropped when gone, as the manager's own poll would. Skipped while
-   * a read of the manager's own is under way (a refresh's re-read): the next interval offers again.
+   * a load): adopted when newer, dropped when gone, as the manager's own poll would. Skipped, and
+   * false, while a read of the manager's own is under way (a refresh's re-read).
    */
-  offer(read: StoredRead): Promise<void> {
-    return this.poll(read);
+  offer(read: StoredRead): Promise<boolean> {
+    if (this.pollRun) return this.pollRun.then(() => false);
+    return this.poll(read).then(() => true);
   }
 
   /** Stops the timers and waits for a refresh in progress (which holds the lock) to finish. */

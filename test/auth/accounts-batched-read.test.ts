@@ -59,6 +59,15 @@ function grantOf(accessToken: string) {
   return { accessToken, refreshToken: undefined, scope: undefined, expiresIn: 6 * 3600, userId: undefined };
 }
 
+/** The real account store, counting the documents it opens. */
+class CountingAccounts extends AccountStore {
+  decoded = 0;
+  override decode(id: string, document: unknown): StoredToken | undefined {
+    this.decoded++;
+    return super.decode(id, document);
+  }
+}
+
 /** A login of user `id`, valid for hours: no refresh comes due during the test. */
 function login(id: number): StoredToken {
   return tokenFromLogin({
@@ -81,6 +90,7 @@ describe('50 accounts on PostgreSQL: one store read per poll', () => {
   let writer: AccountStore;
   let writerSlots: PostgresTokenSlots;
   let pool: AccountPool;
+  let reader: CountingAccounts;
 
   beforeAll(async () => {
     db = await testDatabase();
@@ -89,8 +99,9 @@ describe('50 accounts on PostgreSQL: one store read per poll', () => {
     writer = new AccountStore(writerSlots, 'test database', { keys: undefined });
     for (let id = 1; id <= ACCOUNTS; id++) await writer.saveLogin(login(id));
     counted = new CountingSlots(new PostgresTokenSlots(db.url));
+    reader = new CountingAccounts(counted, 'test database', { keys: undefined });
     pool = new AccountPool({
-      accounts: new AccountStore(counted, 'test database', { keys: undefined }),
+      accounts: reader,
       lock: new InProcessLock(),
       refresher: async () => {
         throw new Error('no refresh is due in this test');
@@ -120,10 +131,13 @@ describe('50 accounts on PostgreSQL: one store read per poll', () => {
     const afterStart = counted.reads;
     // The legacy-token migration reads its own document once; the accounts themselves, one read.
     expect(afterStart).toBeLessThanOrEqual(2);
+    expect(reader.decoded).toBe(ACCOUNTS);
     for (let round = 1; round <= 3; round++) {
       await pool.sync();
       expect(counted.reads - afterStart).toBe(round);
     }
+    // Unchanged documents are not opened again.
+    expect(reader.decoded).toBe(ACCOUNTS);
     // No manager polls the store on its own: a while with no sync reads nothing.
     const before = counted.reads;
     await new Promise((resolve) => setTimeout(resolve, 1500));
@@ -141,8 +155,11 @@ describe('50 accounts on PostgreSQL: one store read per poll', () => {
     await writer.setDefault('51');
     await writer.remove('3');
     const before = counted.reads;
+    const decodedBefore = reader.decoded;
     await pool.sync();
     expect(counted.reads - before).toBe(1);
+    // Only the two documents that changed (7 refreshed, 51 new) are opened.
+    expect(reader.decoded - decodedBefore).toBe(2);
     expect(pool.accounts().get('7')?.token?.generation).toBe(2);
     expect(pool.accounts().get('7')?.currentAuthorization()).toBe('Bearer APP_USR-new-7');
     expect(pool.accounts().get('51')?.token?.nickname).toBe('SELLER_51');
