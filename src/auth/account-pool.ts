@@ -2,8 +2,10 @@
  * `serve --inject-token` with accounts: one TokenManager per stored account, each refreshing its own
  * token under its own lock name with its own compare-and-set (accounts.ts), so a revoked or failing
  * account never disturbs another. The pool
- * - finds accounts added or removed by `auth login`/`auth logout` (and a new default) every
- *   `discoverIntervalMs`;
+ * - reads every account's document and the default in one store call per interval (one SELECT,
+ *   one file read, one MGET), hands each manager its token, and so finds refreshes by other
+ *   replicas, accounts added or removed by `auth login`/`auth logout` and a new default in the same
+ *   read: 500 accounts cost one read per second per process, not 500;
  * - bounds how many token calls run at once across all accounts (`maxConcurrentRefreshes`): the
  *   planned refreshes are already spread by each manager's jitter, the bound covers the rest
  *   (many accounts expired together, a burst of 401s);
@@ -17,10 +19,16 @@ import type { Registry } from 'prom-client';
 import type { AccountChoice, AccountRefusal, UpstreamAuth } from '../server/upstream-auth.js';
 import { ACCOUNT_HEADER } from '../server/upstream-auth.js';
 import { type AccountRoute, compileAccountRoutes } from './account-routes.js';
-import { type AccountStore, accountLockName } from './accounts.js';
+import { type AccountStore, accountLockName, documentFingerprint } from './accounts.js';
 import type { Lock } from './lock.js';
 import type { AuthLogger } from './log-context.js';
-import { REFRESH_LOCK, type Refresher, TokenManager, type TokenManagerOptions } from './token-manager.js';
+import {
+  REFRESH_LOCK,
+  type Refresher,
+  type StoredRead,
+  TokenManager,
+  type TokenManagerOptions,
+} from './token-manager.js';
 import { type MeteredAccounts, registerTokenMetrics } from './token-metrics.js';
 
 export interface AccountPoolOptions {
@@ -34,7 +42,11 @@ export interface AccountPoolOptions {
   routes: readonly AccountRoute[];
   maxConcurrentRefreshes: number;
   labelLimit: number;
-  /** How often the stored accounts are listed. Default 2000 ms. */
+  /**
+   * How often every account's document (and the default) is read, in one store call: new logins,
+   * refreshes by other replicas, logouts and a changed default are seen within one interval.
+   * Default: the managers' pollIntervalMs (1000 ms).
+   */
   discoverIntervalMs?: number;
   tuning?: Partial<
     Pick<TokenManagerOptions, 'pollIntervalMs' | 'refreshAt' | 'jitter' | 'lockWaitMs' | 'lockTtlMs' | 'now'>
@@ -46,6 +58,8 @@ export class AccountPool implements UpstreamAuth, MeteredAccounts {
   readonly labelLimit: number;
   readonly now: () => number;
   private readonly managers = new Map<string, TokenManager>();
+  /** Per account, the fingerprint of the document its manager last took from a batched read. */
+  private readonly offered = new Map<string, string>();
   private storedDefault: string | undefined;
   private readonly route: (request: {
     clientIp: string;
@@ -77,7 +91,8 @@ export class AccountPool implements UpstreamAuth, MeteredAccounts {
       await handle?.release();
     }
     await this.sync();
-    this.timer = setInterval(() => void this.sync(), this.options.discoverIntervalMs ?? 2000);
+    const interval = this.options.discoverIntervalMs ?? this.options.tuning?.pollIntervalMs ?? 1000;
+    this.timer = setInterval(() => void this.sync(), interval);
     this.timer.unref();
   }
 
@@ -138,6 +153,10 @@ export class AccountPool implements UpstreamAuth, MeteredAccounts {
     return { auth: this.managers.get(id), account: id };
   }
 
+  accountName(id: string): string | undefined {
+    return this.managers.get(id)?.token?.nickname;
+  }
+
   currentAuthorization(): string | undefined {
     return this.defaultAccount()?.currentAuthorization();
   }
@@ -154,7 +173,10 @@ export class AccountPool implements UpstreamAuth, MeteredAccounts {
     registerTokenMetrics(registry, this);
   }
 
-  /** Lists the stored accounts: starts managers for new ones, stops those removed. */
+  /**
+   * Reads every stored account in one store call: hands each manager its document, starts
+   * managers for new accounts, stops those removed, and takes the stored default.
+   */
   sync(): Promise<void> {
     this.syncRun ??= this.syncOnce()
       .catch((error: unknown) => {
@@ -171,14 +193,38 @@ export class AccountPool implements UpstreamAuth, MeteredAccounts {
 
   private async syncOnce(): Promise<void> {
     const { accounts } = this.options;
-    const ids = new Set(await accounts.ids());
-    this.storedDefault = await accounts.defaultId();
+    const { documents, defaultId } = await accounts.snapshot();
+    this.storedDefault = defaultId;
     if (this.stopped) return;
-    const added = [...ids].filter((id) => !this.managers.has(id));
-    await Promise.all(added.map((id) => this.startAccount(id)));
+    const read = (id: string) => () => accounts.decode(id, documents.get(id));
+    const added: string[] = [];
+    const offered: Array<Promise<unknown>> = [];
+    for (const [id, document] of documents) {
+      const manager = this.managers.get(id);
+      if (!manager) {
+        added.push(id);
+        continue;
+      }
+      // An unchanged document is not opened again: the manager already holds what it says.
+      const fingerprint = documentFingerprint(document);
+      if (this.offered.get(id) === fingerprint) continue;
+      offered.push(
+        manager.offer(read(id)).then((taken) => {
+          if (taken) this.offered.set(id, fingerprint);
+        }),
+      );
+    }
+    await Promise.all([
+      ...offered,
+      ...added.map(async (id) => {
+        await this.startAccount(id, read(id));
+        this.offered.set(id, documentFingerprint(documents.get(id)));
+      }),
+    ]);
     for (const [id, manager] of this.managers) {
-      if (ids.has(id)) continue;
+      if (documents.has(id)) continue;
       this.managers.delete(id);
+      this.offered.delete(id);
       this.options.logger.warn(
         { account: id },
         'the MercadoLibre account was removed: no longer injecting its token',
@@ -187,9 +233,10 @@ export class AccountPool implements UpstreamAuth, MeteredAccounts {
     }
   }
 
-  private async startAccount(id: string): Promise<void> {
+  private async startAccount(id: string, first: StoredRead): Promise<void> {
     const manager = new TokenManager({
       ...this.options.tuning,
+      selfPolling: false,
       tokens: this.options.accounts.account(id),
       lock: this.options.lock,
       lockName: accountLockName(id),
@@ -198,7 +245,7 @@ export class AccountPool implements UpstreamAuth, MeteredAccounts {
       logContext: { account: id },
       overrideClientToken: this.options.overrideClientToken,
     });
-    const token = await manager.start();
+    const token = await manager.start(first);
     if (this.stopped) {
       await manager.stop();
       return;

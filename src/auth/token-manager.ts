@@ -9,7 +9,8 @@
  * - Saves are compare-and-set (TokenSource.saveRefreshed): a refresh whose lock ran out, or that
  *   raced a new login or a logout, writes nothing and adopts what is stored instead.
  * - Every `pollIntervalMs` it re-reads the stored token, to pick up other replicas' refreshes and
- *   new logins (or a logout) early.
+ *   new logins (or a logout) early; or, with many accounts, the pool reads them all at once and
+ *   `offer()`s each manager its document.
  * - An upstream 401 to a request sent with the injected token asks for one refresh, through the
  *   same lock, unless a newer token is already at hand.
  * - Past the token's usable time with a refresh in flight, `authorizationSoon()` lets a request
@@ -35,6 +36,9 @@ export interface TokenSource {
   markRevoked?(token: StoredToken, at: number): Promise<boolean>;
 }
 
+/** How a manager gets the stored token: its own load, or a document its owner read in a batch. */
+export type StoredRead = () => StoredToken | undefined | Promise<StoredToken | undefined>;
+
 /** Spends a refresh token at the authorization server. Throws OAuthError. */
 export type Refresher = (token: StoredToken) => Promise<TokenGrant>;
 
@@ -58,6 +62,12 @@ export interface TokenManagerOptions {
   random?: () => number;
   /** How often the stored token is re-read. Default 1000 ms. */
   pollIntervalMs?: number;
+  /**
+   * False when the owner reads the stored token for the manager and hands it over with `offer()`
+   * (an AccountPool reads every account in one store call per interval): no timer of its own.
+   * Default true.
+   */
+  selfPolling?: boolean;
   /** Share of the lifetime after which a refresh is planned. Default 0.8. */
   refreshAt?: number;
   /** Spread of the planned time, as a share of the lifetime either side. Default 0.05. */
@@ -137,12 +147,27 @@ export class TokenManager implements UpstreamAuth {
     return counts;
   }
 
-  /** Loads the stored token and starts the refresh plan and the polling. */
-  async start(): Promise<StoredToken | undefined> {
-    await this.poll();
-    this.pollTimer = setInterval(() => void this.poll(), this.options.pollIntervalMs);
-    this.pollTimer.unref();
+  /**
+   * Loads the stored token (or takes the one `first` reads) and starts the refresh plan and the
+   * polling.
+   */
+  async start(first?: StoredRead): Promise<StoredToken | undefined> {
+    await this.poll(first);
+    if (this.deps.selfPolling ?? true) {
+      this.pollTimer = setInterval(() => void this.poll(), this.options.pollIntervalMs);
+      this.pollTimer.unref();
+    }
     return this.current;
+  }
+
+  /**
+   * The stored token as the owner's batched read found it (`read` decodes it, and may throw like
+   * a load): adopted when newer, dropped when gone, as the manager's own poll would. Skipped, and
+   * false, while a read of the manager's own is under way (a refresh's re-read).
+   */
+  offer(read: StoredRead): Promise<boolean> {
+    if (this.pollRun) return this.pollRun.then(() => false);
+    return this.poll(read).then(() => true);
   }
 
   /** Stops the timers and waits for a refresh in progress (which holds the lock) to finish. */
@@ -231,16 +256,16 @@ export class TokenManager implements UpstreamAuth {
   }
 
   /** Re-reads the stored token and adopts it when it is newer (or drops ours after a logout). */
-  private poll(): Promise<void> {
-    this.pollRun ??= this.pollOnce().finally(() => {
+  private poll(read: StoredRead = () => this.deps.tokens.load()): Promise<void> {
+    this.pollRun ??= this.pollOnce(read).finally(() => {
       this.pollRun = undefined;
     });
     return this.pollRun;
   }
 
-  private async pollOnce(): Promise<void> {
+  private async pollOnce(read: StoredRead): Promise<void> {
     try {
-      const stored = await this.deps.tokens.load();
+      const stored = await read();
       if (this.stopped) return;
       if (stored === undefined) {
         if (this.current)

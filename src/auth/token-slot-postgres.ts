@@ -53,6 +53,16 @@ export class PostgresTokenSlots implements TokenSlots {
     return rows.map((row) => row.key.slice(DOCUMENT_NAMESPACE.length + 1));
   }
 
+  async readAll(prefix: string): Promise<Map<string, unknown>> {
+    const { rows } = await this.pool.query<{ key: string; value: string }>(
+      `SELECT key, value FROM ${DOCUMENTS_TABLE} WHERE left(key, length($1)) = $1`,
+      [storedKey(prefix)],
+    );
+    return new Map(
+      rows.map((row) => [row.key.slice(DOCUMENT_NAMESPACE.length + 1), deserializeDocument(row.value)]),
+    );
+  }
+
   close(): Promise<void> {
     return this.pool.end();
   }

@@ -63,6 +63,22 @@ export class RedisTokenSlots implements TokenSlots {
     return [...found].sort();
   }
 
+  async readAll(prefix: string): Promise<Map<string, unknown>> {
+    const keys = await this.keys(prefix);
+    if (keys.length === 0) return new Map();
+    const raws = await this.connection.bound(
+      (client) => client.mGet(keys.map((key) => redisTokenKey(key))),
+      TOKEN_COMMAND_TIMEOUT_MS,
+    );
+    const documents = new Map<string, unknown>();
+    keys.forEach((key, index) => {
+      const raw = raws[index];
+      // Removed between the listing and the read: as if it was never listed.
+      if (typeof raw === 'string') documents.set(key, deserializeDocument(raw));
+    });
+    return documents;
+  }
+
   close(): Promise<void> {
     return this.connection.close();
   }

@@ -45,6 +45,11 @@ export interface TokenSlots {
   slot(key: string): TokenSlot;
   /** The keys of the stored documents whose key starts with `prefix`. */
   keys(prefix: string): Promise<string[]>;
+  /**
+   * Every stored document whose key starts with `prefix`, key → parsed document, in one read of
+   * the store (one file read, one SELECT, one MGET after listing the keys).
+   */
+  readAll(prefix: string): Promise<Map<string, unknown>>;
   close(): Promise<void>;
 }
 
@@ -133,6 +138,10 @@ export class FileTokenSlots implements TokenSlots {
 
   async keys(prefix: string): Promise<string[]> {
     return (await this.documents.list<unknown>(prefix)).map(([key]) => key);
+  }
+
+  async readAll(prefix: string): Promise<Map<string, unknown>> {
+    return new Map(await this.documents.list<unknown>(prefix));
   }
 
   async close(): Promise<void> {}

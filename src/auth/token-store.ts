@@ -140,7 +140,11 @@ export class TokenStore {
 
   /** The stored token, or undefined when there is none. Throws InvalidTokenDocument if unreadable. */
   async load(): Promise<StoredToken | undefined> {
-    const raw = await this.slot.read();
+    return this.decode(await this.slot.read());
+  }
+
+  /** A document read from this store's slot (by a batched read), as load() returns it. */
+  decode(raw: unknown): StoredToken | undefined {
     if (raw === undefined || raw === null) return undefined;
     const sealed = SealedSchema.safeParse(raw);
     const plain = sealed.success ? this.open(sealed.data) : raw;

@@ -17,7 +17,7 @@ export const DEFAULT_ADMIN_URL = 'http://127.0.0.1:8081';
 export const ADMIN_URL_ENV = 'MELI_PROXY_ADMIN_URL';
 export const ADMIN_TOKEN_ENV = 'MELI_PROXY_ADMIN_TOKEN';
 
-export const GROUP_BYS = ['route', 'ip', 'status', 'rule'] as const;
+export const GROUP_BYS = ['route', 'ip', 'status', 'rule', 'account'] as const;
 export type GroupBy = (typeof GROUP_BYS)[number];
 
 /** `GET /admin/stats` query. Times are sent as ISO-8601. */
@@ -30,6 +30,8 @@ export interface StatsQuery {
 
 export interface StatsRow {
   key: string;
+  /** Grouped by account: the account's nickname, when the proxy holds it. */
+  name?: string;
   requests: number;
   bytes: number;
   latencyMsAvg: number;

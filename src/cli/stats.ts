@@ -1,6 +1,6 @@
 /**
  * `meli-proxy stats`: usage statistics of a running proxy (all replicas, from the shared store),
- * grouped by route, client IP, status class or rate-limit rule, as a table or as JSON.
+ * grouped by route, client IP, status class, rate-limit rule or account, as a table or as JSON.
  *
  * It reads `GET /admin/stats` on the admin port; see admin-client.ts for how the API is found.
  */
@@ -71,12 +71,14 @@ const KEY_HEADERS: Record<GroupBy, string> = {
   ip: 'CLIENT IP',
   status: 'STATUS',
   rule: 'RULE',
+  account: 'ACCOUNT',
 };
 const TITLES: Record<GroupBy, string> = {
   route: 'Requests by route',
   ip: 'Top client IPs',
   status: 'Requests by status',
   rule: 'Rate-limit rules',
+  account: 'Requests by account (injected token)',
 };
 
 /** The table `meli-proxy stats` prints, line by line. */
@@ -108,8 +110,11 @@ export function formatStats(stats: StatsResponse): string[] {
     );
     lines.push('', 'HITS: requests rejected with 429 by the rule, or that exceeded it in shadow mode.');
   } else {
+    // Accounts are named by user id; the nickname, when the proxy holds it, is what people know.
+    const named = stats.groupBy === 'account';
     const columns: Column[] = [
       { header: KEY_HEADERS[stats.groupBy] ?? 'KEY', align: 'left' },
+      ...(named ? [{ header: 'NICKNAME', align: 'left' } as const] : []),
       { header: 'REQUESTS', align: 'right' },
       { header: 'SHARE', align: 'right' },
       { header: 'BYTES', align: 'right' },
@@ -117,6 +122,7 @@ export function formatStats(stats: StatsResponse): string[] {
     ];
     const rows = stats.rows.map((row) => [
       row.key,
+      ...(named ? [row.name ?? '–'] : []),
       formatCount(row.requests),
       formatPercent(totals.requests > 0 ? row.requests / totals.requests : Number.NaN),
       formatBytes(row.bytes),
@@ -124,12 +130,25 @@ export function formatStats(stats: StatsResponse): string[] {
     ]);
     const table = formatTable(columns, [
       ...rows,
-      ['TOTAL', formatCount(totals.requests), '', formatBytes(totals.bytes), formatMs(totals.latencyMsAvg)],
+      [
+        'TOTAL',
+        ...(named ? [''] : []),
+        formatCount(totals.requests),
+        '',
+        formatBytes(totals.bytes),
+        formatMs(totals.latencyMsAvg),
+      ],
     ]);
     // A blank line before TOTAL.
     lines.push(...table.slice(0, -1), '', table[table.length - 1]!);
     if (stats.groupBy === 'ip') {
       lines.push('', 'Client IP counts come from a heavy-hitters sketch: they may overcount slightly.');
+    }
+    if (named) {
+      lines.push(
+        '',
+        'Only requests forwarded with an injected token count here; TOTAL and SHARE are of all requests.',
+      );
     }
   }
   lines.push(
@@ -164,7 +183,7 @@ export function registerStats(program: Command, io: CliIO, deps: StatsDeps = { n
   program
     .command('stats')
     .description(
-      'Show usage statistics of a running proxy (every replica): requests by route, IP, status or rule.',
+      'Show usage statistics of a running proxy (every replica): requests by route, IP, status, rule or account.',
     )
     .option(
       '--from <time>',
@@ -172,7 +191,7 @@ export function registerStats(program: Command, io: CliIO, deps: StatsDeps = { n
     )
     .option('--to <time>', 'end: same forms as --from (default: now)')
     .addOption(
-      new Option('--group-by <dimension>', 'group rows by route, ip, status or rule')
+      new Option('--group-by <dimension>', 'group rows by route, ip, status, rule or account')
         .choices(GROUP_BYS)
         .default('route'),
     )

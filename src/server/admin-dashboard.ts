@@ -27,13 +27,29 @@ declare module 'fastify' {
 
 export const DASHBOARD_PATH = '/admin/dashboard';
 
-/** The script is a checked module of its own (dashboard/app.js); the build copies it next to this file. */
-export const APP_JS = readFileSync(new URL('./dashboard/app.js', import.meta.url), 'utf8');
+/**
+ * The script: checked browser modules of their own (dashboard/*.js, app.js importing the others);
+ * the build copies them next to this file.
+ */
+export const DASHBOARD_MODULES = [
+  'app.js',
+  'dom.js',
+  'format.js',
+  'lists.js',
+  'live.js',
+  'period.js',
+] as const;
+const moduleText = (name: string): string =>
+  readFileSync(new URL(`./dashboard/${name}`, import.meta.url), 'utf8');
+export const SCRIPTS: ReadonlyMap<string, string> = new Map(
+  DASHBOARD_MODULES.map((name) => [name, moduleText(name)]),
+);
+export const APP_JS = SCRIPTS.get('app.js') ?? '';
 
 /** Where the period view's numbers come from (the statistics recorder). */
 export type PeriodSource = Pick<StatsRecorder, 'reportGroups'>;
 
-const PERIOD_GROUPS = ['route', 'status', 'rule', 'ip'] as const;
+const PERIOD_GROUPS = ['route', 'status', 'rule', 'ip', 'account'] as const;
 const HOUR_MS = 3_600_000;
 
 export const DASHBOARD_CSP = [
@@ -61,7 +77,10 @@ function asset(body: string, type: string): Asset {
 /** Path (under /admin/dashboard) → asset. */
 export const DASHBOARD_ASSETS: ReadonlyMap<string, Asset> = new Map([
   ['', asset(INDEX_HTML, 'text/html; charset=utf-8')],
-  ['/app.js', asset(APP_JS, 'text/javascript; charset=utf-8')],
+  ...[...SCRIPTS].map(([name, text]): [string, Asset] => [
+    `/${name}`,
+    asset(text, 'text/javascript; charset=utf-8'),
+  ]),
   ['/style.css', asset(STYLE_CSS, 'text/css; charset=utf-8')],
   ['/favicon.svg', asset(FAVICON_SVG, 'image/svg+xml')],
 ]);

@@ -3,7 +3,7 @@ import { parseInstant } from '../instant.js';
 import { apiErrorReply } from './api-error.js';
 import type { StatsRecorder, StatsReport } from './stats/recorder.js';
 
-const GROUPS: ReadonlyArray<StatsReport['groupBy']> = ['route', 'ip', 'status', 'rule'];
+const GROUPS: ReadonlyArray<StatsReport['groupBy']> = ['route', 'ip', 'status', 'rule', 'account'];
 const HOUR_MS = 3_600_000;
 
 /** A time given as ISO-8601 or epoch milliseconds; undefined when absent, NaN when malformed. */

@@ -51,7 +51,7 @@ export function forwardRecorder(deps: RecordDeps): (ctx: ProxyRequest) => void {
       traceId,
       now,
     );
-    stats.record(ctx.route, status, ctx.bytes, ms, ctx.clientIp);
+    stats.record(ctx.route, status, ctx.bytes, ms, ctx.clientIp, ctx.injectedAccount);
     if (ctx.failure) {
       metrics.upstreamError(ctx.failure.kind);
       logger.warn(

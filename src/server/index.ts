@@ -81,6 +81,8 @@ export async function startServer(config: Config, deps: ServerDeps): Promise<Run
     routeLabel,
     retentionMs: config.statsRetention,
   });
+  const upstreamAuth = deps.upstreamAuth;
+  if (upstreamAuth?.accountName) stats.nameAccounts((id) => upstreamAuth.accountName?.(id));
   const state = new ServerState();
   const rateLimit = await RateLimiter.start({
     store,

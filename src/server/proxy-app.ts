@@ -377,6 +377,7 @@ export async function buildProxyApp(options: ProxyAppOptions): Promise<FastifyIn
     const auth = authFor(ctx);
     if (auth && injects(ctx.clientIp)) {
       const valueIndex = injectAuthorization(ctx.headers, auth, req.headers.authorization !== undefined);
+      if (valueIndex !== -1) ctx.injectedAccount = ctx.account;
       const method = ctx.method;
       if (valueIndex !== -1 && (method === 'GET' || method === 'HEAD' || method === 'OPTIONS')) {
         ctx.retryUnauthorized = {

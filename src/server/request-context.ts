@@ -31,6 +31,8 @@ export class ProxyRequest implements ForwardContext, ForwardedInfo {
   /** With several accounts (--inject-token): the chosen account's token and its user id. */
   accountAuth: UpstreamAuth | undefined = undefined;
   account: string | undefined = undefined;
+  /** `account` once its token is in the upstream request (statistics count only those). */
+  injectedAccount: string | undefined = undefined;
   // decide
   limitHeaders: string[] | undefined = undefined;
   // forward

@@ -43,6 +43,8 @@ export interface UpstreamAuth {
    * else the default), or a refusal. Absent with a single token.
    */
   forRequest?(req: IncomingMessage, clientIp: string, path: string): AccountChoice | AccountRefusal;
+  /** With several accounts: the nickname of account `id`, when it is held and known. */
+  accountName?(id: string): string | undefined;
 }
 
 /** Removes the account header from built upstream headers (flat [name, value, …]). */

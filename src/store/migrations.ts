@@ -136,6 +136,15 @@ export const MIGRATIONS: readonly Migration[] = [
     END
     $fn$`,
   },
+  {
+    id: 8,
+    name: 'stats_account_dimension',
+    // Statistics grouped by account: the dimension check of migration 4 would refuse its rows.
+    sql: `ALTER TABLE meli_proxy_stats_minute
+      DROP CONSTRAINT meli_proxy_stats_minute_dimension_check,
+      ADD CONSTRAINT meli_proxy_stats_minute_dimension_check
+        CHECK (dimension IN ('total', 'route', 'status', 'rule', 'ip', 'account'))`,
+  },
 ];
 
 /** Any constant works as long as every meli-proxy version uses the same one. */

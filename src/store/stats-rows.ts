@@ -1,4 +1,4 @@
-import type { StatDimension, StatRow, StatsQuery } from './types.js';
+import { STAT_DIMENSIONS, type StatDimension, type StatRow, type StatsQuery } from './types.js';
 
 const MINUTE_MS = 60_000;
 
@@ -45,7 +45,7 @@ export function groupRows(rows: Iterable<StatRow>, query: StatsQuery): StatRow[]
   return [...byValue.values()].sort((a, b) => b.requests - a.requests).slice(0, query.limit);
 }
 
-const DIMENSIONS = new Set<StatDimension>(['total', 'route', 'status', 'rule', 'ip']);
+const DIMENSIONS = new Set<StatDimension>(STAT_DIMENSIONS);
 
 /** Checks a row read back from disk or Redis; a damaged line is skipped rather than trusted. */
 export function isStatRow(value: unknown): value is StatRow {

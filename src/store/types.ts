@@ -67,9 +67,20 @@ export interface DocumentStore {
   list<T>(prefix: string): Promise<Array<[string, T]>>;
 }
 
-/** What a statistics row is counted by. `total` has one row per minute with the empty value. */
-export type StatDimension = 'total' | 'route' | 'status' | 'rule' | 'ip';
-export const STAT_DIMENSIONS: readonly StatDimension[] = ['total', 'route', 'status', 'rule', 'ip'];
+/**
+ * What a statistics row is counted by. `total` has one row per minute with the empty value;
+ * `account` counts the requests forwarded with an injected token, by the account (user id) it
+ * belongs to.
+ */
+export type StatDimension = 'total' | 'route' | 'status' | 'rule' | 'ip' | 'account';
+export const STAT_DIMENSIONS: readonly StatDimension[] = [
+  'total',
+  'route',
+  'status',
+  'rule',
+  'ip',
+  'account',
+];
 
 /** Usage of one minute along one dimension; rows for the same key add up. */
 export interface StatRow {

@@ -2,6 +2,7 @@
  * The token's compare-and-set on each real backend (the embedded file, PostgreSQL, Redis): of many
  * concurrent refreshes of one generation exactly one is written, a late writer never replaces a
  * newer generation or a newer login, and the shared stores hold the token sealed, never in clear.
+ * And every account with the default comes back from one batched read.
  */
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -9,13 +10,14 @@ import path from 'node:path';
 import pg from 'pg';
 import { createClient } from 'redis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { AccountStore } from '../../src/auth/accounts.js';
 import type { TokenBackend } from '../../src/auth/token-backend.js';
 import { REDIS_TOKEN_KEY } from '../../src/auth/token-slot-redis.js';
 import { type StoredToken, type TokenStore, tokenFromLogin } from '../../src/auth/token-store.js';
 import { openStore } from '../../src/store/index.js';
 import { type TestDatabase, testDatabase } from '../support/postgres.js';
 import { type RedisServer, skipWithoutRedis, startRedis } from '../support/redis.js';
-import { fileTokens, sharedTokens } from './helpers/tokens.js';
+import { fileAccounts, fileTokens, sharedTokens } from './helpers/tokens.js';
 
 function login(tag: string): StoredToken {
   return tokenFromLogin({
@@ -90,6 +92,26 @@ function compareAndSetSuite(open: () => Promise<TokenStore>, raw?: () => Promise
   }
 }
 
+/** Every account and the default in one read (what a running proxy polls), whatever the backend. */
+function snapshotSuite(open: () => Promise<AccountStore>): void {
+  it('reads every account document and the default at once, and decodes each as a load would', async () => {
+    const accounts = await open();
+    const logins = ['11', '12', '13'].map((id) => ({ ...login(`account-${id}`), userId: id }));
+    for (const token of logins) await accounts.saveLogin(token);
+    await accounts.setDefault('12');
+    const snapshot = await accounts.snapshot();
+    expect([...snapshot.documents.keys()].sort()).toEqual(['11', '12', '13']);
+    expect(snapshot.defaultId).toBe('12');
+    for (const token of logins) {
+      expect(accounts.decode(token.userId!, snapshot.documents.get(token.userId!))).toEqual(token);
+    }
+    await accounts.remove('12');
+    const after = await accounts.snapshot();
+    expect([...after.documents.keys()].sort()).toEqual(['11', '13']);
+    expect(after.defaultId).toBe('11');
+  });
+}
+
 describe('token compare-and-set: embedded file', () => {
   let dir: string;
   beforeAll(async () => {
@@ -99,6 +121,7 @@ describe('token compare-and-set: embedded file', () => {
     if (dir) await rm(dir, { recursive: true, force: true });
   });
   compareAndSetSuite(async () => fileTokens(dir));
+  snapshotSuite(async () => fileAccounts(dir));
 
   it('leaves no lock file behind', async () => {
     await fileTokens(dir).saveLogin(login('five'));
@@ -136,6 +159,12 @@ describe('token compare-and-set: PostgreSQL', () => {
       }
     },
   );
+
+  snapshotSuite(async () => {
+    const backend = await sharedTokens(db.url, '/nonexistent');
+    opened.push(backend);
+    return backend.accounts;
+  });
 
   it('is the document the store itself reads', async () => {
     const backend = await sharedTokens(db.url, '/nonexistent');
@@ -180,6 +209,12 @@ describe.skipIf(skipWithoutRedis())('token compare-and-set: Redis', () => {
       }
     },
   );
+
+  snapshotSuite(async () => {
+    const backend = await sharedTokens(redis.url, '/nonexistent');
+    opened.push(backend);
+    return backend.accounts;
+  });
 
   it('is the document the store itself reads', async () => {
     const backend = await sharedTokens(redis.url, '/nonexistent');

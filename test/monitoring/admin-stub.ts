@@ -67,6 +67,16 @@ export const FIXTURE_STATS: Record<GroupBy, StatsResponse> = {
     ],
     totals: TOTALS,
   },
+  account: {
+    from: FIXTURE_FROM,
+    to: FIXTURE_TO,
+    groupBy: 'account',
+    rows: [
+      { key: '4012345', name: 'TIENDA_SUR', requests: 7_300, bytes: 11_000_000, latencyMsAvg: 24.2 },
+      { key: '88120077', requests: 1_204, bytes: 1_500_000, latencyMsAvg: 19.9 },
+    ],
+    totals: TOTALS,
+  },
 };
 
 /** 60 seconds ending at `now`, with a wave of traffic, some 429s and a few 5xx. */

@@ -2,6 +2,7 @@
  * The dashboard plugin on its own (Fastify inject): routes, content types, caching, security
  * headers; the assets are self-contained (no external URL) and the script compiles.
  */
+import { readdirSync } from 'node:fs';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
@@ -9,6 +10,7 @@ import {
   DASHBOARD_ASSETS,
   DASHBOARD_CSP,
   dashboardRoutes,
+  SCRIPTS,
 } from '../../src/server/admin-dashboard.js';
 import { INDEX_HTML } from '../../src/server/dashboard/index-html.js';
 import { STYLE_CSS } from '../../src/server/dashboard/style-css.js';
@@ -93,7 +95,12 @@ describe('dashboard routes', () => {
       '/admin/dashboard',
       '/admin/dashboard/',
       '/admin/dashboard/app.js',
+      '/admin/dashboard/dom.js',
       '/admin/dashboard/favicon.svg',
+      '/admin/dashboard/format.js',
+      '/admin/dashboard/lists.js',
+      '/admin/dashboard/live.js',
+      '/admin/dashboard/period.js',
       '/admin/dashboard/style.css',
     ]);
     expect(seen.find((item) => item.url === '/admin/stats')?.public).toBe(false);
@@ -103,7 +110,7 @@ describe('dashboard routes', () => {
 
 describe('dashboard assets', () => {
   it('load nothing from elsewhere: every URL is same-origin (the SVG namespace is not fetched)', () => {
-    for (const [name, text] of Object.entries({ INDEX_HTML, APP_JS, STYLE_CSS })) {
+    for (const [name, text] of Object.entries({ INDEX_HTML, STYLE_CSS, ...Object.fromEntries(SCRIPTS) })) {
       const urls = [...text.matchAll(/(?:https?:)?\/\/[a-z0-9.-]+\.[a-z]{2,}[^\s"')]*/gi)].map(
         (match) => match[0],
       );
@@ -118,9 +125,19 @@ describe('dashboard assets', () => {
     for (const reference of references) expect(reference).toMatch(/^\/admin\/dashboard\//);
   });
 
-  it('the script is the checked module, served as it is', async () => {
-    const response = await app.inject({ method: 'GET', url: '/admin/dashboard/app.js' });
-    expect(response.body).toBe(APP_JS);
-    expect(APP_JS.startsWith('// @ts-check')).toBe(true);
+  it('the scripts are the checked modules, served as they are, and every module they import is served', async () => {
+    expect(SCRIPTS.get('app.js')).toBe(APP_JS);
+    const sources = readdirSync(new URL('../../src/server/dashboard/', import.meta.url)).filter((name) =>
+      name.endsWith('.js'),
+    );
+    expect([...SCRIPTS.keys()].sort()).toEqual(sources.sort());
+    for (const [name, text] of SCRIPTS) {
+      const response = await app.inject({ method: 'GET', url: `/admin/dashboard/${name}` });
+      expect(response.body, name).toBe(text);
+      expect(text.startsWith('// @ts-check'), name).toBe(true);
+      for (const [, imported] of text.matchAll(/^import [^;]* from '\.\/([^']+)';$/gm)) {
+        expect(SCRIPTS.has(imported!), `${name} imports ${imported}`).toBe(true);
+      }
+    }
   });
 });

@@ -260,6 +260,12 @@ describe.skipIf(!CHROMIUM)('admin dashboard with busy data (stand-in admin API)'
     expect(
       await page.$$eval('#ips-body tr[data-key]', (rows) => rows.map((row) => row.getAttribute('data-key'))),
     ).toEqual(FIXTURE_STATS.ip.rows.map((row) => row.key));
+    // Accounts by user id, with the nickname where the proxy holds one.
+    expect(
+      await page.$$eval('#accounts-body tr[data-key]', (rows) =>
+        rows.map((row) => [row.getAttribute('data-key'), row.querySelector('.chip')?.textContent ?? null]),
+      ),
+    ).toEqual(FIXTURE_STATS.account.rows.map((row) => [row.key, row.name ?? null]));
     // Shadow rules are told apart from enforced ones, in the live list and the period table.
     await page.waitForSelector('#rules-body tr[data-key="categories-shadow"] .chip.mode');
     expect(await page.textContent('#rules-body tr[data-key="categories-shadow"] .chip.mode')).toBe('shadow');

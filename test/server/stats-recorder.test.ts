@@ -78,6 +78,45 @@ describe('statistics recorder', () => {
     await store.close();
   });
 
+  it('counts requests by the account whose token was injected, named by nickname when held', async () => {
+    const store = await openStore('memory', { dataDir: '/nonexistent' });
+    let now = T0 + 1000;
+    const stats = recorder(store.stats, () => now);
+    stats.nameAccounts((id) => (id === '123456789' ? 'TIENDA_SUR' : undefined));
+    for (let i = 0; i < 5; i++) stats.record(2, 200, 100, 4, '10.0.0.1', '123456789');
+    for (let i = 0; i < 3; i++) stats.record(2, 200, 10, 2, '10.0.0.1', '222333444');
+    stats.record(2, 200, 10, 2, '10.0.0.1'); // no injected token: in no account's row
+    await stats.flush();
+    now += 61_000;
+    stats.record(3, 404, 10, 2, '10.0.0.2', '222333444');
+    const accounts = await stats.report(T0, now + 1, 'account', 10);
+    expect(accounts.rows).toEqual([
+      { key: '123456789', name: 'TIENDA_SUR', requests: 5, bytes: 500, latencyMsAvg: 4 },
+      { key: '222333444', requests: 4, bytes: 40, latencyMsAvg: 2 },
+    ]);
+    expect(accounts.totals.requests).toBe(10);
+    await store.close();
+  });
+
+  it('writes at most a bounded number of account rows per minute and flush, the busiest first', async () => {
+    const written: StatRow[] = [];
+    const store: StatsStore = {
+      add: async (rows) => {
+        written.push(...rows);
+      },
+      query: async () => [],
+      prune: async () => 0,
+    };
+    const stats = recorder(store, () => T0);
+    for (let n = 0; n < 3000; n++) stats.record(2, 200, 1, 1, '10.0.0.1', `acct-${n}`);
+    for (let i = 0; i < 50; i++) stats.record(2, 200, 1, 1, '10.0.0.1', 'busy');
+    await stats.flush();
+    const accountRows = written.filter((row) => row.dimension === 'account');
+    expect(accountRows.length).toBe(1000);
+    expect(accountRows[0]).toMatchObject({ value: 'busy' });
+    expect(accountRows[0]!.requests).toBeGreaterThanOrEqual(50);
+  });
+
   it('keeps rows while the store fails and writes them once it answers again', async () => {
     const memory = await openStore('memory', { dataDir: '/nonexistent' });
     let failing = true;

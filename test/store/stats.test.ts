@@ -70,6 +70,22 @@ describe.each(allBackends())('statistics on $name', (backend) => {
     expect(statuses.map((r) => [r.value, r.requests])).toEqual([['2xx', 9]]);
   });
 
+  it('keeps rows by account, written plainly or as a batch, and reads them back by account', async () => {
+    await store.stats.add([row(3, 'account', '123456789', 5), row(3, 'account', '222333444', 2)]);
+    await store.stats.add([row(4, 'account', '222333444', 6)], 'accounts-test:1');
+    await store.stats.add([row(4, 'account', '222333444', 6)], 'accounts-test:1');
+    const accounts = await store.stats.query({
+      from: T0 + 3 * MINUTE,
+      to: T0 + 5 * MINUTE,
+      dimension: 'account',
+      limit: 10,
+    });
+    expect(accounts.map((r) => [r.value, r.requests, r.bytes])).toEqual([
+      ['222333444', 8, 800],
+      ['123456789', 5, 500],
+    ]);
+  });
+
   it('prunes minutes before a cut-off', async () => {
     await store.stats.prune(T0 + 2 * MINUTE);
     const rows = await store.stats.query({
@@ -87,7 +103,11 @@ describe('statistics on the embedded store', () => {
     const dir = await mkdtemp(path.join(tmpdir(), 'meli-stats-'));
     try {
       const first = await openStore('embedded', { dataDir: dir });
-      await first.stats.add([row(0, 'ip', '152.152.152.152', 7), row(0, 'total', '', 7)]);
+      await first.stats.add([
+        row(0, 'ip', '152.152.152.152', 7),
+        row(0, 'total', '', 7),
+        row(0, 'account', '123456789', 4),
+      ]);
       await first.close();
       const dayFile = path.join(dir, 'stats', '2026-11-27.jsonl');
       expect((await stat(dayFile)).mode & 0o777).toBe(0o600);
@@ -96,6 +116,13 @@ describe('statistics on the embedded store', () => {
       const reopened = await openStore('embedded', { dataDir: dir });
       const ips = await reopened.stats.query({ from: T0, to: T0 + MINUTE, dimension: 'ip', limit: 5 });
       expect(ips.map((r) => [r.value, r.requests])).toEqual([['152.152.152.152', 7]]);
+      const accounts = await reopened.stats.query({
+        from: T0,
+        to: T0 + MINUTE,
+        dimension: 'account',
+        limit: 5,
+      });
+      expect(accounts.map((r) => [r.value, r.requests])).toEqual([['123456789', 4]]);
       await reopened.stats.prune(T0 + 2 * 86_400_000);
       expect(await readdir(path.join(dir, 'stats'))).toEqual([]);
       await reopened.close();

@@ -99,6 +99,10 @@ export const INDEX_HTML = `<!doctype html>
         <h3>Client IPs <small>estimated top</small></h3>
         <table id="ips-table"><thead><tr><th>IP</th><th class="num">Requests</th><th class="bar-col">Share</th></tr></thead><tbody id="ips-body"></tbody></table>
       </div>
+      <div class="card wide">
+        <h3>Accounts <small>requests sent with the account's injected token</small></h3>
+        <table id="accounts-table"><thead><tr><th>Account</th><th class="num">Requests</th><th class="bar-col">Share</th><th class="num">Bytes</th></tr></thead><tbody id="accounts-body"></tbody></table>
+      </div>
     </div>
   </section>
 </main>

@@ -1,10 +1,10 @@
 /**
  * Per-minute usage counted in memory since the last flush: by route, status class, rule, the
- * heaviest client IPs, and in total. `drain()` hands the counts over as store rows and starts again
+ * heaviest client IPs and accounts, and in total. `drain()` hands the counts over as store rows and starts again
  * from zero, so each flush writes deltas that the store adds up.
  */
 import type { StatRow } from '../../store/types.js';
-import { HeavyHitters } from './heavy-hitters.js';
+import { type HeavyHitter, HeavyHitters } from './heavy-hitters.js';
 
 const MINUTE_MS = 60_000;
 /** Status rows: 429 apart from the other 4xx, so rate limiting shows on its own. */
@@ -12,6 +12,14 @@ export const STATUS_CLASSES = ['1xx', '2xx', '3xx', '4xx', '429', '5xx'] as cons
 /** Client IPs kept per minute and flush (Space-Saving counters), and how many are written. */
 const IP_SKETCH_CAPACITY = 1000;
 const IP_ROWS_PER_FLUSH = 100;
+/**
+ * Accounts likewise, but kept wider: a proxy may hold thousands of sellers, and counts stay exact
+ * while no more than ACCOUNT_SKETCH_CAPACITY accounts are used between two flushes of one process.
+ * Past that the sketch keeps the busiest ones (over-estimates bounded as for IPs), and at most
+ * ACCOUNT_ROWS_PER_FLUSH rows per minute leave a flush, so the store's rows stay bounded.
+ */
+const ACCOUNT_SKETCH_CAPACITY = 2000;
+const ACCOUNT_ROWS_PER_FLUSH = 1000;
 
 function statusClass(status: number): number {
   if (status === 429) return 4;
@@ -29,6 +37,8 @@ class MinuteCounts {
   readonly statuses = new Float64Array(STATUS_CLASSES.length * MEASURES);
   readonly rules = new Map<string, number>();
   readonly ips = new HeavyHitters(IP_SKETCH_CAPACITY);
+  /** Created on the first request with an injected token: most proxies never inject one. */
+  accounts: HeavyHitters | undefined;
   touched = false;
 
   constructor(routeCapacity: number) {
@@ -42,13 +52,26 @@ export class MinuteAggregator {
 
   constructor(private readonly routeCapacity: number) {}
 
-  record(nowMs: number, routeId: number, status: number, bytes: number, latencyMs: number, ip: string): void {
+  /** `account`: the account whose token was injected into the request, if one was. */
+  record(
+    nowMs: number,
+    routeId: number,
+    status: number,
+    bytes: number,
+    latencyMs: number,
+    ip: string,
+    account?: string,
+  ): void {
     const counts = this.countsFor(nowMs);
     counts.touched = true;
     add(counts.total, 0, bytes, latencyMs);
     if (routeId < this.routeCapacity) add(counts.routes, routeId * MEASURES, bytes, latencyMs);
     add(counts.statuses, statusClass(status) * MEASURES, bytes, latencyMs);
     counts.ips.add(ip, bytes, latencyMs);
+    if (account !== undefined) {
+      counts.accounts ??= new HeavyHitters(ACCOUNT_SKETCH_CAPACITY);
+      counts.accounts.add(account, bytes, latencyMs);
+    }
   }
 
   /** A request rejected, or over a shadow limit, by `ruleId`. */
@@ -75,15 +98,9 @@ export class MinuteAggregator {
       for (const [rule, requests] of counts.rules) {
         rows.push({ minute, dimension: 'rule', value: rule, requests, bytes: 0, latencyMsSum: 0 });
       }
-      for (const hitter of counts.ips.top(IP_ROWS_PER_FLUSH)) {
-        rows.push({
-          minute,
-          dimension: 'ip',
-          value: hitter.key,
-          requests: hitter.requests,
-          bytes: hitter.bytes,
-          latencyMsSum: hitter.latencyMsSum,
-        });
+      for (const hitter of counts.ips.top(IP_ROWS_PER_FLUSH)) rows.push(hitterRow(minute, 'ip', hitter));
+      for (const hitter of counts.accounts?.top(ACCOUNT_ROWS_PER_FLUSH) ?? []) {
+        rows.push(hitterRow(minute, 'account', hitter));
       }
     }
     this.minutes.clear();
@@ -121,5 +138,16 @@ function row(
     requests: measures[offset]!,
     bytes: measures[offset + 1]!,
     latencyMsSum: measures[offset + 2]!,
+  };
+}
+
+function hitterRow(minute: number, dimension: StatRow['dimension'], hitter: HeavyHitter): StatRow {
+  return {
+    minute,
+    dimension,
+    value: hitter.key,
+    requests: hitter.requests,
+    bytes: hitter.bytes,
+    latencyMsSum: hitter.latencyMsSum,
   };
 }

@@ -41,7 +41,8 @@ export interface StatsReport {
    */
   counted?: { from: string; to: string };
   groupBy: Exclude<StatDimension, 'total'>;
-  rows: Array<{ key: string; requests: number; bytes: number; latencyMsAvg: number }>;
+  /** `name`: grouped by account, the account's nickname when the proxy holds it. */
+  rows: Array<{ key: string; name?: string; requests: number; bytes: number; latencyMsAvg: number }>;
   totals: { requests: number; bytes: number; latencyMsAvg: number; rateLimited: number; errors: number };
 }
 
@@ -100,6 +101,7 @@ export class StatsRecorder {
   private readonly retentionMs: number;
   private readonly maxPendingRows: number;
   private peers: StatsPeers | undefined;
+  private accountName: (id: string) => string | undefined = () => undefined;
 
   constructor(private readonly options: StatsRecorderOptions) {
     this.live = new LiveWindow(options.routeCapacity);
@@ -110,13 +112,23 @@ export class StatsRecorder {
     this.maxPendingRows = options.maxPendingRows ?? 200_000;
   }
 
-  /** One answered request (forwarded, rejected or refused). */
-  record(routeId: number, status: number, bytes: number, latencyMs: number, rawIp: string): void {
+  /**
+   * One answered request (forwarded, rejected or refused); `account`, the account whose token was
+   * injected into it.
+   */
+  record(
+    routeId: number,
+    status: number,
+    bytes: number,
+    latencyMs: number,
+    rawIp: string,
+    account?: string,
+  ): void {
     const now = this.clock();
     // One client, one row: `::ffff:1.2.3.4` is `1.2.3.4`, IPv6 in its RFC 5952 form, as the limiter counts.
     const ip = canonicalIp(rawIp, parseIpInto(rawIp, this.ipWords), this.ipWords);
     this.live.record(now, routeId, status, latencyMs, ip);
-    this.minutes.record(now, routeId, status, bytes, latencyMs, ip);
+    this.minutes.record(now, routeId, status, bytes, latencyMs, ip, account);
   }
 
   /** A request rejected by `ruleId`, or over the limit of shadow rule `ruleId`. */
@@ -158,6 +170,11 @@ export class StatsRecorder {
   /** This process's last 60 s as raw counts, for aggregation across cluster workers. */
   liveExport(): LiveExport {
     return this.live.export(this.clock(), this.options.routeLabel);
+  }
+
+  /** With several accounts: reports grouped by account name each account the proxy holds. */
+  nameAccounts(name: (id: string) => string | undefined): void {
+    this.accountName = name;
   }
 
   /** In a cluster worker: reports cover every worker, not just this one. */
@@ -214,12 +231,16 @@ export class StatsRecorder {
     const statusCount = (name: string) => statusRows.find((row) => row.value === name)?.requests ?? 0;
     const groups = {} as Record<StatsGroup, StatsReport['rows']>;
     groupBys.forEach((dimension, index) => {
-      groups[dimension] = withPending(grouped[index] ?? [], dimension, limit).map((row) => ({
-        key: row.value,
-        requests: row.requests,
-        bytes: row.bytes,
-        latencyMsAvg: average(row.latencyMsSum, row.requests),
-      }));
+      groups[dimension] = withPending(grouped[index] ?? [], dimension, limit).map((row) => {
+        const name = dimension === 'account' ? this.accountName(row.value) : undefined;
+        return {
+          key: row.value,
+          ...(name === undefined ? {} : { name }),
+          requests: row.requests,
+          bytes: row.bytes,
+          latencyMsAvg: average(row.latencyMsSum, row.requests),
+        };
+      });
     });
     const counted = countedRange(from, to, this.clock());
     return {
