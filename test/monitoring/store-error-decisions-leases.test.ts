@@ -27,7 +27,9 @@ function transport(arbiter: LeaseArbiter, state: { down: boolean }): LeaseTransp
     async release(returns) {
       await hop();
       if (state.down) throw new Error('the primary process did not answer limits.release');
-      arbiter.release(structuredClone(returns), Date.now());
+      const reclaims = arbiter.release(structuredClone(returns), Date.now());
+      await hop();
+      return structuredClone(reclaims);
     },
   };
 }
