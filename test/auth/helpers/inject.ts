@@ -58,7 +58,7 @@ export function serveInjecting(
   mode: WorkerMode,
   meli: FakeMeli,
   dir: string,
-  settings: Partial<Record<SettingKey, unknown>> = {},
+  settings: Omit<Partial<Record<SettingKey, unknown>>, 'upstream'> = {},
 ): Promise<ServedProxy> {
   return startServeProxy(
     mode,
