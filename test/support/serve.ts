@@ -58,14 +58,25 @@ export interface ServeOptions {
   args?: readonly string[];
 }
 
-/** `--flag value` for each setting, as a user would type them. */
-export function settingFlags(settings: Partial<Record<SettingKey, unknown>>): string[] {
-  return Object.entries(settings).flatMap(([key, value]) => {
-    if (value === undefined) return [];
+/**
+ * Each setting as a user would give it: `--flag value`, or for a secret (admin token, client secret)
+ * its environment variable, which keeps it off the command line that `ps` shows.
+ */
+export function settingArgs(settings: Partial<Record<SettingKey, unknown>>): {
+  flags: string[];
+  env: Record<string, string>;
+} {
+  const flags: string[] = [];
+  const env: Record<string, string> = {};
+  for (const [key, value] of Object.entries(settings)) {
+    if (value === undefined) continue;
     const spec = SETTINGS[key as SettingKey];
-    if (!spec) throw new Error(`settingFlags: ${key} is not a setting of src/config.ts`);
-    return [spec.flag, Array.isArray(value) ? value.join(',') : String(value)];
-  });
+    if (!spec) throw new Error(`settingArgs: ${key} is not a setting of src/config.ts`);
+    const text = Array.isArray(value) ? value.join(',') : String(value);
+    if (spec.secret) env[spec.env] = text;
+    else flags.push(spec.flag, text);
+  }
+  return { flags, env };
 }
 
 /** Starts `meli-proxy serve` with `mode`'s worker count and waits until every worker serves. */
@@ -75,7 +86,7 @@ export async function startServeProxy(
   options: ServeOptions = {},
 ): Promise<ServedProxy> {
   const data = tempDir();
-  const flags = settingFlags({
+  const { flags, env } = settingArgs({
     port: 0,
     adminPort: 0,
     store: 'memory',
@@ -85,7 +96,10 @@ export async function startServeProxy(
   });
   let cli: CliProcess;
   try {
-    cli = await spawnCli(['serve', ...flags, ...mode.args, ...(options.args ?? [])], options.env ?? {});
+    cli = await spawnCli(['serve', ...flags, ...mode.args, ...(options.args ?? [])], {
+      ...env,
+      ...options.env,
+    });
   } catch (error) {
     data.remove();
     throw error;

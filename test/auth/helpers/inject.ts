@@ -60,10 +60,12 @@ export function serveInjecting(
   dir: string,
   settings: Omit<Partial<Record<SettingKey, unknown>>, 'upstream'> = {},
 ): Promise<ServedProxy> {
-  return startServeProxy(
-    mode,
-    { upstream: meli.url, dataDir: dir, injectToken: 'on', tokenUrl: meli.tokenUrl, ...settings },
-    // The secret through the environment, as the reference asks, not on the command line.
-    { env: { MELI_CLIENT_SECRET: meli.client.secret } },
-  );
+  return startServeProxy(mode, {
+    upstream: meli.url,
+    dataDir: dir,
+    injectToken: 'on',
+    tokenUrl: meli.tokenUrl,
+    clientSecret: meli.client.secret,
+    ...settings,
+  });
 }
