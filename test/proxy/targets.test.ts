@@ -6,7 +6,7 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { type Origin, startOrigin } from '../peers/origin.js';
 import { RawConnection, rawGet, rawRequest } from '../support/net.js';
-import { startTestProxy, type TestProxy } from '../support/proxy.js';
+import { HANG_DEADLINE_MS, startTestProxy, type TestProxy } from '../support/proxy.js';
 
 describe('request targets', () => {
   let origin: Origin;
@@ -78,7 +78,7 @@ describe('request targets', () => {
       });
       // The proxy closes the connection: no tunnel follows the refusal. (Bytes sent after the refusal
       // are covered in connect.test.ts, which runs the proxy as a child process.)
-      expect(await connection.waitForClose(2000)).toBe(true);
+      expect(await connection.waitForClose(HANG_DEADLINE_MS)).toBe(true);
     } finally {
       connection.close();
     }
