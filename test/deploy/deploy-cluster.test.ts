@@ -11,11 +11,11 @@ import { SECRET_CHECKSUM_ANNOTATION } from '../../src/deploy/rollout.js';
 import { SECRET_KEYS } from '../../src/deploy/secrets.js';
 import { apiService, type ClusterObject, DEFAULT_CLUSTER } from '../support/fake-kubectl.js';
 import { runDeployCli } from './cli-harness.js';
-import { DEPLOY_ENV, kubectlCommand, useFakeKubectl } from './fake-cluster.js';
+import { DEPLOY_ENV, kubectlCommand, kubectlStandInForSuite } from './fake-cluster.js';
 import { SKIP_RENDERING } from './manifests-helpers.js';
 
 const ENV = DEPLOY_ENV;
-const cluster = useFakeKubectl();
+const cluster = kubectlStandInForSuite();
 
 function templateChecksum(name: string, kind = 'Deployment'): string | undefined {
   const object = cluster.fake.objects()[`${kind}/meli-proxy/${name}`] as

@@ -16,12 +16,12 @@ import {
   DEPLOY_ADMIN_TOKEN as ADMIN_TOKEN,
   DEPLOY_CLIENT_SECRET as CLIENT_SECRET,
   kubectlCommand as command,
+  kubectlStandInForSuite,
   DEPLOY_ENV as SECRET_ENV,
-  useFakeKubectl,
 } from './fake-cluster.js';
 import { SKIP_RENDERING } from './manifests-helpers.js';
 
-const cluster = useFakeKubectl();
+const cluster = kubectlStandInForSuite();
 
 /** A short label per call: verb plus, for apply, the kind/name of each object applied. */
 function label(call: FakeCall): string {

@@ -3,7 +3,7 @@
  * cleared before each test, PATH and the environment restored after; the credentials deploy reads
  * from the environment (test values); the kubectl command of a recorded call.
  *
- *   const cluster = useFakeKubectl();   // inside the describe; read cluster.fake in tests and hooks
+ *   const cluster = kubectlStandInForSuite();   // read cluster.fake in tests and hooks
  */
 import { delimiter } from 'node:path';
 import { afterAll, beforeAll, beforeEach } from 'vitest';
@@ -24,7 +24,7 @@ export function kubectlCommand(call: FakeCall): string {
   return args.join(' ');
 }
 
-export function useFakeKubectl(): { readonly fake: FakeKubectl } {
+export function kubectlStandInForSuite(): { readonly fake: FakeKubectl } {
   let fake: FakeKubectl | undefined;
   const savedEnv = { ...process.env };
   beforeAll(() => {
