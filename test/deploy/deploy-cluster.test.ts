@@ -6,50 +6,27 @@
  * command that installs it; old generated ConfigMaps are pruned; status reports the store's health
  * as the proxy sees it.
  */
-import { delimiter } from 'node:path';
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { SECRET_CHECKSUM_ANNOTATION } from '../../src/deploy/rollout.js';
 import { SECRET_KEYS } from '../../src/deploy/secrets.js';
-import {
-  apiService,
-  type ClusterObject,
-  createFakeKubectl,
-  DEFAULT_CLUSTER,
-  type FakeKubectl,
-} from '../support/fake-kubectl.js';
+import { apiService, type ClusterObject, DEFAULT_CLUSTER } from '../support/fake-kubectl.js';
 import { runDeployCli } from './cli-harness.js';
+import { DEPLOY_ENV, kubectlCommand, kubectlStandInForSuite } from './fake-cluster.js';
 import { SKIP_RENDERING } from './manifests-helpers.js';
 
-let fake: FakeKubectl;
-const savedEnv = { ...process.env };
-const ENV = {
-  MELI_PROXY_ADMIN_TOKEN: 'admin-token-0123456789abcdef',
-  MELI_CLIENT_ID: '1',
-  MELI_CLIENT_SECRET: 'cs-1',
-};
+const ENV = DEPLOY_ENV;
+const cluster = kubectlStandInForSuite();
 
 function templateChecksum(name: string, kind = 'Deployment'): string | undefined {
-  const object = fake.objects()[`${kind}/meli-proxy/${name}`] as
+  const object = cluster.fake.objects()[`${kind}/meli-proxy/${name}`] as
     | { spec: { template: { metadata?: { annotations?: Record<string, string> } } } }
     | undefined;
   return object?.spec.template.metadata?.annotations?.[SECRET_CHECKSUM_ANNOTATION];
 }
 
-const commands = () =>
-  fake.calls().map((call) => (call.args[0] === '--context' ? call.args.slice(2) : call.args).join(' '));
+const commands = () => cluster.fake.calls().map(kubectlCommand);
 
 describe.skipIf(SKIP_RENDERING)('deploy against a cluster that remembers', () => {
-  beforeAll(() => {
-    fake = createFakeKubectl();
-    process.env.PATH = `${fake.binDir}${delimiter}${process.env.PATH ?? ''}`;
-    Object.assign(process.env, fake.env);
-  });
-  afterAll(() => {
-    process.env = { ...savedEnv };
-    fake.remove();
-  });
-  beforeEach(() => fake.script([]));
-
   it('rolls the workloads that read a changed Secret value, and only those, and says so', async () => {
     const first = await runDeployCli(['deploy', '--context', 'kind-test', '--timeout', '60s'], { env: ENV });
     expect(first.stderr).toBe('');
@@ -82,7 +59,7 @@ describe.skipIf(SKIP_RENDERING)('deploy against a cluster that remembers', () =>
     expect(templateChecksum('postgres', 'StatefulSet')).toBe(postgres);
     // The stand-in counts pod-template changes as Kubernetes does: one rollout, of the proxy only.
     const generation = (key: string) =>
-      (fake.objects()[key]?.metadata as { generation?: number } | undefined)?.generation;
+      (cluster.fake.objects()[key]?.metadata as { generation?: number } | undefined)?.generation;
     expect(generation('Deployment/meli-proxy/meli-proxy')).toBe(2);
     expect(generation('Deployment/meli-proxy/grafana')).toBe(1);
     expect(generation('StatefulSet/meli-proxy/postgres')).toBe(1);
@@ -96,7 +73,7 @@ describe.skipIf(SKIP_RENDERING)('deploy against a cluster that remembers', () =>
       'meta.helm.sh/release-name': 'kube-prometheus-stack',
       'meta.helm.sh/release-namespace': 'monitoring',
     };
-    fake.script([], [...DEFAULT_CLUSTER, foreign]);
+    cluster.fake.script([], [...DEFAULT_CLUSTER, foreign]);
     const run = await runDeployCli(['deploy', '--context', 'kind-test'], { env: ENV });
     expect(run.code).toBe(2);
     expect(run.stderr).toContain(
@@ -106,7 +83,7 @@ describe.skipIf(SKIP_RENDERING)('deploy against a cluster that remembers', () =>
     expect(commands().some((command) => command.startsWith('apply'))).toBe(false);
 
     // With KEDA there is no APIService to fight over (KEDA's CRD is there).
-    fake.seed([
+    cluster.fake.seed([
       {
         apiVersion: 'apiextensions.k8s.io/v1',
         kind: 'CustomResourceDefinition',
@@ -121,15 +98,15 @@ describe.skipIf(SKIP_RENDERING)('deploy against a cluster that remembers', () =>
     );
     expect(keda.stderr).toBe('');
     expect(keda.code).toBe(0);
-    expect(fake.objects()['ScaledObject/meli-proxy/meli-proxy']).toBeDefined();
-    expect(fake.objects()['APIService//v1beta1.custom.metrics.k8s.io']).toEqual(foreign);
+    expect(cluster.fake.objects()['ScaledObject/meli-proxy/meli-proxy']).toBeDefined();
+    expect(cluster.fake.objects()['APIService//v1beta1.custom.metrics.k8s.io']).toEqual(foreign);
 
     // destroy with the default choices would name the APIService: it stays, being someone else's.
     const destroy = await runDeployCli(['deploy', 'destroy', '--yes', '--context', 'kind-test']);
     expect(destroy.code).toBe(0);
     expect(destroy.stdout).toContain('Leaving alone what is not this install');
     expect(destroy.stdout).toContain('APIService/v1beta1.custom.metrics.k8s.io');
-    expect(fake.objects()['APIService//v1beta1.custom.metrics.k8s.io']).toEqual(foreign);
+    expect(cluster.fake.objects()['APIService//v1beta1.custom.metrics.k8s.io']).toEqual(foreign);
   }, 180_000);
 
   it('refuses to take over another install’s ClusterRole, and destroys only its own', async () => {
@@ -141,7 +118,7 @@ describe.skipIf(SKIP_RENDERING)('deploy against a cluster that remembers', () =>
         labels: { 'app.kubernetes.io/part-of': 'meli-proxy', 'app.kubernetes.io/instance': 'other' },
       },
     };
-    fake.script([], [...DEFAULT_CLUSTER, other]);
+    cluster.fake.script([], [...DEFAULT_CLUSTER, other]);
     const run = await runDeployCli(['deploy', '--context', 'kind-test', '--namespace', 'shop'], { env: ENV });
     expect(run.code).toBe(2);
     expect(run.stderr).toContain(
@@ -156,7 +133,7 @@ describe.skipIf(SKIP_RENDERING)('deploy against a cluster that remembers', () =>
     );
     expect(second.code).toBe(0);
     expect(
-      Object.keys(fake.objects())
+      Object.keys(cluster.fake.objects())
         .filter((key) => key.startsWith('ClusterRole/'))
         .sort(),
     ).toEqual([
@@ -174,13 +151,13 @@ describe.skipIf(SKIP_RENDERING)('deploy against a cluster that remembers', () =>
       'team-b',
     ]);
     expect(destroy.code).toBe(0);
-    expect(Object.keys(fake.objects()).filter((key) => key.startsWith('ClusterRole'))).toEqual([
+    expect(Object.keys(cluster.fake.objects()).filter((key) => key.startsWith('ClusterRole'))).toEqual([
       'ClusterRole//shop-prometheus-adapter-resource-reader',
     ]);
   }, 180_000);
 
   it('names a missing ingress controller and metrics-server with their install commands (exit 2)', async () => {
-    fake.script([], [apiService('v1beta1.metrics.k8s.io', false)]);
+    cluster.fake.script([], [apiService('v1beta1.metrics.k8s.io', false)]);
     const run = await runDeployCli(['deploy', '--context', 'kind-test'], { env: ENV });
     expect(run.code).toBe(2);
     expect(run.stderr).toContain('IngressClass nginx (ingress controller): missing');
@@ -211,7 +188,7 @@ describe.skipIf(SKIP_RENDERING)('deploy against a cluster that remembers', () =>
       ...stale,
       metadata: { ...stale.metadata, name: 'someone-elses-config' },
     };
-    fake.script([], [...DEFAULT_CLUSTER, stale, unrelated]);
+    cluster.fake.script([], [...DEFAULT_CLUSTER, stale, unrelated]);
     const run = await runDeployCli(
       ['deploy', '--context', 'kind-test', '--expose-prometheus', '--timeout', '60s'],
       {
@@ -223,19 +200,19 @@ describe.skipIf(SKIP_RENDERING)('deploy against a cluster that remembers', () =>
     expect(run.stdout).toContain(
       'Removed ConfigMaps of earlier deploys: ConfigMap/meli-proxy-config-aaaaaaaaaa',
     );
-    expect(fake.objects()['ConfigMap/meli-proxy/someone-elses-config']).toBeDefined();
+    expect(cluster.fake.objects()['ConfigMap/meli-proxy/someone-elses-config']).toBeDefined();
     expect(run.stdout).toMatch(
       /Grafana: +http:\/\/grafana\.meli-proxy\.localtest\.me\/ +\(user admin; password: kubectl/,
     );
     expect(run.stdout).toContain("jsonpath='{.data.grafana-admin-password}' | base64 -d");
     expect(run.stdout).toMatch(/Prometheus: http:\/\/prometheus\.meli-proxy\.localtest\.me\//);
-    const auth = fake.objects()['Secret/meli-proxy/meli-proxy-prometheus-auth'] as unknown as {
+    const auth = cluster.fake.objects()['Secret/meli-proxy/meli-proxy-prometheus-auth'] as unknown as {
       data: { auth: string };
     };
     expect(Buffer.from(auth.data.auth, 'base64').toString()).toMatch(/^admin:\{SHA\}[A-Za-z0-9+/]{27}=\n$/);
 
-    const deployed = Object.values(fake.objects());
-    fake.script(
+    const deployed = Object.values(cluster.fake.objects());
+    cluster.fake.script(
       [
         {
           match: ['exec', 'deployment/meli-proxy'],
@@ -261,7 +238,7 @@ describe.skipIf(SKIP_RENDERING)('deploy against a cluster that remembers', () =>
       env: ENV,
     });
     expect(deployed.code).toBe(0);
-    fake.script(
+    cluster.fake.script(
       [
         {
           match: ['port-forward', 'svc/postgres'],
@@ -269,7 +246,7 @@ describe.skipIf(SKIP_RENDERING)('deploy against a cluster that remembers', () =>
           hang: true,
         },
       ],
-      Object.values(fake.objects()),
+      Object.values(cluster.fake.objects()),
     );
     const logins: NodeJS.ProcessEnv[] = [];
     const run = await runDeployCli(['deploy', 'login', '--context', 'kind-test'], {
@@ -287,7 +264,7 @@ describe.skipIf(SKIP_RENDERING)('deploy against a cluster that remembers', () =>
     expect(`${store.hostname}:${store.port}${store.pathname}`).toBe('127.0.0.1:54321/meli_proxy');
     expect(logins[0]!.MELI_CLIENT_SECRET).toBe(ENV.MELI_CLIENT_SECRET);
     expect(Buffer.from(String(logins[0]!.MELI_PROXY_TOKEN_KEY), 'base64')).toHaveLength(32);
-    const secret = fake.objects()['Secret/meli-proxy/meli-proxy-secrets'] as unknown as {
+    const secret = cluster.fake.objects()['Secret/meli-proxy/meli-proxy-secrets'] as unknown as {
       data: Record<string, string>;
     };
     expect(Buffer.from(secret.data['inject-token']!, 'base64').toString()).toBe('on');
@@ -298,7 +275,7 @@ describe.skipIf(SKIP_RENDERING)('deploy against a cluster that remembers', () =>
     expect(run.stdout).toContain('token injection is on');
 
     // A failed login changes nothing in the cluster.
-    fake.script(
+    cluster.fake.script(
       [
         {
           match: ['port-forward', 'svc/postgres'],
@@ -306,7 +283,7 @@ describe.skipIf(SKIP_RENDERING)('deploy against a cluster that remembers', () =>
           hang: true,
         },
       ],
-      Object.values(fake.objects()),
+      Object.values(cluster.fake.objects()),
     );
     const failed = await runDeployCli(['deploy', 'login', '--context', 'kind-test'], {
       deps: { authLogin: async () => 1 },
@@ -318,7 +295,7 @@ describe.skipIf(SKIP_RENDERING)('deploy against a cluster that remembers', () =>
   }, 180_000);
 
   it('says a kubectl apply that hangs timed out (not "no output"), and stops there', async () => {
-    fake.script([{ match: ['apply'], stdinIncludes: 'kind: StatefulSet', hang: true }]);
+    cluster.fake.script([{ match: ['apply'], stdinIncludes: 'kind: StatefulSet', hang: true }]);
     const run = await runDeployCli(['deploy', '--context', 'kind-test', '--timeout', '8s'], { env: ENV });
     expect(run.code).toBe(1);
     expect(run.stdout).toMatch(

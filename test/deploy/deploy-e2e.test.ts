@@ -5,30 +5,23 @@
  */
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { delimiter, join } from 'node:path';
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
 import { runCli } from '../../src/cli/program.js';
 import { parseManifests } from '../../src/deploy/manifests.js';
-import { createFakeKubectl, type FakeCall, type FakeKubectl } from '../support/fake-kubectl.js';
+import type { FakeCall } from '../support/fake-kubectl.js';
 import { REPO_ROOT } from '../support/proxy.js';
 import { Capture, runDeployCli } from './cli-harness.js';
+import {
+  DEPLOY_ADMIN_TOKEN as ADMIN_TOKEN,
+  DEPLOY_CLIENT_SECRET as CLIENT_SECRET,
+  kubectlCommand as command,
+  kubectlStandInForSuite,
+  DEPLOY_ENV as SECRET_ENV,
+} from './fake-cluster.js';
 import { SKIP_RENDERING } from './manifests-helpers.js';
 
-let fake: FakeKubectl;
-const savedEnv = { ...process.env };
-const ADMIN_TOKEN = 'admin-token-0123456789abcdef';
-const CLIENT_SECRET = 'client-secret-value-xyz-42';
-const SECRET_ENV = {
-  MELI_PROXY_ADMIN_TOKEN: ADMIN_TOKEN,
-  MELI_CLIENT_SECRET: CLIENT_SECRET,
-  MELI_CLIENT_ID: '12345',
-};
-
-/** The arguments after `--context NAME`, joined. */
-function command(call: FakeCall): string {
-  const args = call.args[0] === '--context' ? call.args.slice(2) : call.args;
-  return args.join(' ');
-}
+const cluster = kubectlStandInForSuite();
 
 /** A short label per call: verb plus, for apply, the kind/name of each object applied. */
 function label(call: FakeCall): string {
@@ -70,21 +63,8 @@ function podList(...names: string[]): string {
 
 // Each case runs a whole deploy of short-lived kubectl processes: generous deadlines catch hangs only.
 describe.skipIf(SKIP_RENDERING)('meli-proxy deploy against a scripted kubectl', { timeout: 180_000 }, () => {
-  beforeAll(() => {
-    fake = createFakeKubectl();
-    process.env.PATH = `${fake.binDir}${delimiter}${process.env.PATH ?? ''}`;
-    Object.assign(process.env, fake.env);
-  });
-
-  afterAll(() => {
-    process.env = { ...savedEnv };
-    fake.remove();
-  });
-
-  beforeEach(() => fake.script([]));
-
   it('applies stage by stage, waiting for each, with the Secret on stdin only, and exits 0', async () => {
-    fake.script([
+    cluster.fake.script([
       { match: ['rollout', 'status', 'statefulset/postgres'], delayMs: 400, stdout: 'roll out complete\n' },
     ]);
     const run = await runDeployCli(['deploy', '--context', 'kind-test', '--timeout', '30s'], {
@@ -93,7 +73,7 @@ describe.skipIf(SKIP_RENDERING)('meli-proxy deploy against a scripted kubectl', 
     expect(run.stderr).toBe('');
     expect(run.code).toBe(0);
 
-    const calls = fake.calls();
+    const calls = cluster.fake.calls();
     const labels = calls.map(label);
     const order = [
       /^version --client/,
@@ -185,7 +165,7 @@ describe.skipIf(SKIP_RENDERING)('meli-proxy deploy against a scripted kubectl', 
   });
 
   it('a failed migration Job stops the deploy at once with its events and logs (exit 1)', async () => {
-    fake.script([
+    cluster.fake.script([
       {
         match: ['wait', '--for=condition=failed', 'job/meli-proxy-migrate'],
         delayMs: 200,
@@ -260,13 +240,13 @@ describe.skipIf(SKIP_RENDERING)('meli-proxy deploy against a scripted kubectl', 
     expect(run.stdout).not.toContain('unrelated grafana trouble');
     expect(run.stdout).toContain('Last log lines:');
     expect(run.stdout).toContain('password authentication failed');
-    const labels = fake.calls().map(label);
+    const labels = cluster.fake.calls().map(label);
     expect(labels.some((item) => item.includes('Deployment/meli-proxy'))).toBe(false);
     expect(labels.some((item) => item.startsWith('apply Ingress'))).toBe(false);
   });
 
   it("a rollout that times out stops at the stage timeout with the pods' events (exit 1)", async () => {
-    fake.script([
+    cluster.fake.script([
       { match: ['rollout', 'status', 'deployment/meli-proxy'], honorTimeout: true, delayMs: 600_000 },
       {
         match: ['get', 'pods', 'app.kubernetes.io/component=proxy,app.kubernetes.io/name=meli-proxy'],
@@ -298,7 +278,7 @@ describe.skipIf(SKIP_RENDERING)('meli-proxy deploy against a scripted kubectl', 
     });
     expect(run.code).toBe(1);
     expect(run.elapsedMs).toBeLessThan(90_000);
-    const rollout = fake
+    const rollout = cluster.fake
       .calls()
       .find((call) => command(call).startsWith('rollout status deployment/meli-proxy'))!;
     expect(rollout, run.stdout).toBeDefined();
@@ -314,12 +294,12 @@ describe.skipIf(SKIP_RENDERING)('meli-proxy deploy against a scripted kubectl', 
     expect(run.stdout).toContain('ReplicaSet/meli-proxy-7c9d8');
     expect(run.stdout).toContain('store unreachable');
     expect(run.stderr).toContain('deploy stopped at stage "proxy rollout ready"');
-    const labels = fake.calls().map(label);
+    const labels = cluster.fake.calls().map(label);
     expect(labels.some((item) => item.includes('HorizontalPodAutoscaler'))).toBe(false);
   });
 
   it('kills a kubectl that hangs past its own timeout', async () => {
-    fake.script([{ match: ['rollout', 'status', 'statefulset/postgres'], hang: true }]);
+    cluster.fake.script([{ match: ['rollout', 'status', 'statefulset/postgres'], hang: true }]);
     const run = await runDeployCli(['deploy', '--context', 'kind-test', '--timeout', '8s'], {
       env: SECRET_ENV,
     });
@@ -332,7 +312,7 @@ describe.skipIf(SKIP_RENDERING)('meli-proxy deploy against a scripted kubectl', 
   it("an apply the cluster refuses stops the deploy with kubectl's message (exit 1)", async () => {
     const refusal =
       'Error from server (Forbidden): error when creating "STDIN": statefulsets.apps "postgres" is forbidden: violates PodSecurity "restricted:latest"';
-    fake.script([
+    cluster.fake.script([
       {
         match: ['apply'],
         stdinIncludes: 'kind: StatefulSet',
@@ -347,7 +327,7 @@ describe.skipIf(SKIP_RENDERING)('meli-proxy deploy against a scripted kubectl', 
       `    kubectl said:\n      service/postgres serverside-applied\n      ${refusal}\n`,
     );
     expect(
-      fake
+      cluster.fake
         .calls()
         .map(label)
         .some((item) => item.startsWith('rollout')),
@@ -370,7 +350,7 @@ describe.skipIf(SKIP_RENDERING)('meli-proxy deploy against a scripted kubectl', 
     });
 
     it('says the context does not answer', async () => {
-      fake.script([
+      cluster.fake.script([
         {
           match: ['version', '--request-timeout=10s'],
           exitCode: 1,
@@ -382,11 +362,11 @@ describe.skipIf(SKIP_RENDERING)('meli-proxy deploy against a scripted kubectl', 
       expect(run.code).toBe(2);
       expect(run.stderr).toContain('The cluster of kubectl context "kind-gone" does not answer');
       expect(run.stderr).toContain('127.0.0.1:6443 was refused');
-      expect(fake.calls().some((call) => command(call).startsWith('apply'))).toBe(false);
+      expect(cluster.fake.calls().some((call) => command(call).startsWith('apply'))).toBe(false);
     });
 
     it('says there is no current context', async () => {
-      fake.script([
+      cluster.fake.script([
         {
           match: ['config', 'current-context'],
           exitCode: 1,
@@ -413,7 +393,7 @@ describe.skipIf(SKIP_RENDERING)('meli-proxy deploy against a scripted kubectl', 
       });
       expect(run.code).toBe(2);
       expect(run.stderr).toContain('pass --yes');
-      expect(fake.calls().some((call) => command(call).startsWith('apply'))).toBe(false);
+      expect(cluster.fake.calls().some((call) => command(call).startsWith('apply'))).toBe(false);
     });
   });
 
@@ -428,7 +408,7 @@ describe.skipIf(SKIP_RENDERING)('meli-proxy deploy against a scripted kubectl', 
     ]);
     expect(run.code).toBe(0);
     expect(
-      fake
+      cluster.fake
         .calls()
         .map(command)
         .map((text) => text.split(' ')[0]),
@@ -503,7 +483,7 @@ describe.skipIf(SKIP_RENDERING)('meli-proxy deploy against a scripted kubectl', 
           },
         ],
       };
-      fake.script([
+      cluster.fake.script([
         { match: ['get', '--filename', '-'], stdout: JSON.stringify(live) },
         { match: ['get', 'secret', 'meli-proxy-secrets', 'name'], stdout: 'secret/meli-proxy-secrets\n' },
       ]);
@@ -516,7 +496,7 @@ describe.skipIf(SKIP_RENDERING)('meli-proxy deploy against a scripted kubectl', 
       expect(run.stdout).toMatch(/Secret\/meli-proxy-secrets +present/);
       expect(run.stdout).toMatch(/○ {2}8\. ingress +missing/);
       expect(run.stderr).toContain('not healthy: config and secrets');
-      const get = fake.calls().find((call) => command(call).startsWith('get --filename -'))!;
+      const get = cluster.fake.calls().find((call) => command(call).startsWith('get --filename -'))!;
       expect(get.args.slice(0, 2)).toEqual(['--context', 'kind-test']);
       expect(get.stdin).toContain('kind: Deployment');
     });
@@ -526,7 +506,7 @@ describe.skipIf(SKIP_RENDERING)('meli-proxy deploy against a scripted kubectl', 
     it('deletes in reverse stage order with --yes', async () => {
       const run = await runDeployCli(['deploy', 'destroy', '--yes', '--context', 'kind-test']);
       expect(run.code).toBe(0);
-      const deletes = fake.calls().filter((call) => command(call).startsWith('delete'));
+      const deletes = cluster.fake.calls().filter((call) => command(call).startsWith('delete'));
       const kinds = deletes.map((call) =>
         call.stdin
           ? parseManifests(call.stdin, 'stdin').map((object) => object.kind)[0]
@@ -553,7 +533,7 @@ describe.skipIf(SKIP_RENDERING)('meli-proxy deploy against a scripted kubectl', 
       const run = await runDeployCli(['deploy', 'destroy', '--context', 'kind-test']);
       expect(run.code).toBe(2);
       expect(run.stderr).toContain('pass --yes');
-      expect(fake.calls().some((call) => command(call).startsWith('delete'))).toBe(false);
+      expect(cluster.fake.calls().some((call) => command(call).startsWith('delete'))).toBe(false);
     });
 
     it('in a terminal, a "no" changes nothing (exit 1)', async () => {
@@ -570,7 +550,7 @@ describe.skipIf(SKIP_RENDERING)('meli-proxy deploy against a scripted kubectl', 
       expect(run.code).toBe(1);
       expect(questions[0]).toContain('namespace meli-proxy of context kind-test');
       expect(questions[0]).toContain('database volume');
-      expect(fake.calls().some((call) => command(call).startsWith('delete'))).toBe(false);
+      expect(cluster.fake.calls().some((call) => command(call).startsWith('delete'))).toBe(false);
     });
 
     it('never deletes, nor deploys into, a namespace the cluster needs', async () => {
@@ -580,7 +560,7 @@ describe.skipIf(SKIP_RENDERING)('meli-proxy deploy against a scripted kubectl', 
       const deploy = await runDeployCli(['deploy', '--namespace', 'default', '--context', 'kind-test']);
       expect(deploy.code).toBe(2);
       expect(deploy.stderr).toContain('Refusing to deploy into namespace "default"');
-      expect(fake.calls().some((call) => /^(apply|delete)/.test(command(call)))).toBe(false);
+      expect(cluster.fake.calls().some((call) => /^(apply|delete)/.test(command(call)))).toBe(false);
     });
   });
 

@@ -10,7 +10,7 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { type Origin, startOrigin } from '../peers/origin.js';
 import { httpRequest, RawConnection, rawGet } from '../support/net.js';
-import { startTestProxy, type TestProxy } from '../support/proxy.js';
+import { HANG_DEADLINE_MS, startTestProxy, type TestProxy } from '../support/proxy.js';
 import { exchange, expectApiError, settle } from './helpers.js';
 
 const SMUGGLED = 'GET /smuggled HTTP/1.1\r\nHost: proxy.test\r\n\r\n';
@@ -412,7 +412,9 @@ describe('hostile requests', () => {
       const connection = await RawConnection.open(proxy.url);
       try {
         await connection.send(rawGet('/slow-body?ms=300', 'p'));
-        await expect.poll(() => connection.pending.indexOf('\r\n\r\n') !== -1, { timeout: 5000 }).toBe(true);
+        await expect
+          .poll(() => connection.pending.indexOf('\r\n\r\n') !== -1, { timeout: HANG_DEADLINE_MS })
+          .toBe(true);
         await connection.send('GET /x HTTP/1.1\r\nHost: p\r\nX-Bad: a\x01b\r\n\r\n');
         const first = await connection.readResponse();
         expect(first.status).toBe(200);

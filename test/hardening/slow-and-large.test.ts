@@ -7,7 +7,7 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { type Origin, startOrigin } from '../peers/origin.js';
 import { httpRequest, RawConnection, rawGet } from '../support/net.js';
-import { startTestProxy, type TestProxy } from '../support/proxy.js';
+import { HANG_DEADLINE_MS, startTestProxy, type TestProxy } from '../support/proxy.js';
 import { exchange, expectApiError, settle, sleep } from './helpers.js';
 
 const MAX_BODY = 1000;
@@ -82,7 +82,7 @@ describe('large and slow requests', () => {
           rawGet('/echo', 'proxy.test', [`Content-Length: ${MAX_BODY}`, 'Expect: 100-continue'], 'POST'),
         );
         await expect
-          .poll(() => accepted.pending.toString('latin1'), { timeout: 5000 })
+          .poll(() => accepted.pending.toString('latin1'), { timeout: HANG_DEADLINE_MS })
           .toMatch(/^HTTP\/1\.1 100 Continue\r\n\r\n$/);
         await accepted.send('x'.repeat(MAX_BODY));
         expect(JSON.parse((await accepted.readResponse()).body.toString())).toMatchObject({
@@ -126,7 +126,7 @@ describe('large and slow requests', () => {
       } finally {
         connection.close();
       }
-      await expect.poll(() => origin.requests[0]?.aborted, { timeout: 2000 }).toBe(true);
+      await expect.poll(() => origin.requests[0]?.aborted, { timeout: HANG_DEADLINE_MS }).toBe(true);
       expect(origin.requests[0]!.completed).toBe(false);
       expect((await httpRequest(proxy.url, '/items/MLA1')).status).toBe(200);
     });
@@ -139,7 +139,9 @@ describe('large and slow requests', () => {
           'POST /mirror HTTP/1.1\r\nHost: proxy.test\r\nTransfer-Encoding: chunked\r\n\r\n',
         );
         await connection.send(chunk('a'.repeat(600)));
-        await expect.poll(() => connection.pending.indexOf('\r\n\r\n') !== -1, { timeout: 2000 }).toBe(true);
+        await expect
+          .poll(() => connection.pending.indexOf('\r\n\r\n') !== -1, { timeout: HANG_DEADLINE_MS })
+          .toBe(true);
         expect(connection.pending.toString('latin1')).toMatch(/^HTTP\/1\.1 200 /);
         await connection.send(chunk('b'.repeat(600))).catch(() => undefined);
         expect(await connection.waitForClose()).toBe(true);
@@ -148,7 +150,7 @@ describe('large and slow requests', () => {
       } finally {
         connection.close();
       }
-      await expect.poll(() => origin.requests[0]?.aborted, { timeout: 2000 }).toBe(true);
+      await expect.poll(() => origin.requests[0]?.aborted, { timeout: HANG_DEADLINE_MS }).toBe(true);
     });
 
     it('takes any size with --max-body 0', async () => {

@@ -5,7 +5,8 @@ import { createHash, randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { CATEGORY_MLA97994, type Origin, startOrigin } from '../peers/origin.js';
 import { httpRequest, RawConnection, rawGet } from '../support/net.js';
-import { startTestProxy, type TestProxy } from '../support/proxy.js';
+import { WORKER_MODES } from '../support/proxy.js';
+import { type ServedProxy, startServeProxy } from '../support/serve.js';
 
 interface EchoBody {
   method: string;
@@ -17,13 +18,13 @@ interface EchoBody {
 
 const sha256 = (data: Buffer | string): string => createHash('sha256').update(data).digest('hex');
 
-describe('forwarding', () => {
+describe.each(WORKER_MODES)('forwarding ($name)', (mode) => {
   let origin: Origin;
-  let proxy: TestProxy;
+  let proxy: ServedProxy;
 
   beforeAll(async () => {
     origin = await startOrigin();
-    proxy = await startTestProxy({ upstream: origin.url });
+    proxy = await startServeProxy(mode, { upstream: origin.url });
   });
   afterAll(async () => {
     await proxy?.close();

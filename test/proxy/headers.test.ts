@@ -6,18 +6,19 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { type Origin, startOrigin } from '../peers/origin.js';
 import { httpRequest, RawConnection, rawGet, rawRequest } from '../support/net.js';
-import { startTestProxy, type TestProxy } from '../support/proxy.js';
+import { WORKER_MODES } from '../support/proxy.js';
+import { type ServedProxy, startServeProxy } from '../support/serve.js';
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
-describe('headers through an untrusting proxy', () => {
+describe.each(WORKER_MODES)('headers through an untrusting proxy ($name)', (mode) => {
   let origin: Origin;
-  let proxy: TestProxy;
+  let proxy: ServedProxy;
   let proxyHost: string;
 
   beforeAll(async () => {
     origin = await startOrigin();
-    proxy = await startTestProxy({ upstream: origin.url });
+    proxy = await startServeProxy(mode, { upstream: origin.url });
     proxyHost = new URL(proxy.url).host;
   });
   afterAll(async () => {
@@ -197,14 +198,14 @@ describe('headers through an untrusting proxy', () => {
   });
 });
 
-describe('headers through a proxy that trusts 127.0.0.1', () => {
+describe.each(WORKER_MODES)('headers through a proxy that trusts 127.0.0.1 ($name)', (mode) => {
   let origin: Origin;
-  let proxy: TestProxy;
+  let proxy: ServedProxy;
   let proxyHost: string;
 
   beforeAll(async () => {
     origin = await startOrigin();
-    proxy = await startTestProxy({ upstream: origin.url, trustProxy: '127.0.0.1' });
+    proxy = await startServeProxy(mode, { upstream: origin.url, trustProxy: '127.0.0.1' });
     proxyHost = new URL(proxy.url).host;
   });
   afterAll(async () => {
@@ -252,8 +253,8 @@ describe('headers through a proxy that trusts 127.0.0.1', () => {
 
   it('logs the client address from a trusted chain', async () => {
     await rawRequest(proxy.url, rawGet('/items/MLA5', proxyHost, ['X-Forwarded-For: 152.152.152.152']));
-    const line = proxy.logs.withMessage('request').find((record) => record.url === '/items/MLA5');
-    expect(line?.ip).toBe('152.152.152.152');
+    const line = await proxy.logs.waitForRecord('request', (record) => record.url === '/items/MLA5');
+    expect(line.ip).toBe('152.152.152.152');
   });
 
   it('does not trust another loopback peer (127.0.0.2) that is not listed', async () => {
@@ -272,7 +273,7 @@ describe('headers through a proxy that trusts 127.0.0.1', () => {
     expect(received.headers['x-forwarded-proto']).toBe('http');
     expect(received.headers.forwarded).toBeUndefined();
     expect(received.headers['x-real-ip']).toBeUndefined();
-    const line = proxy.logs.withMessage('request').find((record) => record.url === '/items/MLA6');
-    expect(line?.ip).toBe('127.0.0.2');
+    const line = await proxy.logs.waitForRecord('request', (record) => record.url === '/items/MLA6');
+    expect(line.ip).toBe('127.0.0.2');
   });
 });

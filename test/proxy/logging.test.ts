@@ -6,7 +6,7 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { type Origin, startOrigin } from '../peers/origin.js';
 import { httpRequest, rawGet, rawRequest } from '../support/net.js';
-import { startTestProxy, type TestProxy } from '../support/proxy.js';
+import { HANG_DEADLINE_MS, startTestProxy, type TestProxy } from '../support/proxy.js';
 
 const SECRETS = [
   'SECRET-TOKEN-123',
@@ -79,10 +79,11 @@ describe('access log', () => {
 
   it('logs an aborted request once, marked aborted', async () => {
     const proxy = await start({ accessLog: 'on' });
-    await httpRequest(proxy.url, '/slow?ms=2000', { timeoutMs: 100 }).catch(() => undefined);
-    await expect.poll(() => proxy.logs.withMessage('request').length, { timeout: 2000 }).toBe(1);
+    // The origin would answer after a minute: the client's leaving after 100 ms is what ends it.
+    await httpRequest(proxy.url, '/slow?ms=60000', { timeoutMs: 100 }).catch(() => undefined);
+    await expect.poll(() => proxy.logs.withMessage('request').length, { timeout: HANG_DEADLINE_MS }).toBe(1);
     expect(proxy.logs.withMessage('request')[0]).toMatchObject({
-      url: '/slow?ms=2000',
+      url: '/slow?ms=60000',
       aborted: true,
       status: 499,
     });

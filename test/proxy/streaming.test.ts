@@ -13,7 +13,13 @@ import { createHash } from 'node:crypto';
 import { get, type IncomingMessage, request } from 'node:http';
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { bigBodyDigest } from '../peers/origin.js';
-import { type CliProcess, serveArgs, spawnCli, useOriginAndDataDir } from '../support/proxy.js';
+import {
+  type CliProcess,
+  HANG_DEADLINE_MS,
+  serveArgs,
+  spawnCli,
+  useOriginAndDataDir,
+} from '../support/proxy.js';
 
 const MB = 1024 * 1024;
 /** Growth allowed while moving a 50 MB body: a buffering proxy needs at least the body size. */
@@ -252,7 +258,7 @@ describe('streaming through the CLI proxy', () => {
     expect(fixture.origin.bigBytesSent).toBeGreaterThan(stalled);
 
     res.destroy();
-    await expect.poll(() => fixture.origin.requests[0]?.aborted, { timeout: 2000 }).toBe(true);
+    await expect.poll(() => fixture.origin.requests[0]?.aborted, { timeout: HANG_DEADLINE_MS }).toBe(true);
     const growth = rss.stop();
     expect(fixture.origin.bigBytesSent).toBeLessThan(bytes);
     expect(growth, `RSS grew by ${(growth / MB).toFixed(1)} MB`).toBeLessThan(RSS_BUDGET);

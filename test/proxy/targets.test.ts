@@ -6,17 +6,18 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { type Origin, startOrigin } from '../peers/origin.js';
 import { RawConnection, rawGet, rawRequest } from '../support/net.js';
-import { startTestProxy, type TestProxy } from '../support/proxy.js';
+import { HANG_DEADLINE_MS, WORKER_MODES } from '../support/proxy.js';
+import { type ServedProxy, startServeProxy } from '../support/serve.js';
 
-describe('request targets', () => {
+describe.each(WORKER_MODES)('request targets ($name)', (mode) => {
   let origin: Origin;
   let other: Origin;
-  let proxy: TestProxy;
+  let proxy: ServedProxy;
 
   beforeAll(async () => {
     origin = await startOrigin();
     other = await startOrigin({ host: '127.0.0.3' });
-    proxy = await startTestProxy({ upstream: origin.url });
+    proxy = await startServeProxy(mode, { upstream: origin.url });
   });
   afterAll(async () => {
     await proxy?.close();
@@ -78,7 +79,7 @@ describe('request targets', () => {
       });
       // The proxy closes the connection: no tunnel follows the refusal. (Bytes sent after the refusal
       // are covered in connect.test.ts, which runs the proxy as a child process.)
-      expect(await connection.waitForClose(2000)).toBe(true);
+      expect(await connection.waitForClose(HANG_DEADLINE_MS)).toBe(true);
     } finally {
       connection.close();
     }

@@ -1,6 +1,8 @@
 import pg from 'pg';
+import { createClient } from 'redis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startPostgres, type TestDatabase, testDatabase } from '../support/postgres.js';
+import { type StartRedisOptions, skipWithoutRedis, startRedis } from '../support/redis.js';
 
 describe('postgres test harness', () => {
   let db: TestDatabase;
@@ -34,5 +36,37 @@ describe('postgres test harness', () => {
     } finally {
       await server.stop();
     }
+  });
+});
+
+describe.skipIf(skipWithoutRedis())('redis test harness', () => {
+  /** Sets a key, SIGKILLs the server, starts it again on the same port: is the key still there? */
+  async function survivesKill(options: StartRedisOptions): Promise<boolean> {
+    const server = await startRedis(options);
+    try {
+      const before = createClient({ url: server.url });
+      await before.connect();
+      await before.set('kept', 'yes');
+      await before.close();
+      await server.stop();
+      await server.start();
+      const after = createClient({ url: server.url });
+      await after.connect();
+      try {
+        return (await after.get('kept')) === 'yes';
+      } finally {
+        await after.close();
+      }
+    } finally {
+      await server.dispose();
+    }
+  }
+
+  it('keeps every acknowledged write across a kill and restart with appendOnly', async () => {
+    expect(await survivesKill({ appendOnly: true })).toBe(true);
+  });
+
+  it('keeps nothing across a restart by default', async () => {
+    expect(await survivesKill({})).toBe(false);
   });
 });

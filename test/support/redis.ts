@@ -1,16 +1,18 @@
 /**
  * A real Redis for tests: the `redis-server` on PATH (Debian's `redis-server` package; CI installs
- * it with apt), listening on 127.0.0.1 only, persisting nothing, in a temp dir of its own.
+ * it with apt), listening on 127.0.0.1 only, in a temp dir of its own, persisting nothing unless
+ * asked to (appendOnly: AOF in that dir, which a restart reads back).
  *
  * API
  *   skipWithoutRedis()   → true when redis-server is missing and the suite should be skipped (with a
  *                          loud warning); throws instead when CI=true, where a missing tool is a
  *                          failure. Use it as `describe.skipIf(skipWithoutRedis())(…)`.
- *   startRedis(opts?)    → RedisServer on a free port, answering PING.
+ *   startRedis(opts?)    → RedisServer on a free port, answering PING; opts.appendOnly keeps every
+ *                          acknowledged write across stop() and start().
  *     .url                 redis://[:password@]127.0.0.1:<port> (add /<n> for database n)
  *     .port, .password
  *     .stop()              kill the server and wait for it to exit; the port is kept
- *     .start()             start it again on the same port (empty: nothing is persisted)
+ *     .start()             start it again on the same port and dir (empty unless appendOnly)
  *     .pause() / .resume() SIGSTOP / SIGCONT: the server keeps its connections but answers nothing
  *     .dispose()           stop and delete the temp dir (idempotent)
  *   Servers still running when the process exits are killed, and their temp dirs removed.
@@ -40,6 +42,11 @@ export interface StartRedisOptions {
   password?: string | undefined;
   /** How long startup may take. Default 10 s. */
   startTimeoutMs?: number;
+  /**
+   * Keep every acknowledged write across stop() and start(), as production Redis should (AOF with
+   * an fsync before each reply, in the server's own dir); by default nothing is persisted.
+   */
+  appendOnly?: boolean;
 }
 
 /** The redis-server executable on PATH, if any. */
@@ -143,7 +150,9 @@ export async function startRedis(opts: StartRedisOptions = {}): Promise<RedisSer
       '--save',
       '',
       '--appendonly',
-      'no',
+      opts.appendOnly ? 'yes' : 'no',
+      '--appendfsync',
+      'always',
       '--daemonize',
       'no',
       '--dir',

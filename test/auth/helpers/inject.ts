@@ -6,11 +6,13 @@
 import type { DestinationStream } from 'pino';
 import { type ProxyTokenAuth, startProxyTokenAuth } from '../../../src/auth/proxy-auth.js';
 import type { TokenManagerOptions } from '../../../src/auth/token-manager.js';
-import { loadConfig } from '../../../src/config.js';
+import { loadConfig, type SettingKey } from '../../../src/config.js';
 import { createLogger } from '../../../src/logger.js';
 import { type RunningServer, startServer } from '../../../src/server/index.js';
 import { openStore } from '../../../src/store/index.js';
 import type { FakeMeli } from '../../peers/oauth-server.js';
+import type { WorkerMode } from '../../support/proxy.js';
+import { type ServedProxy, startServeProxy } from '../../support/serve.js';
 
 export async function startInjectingProxy(
   meli: FakeMeli,
@@ -46,4 +48,24 @@ export async function startInjectingProxy(
   });
   auth.manager.registerMetrics(server.metrics.registry);
   return { server, auth };
+}
+
+/**
+ * `serve --inject-token` as the real process under `mode`, in front of the fake MercadoLibre, with
+ * the token file in `dir` (its data dir, which the suite filled first and removes).
+ */
+export function serveInjecting(
+  mode: WorkerMode,
+  meli: FakeMeli,
+  dir: string,
+  settings: Omit<Partial<Record<SettingKey, unknown>>, 'upstream'> = {},
+): Promise<ServedProxy> {
+  return startServeProxy(mode, {
+    upstream: meli.url,
+    dataDir: dir,
+    injectToken: 'on',
+    tokenUrl: meli.tokenUrl,
+    clientSecret: meli.client.secret,
+    ...settings,
+  });
 }
