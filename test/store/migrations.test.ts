@@ -51,6 +51,7 @@ describe('store migrations', () => {
       'durable_counters',
       'stats_batches',
       'take_exact',
+      'stats_account_dimension',
     ]);
   });
 
