@@ -1,8 +1,8 @@
 /**
  * Fifty accounts whose tokens have all expired, behind `serve --workers 2` on the embedded store
  * (both workers refresh through the primary's lock), and behind two replicas with the default
- * worker count on PostgreSQL (each primary's lock, then the advisory lock between replicas) and on
- * Redis (each primary's lock, then the Redis lock), one lock name per account: every account is
+ * worker count on PostgreSQL and on Redis (there every worker of every replica takes the store's
+ * own lock: the advisory lock, the Redis lock), one lock name per account: every account is
  * refreshed with exactly one call at the token endpoint, no refresh token is presented twice, and
  * then each account's requests reach the origin with that account's own bearer, whichever process
  * serves them.
@@ -143,7 +143,7 @@ describe('50 accounts expiring at once, two replicas on PostgreSQL, default work
   it('refreshes each account once, and routes each to its own bearer', async () => {
     await runAccountsFleet({
       // No --workers: each replica runs the default (auto, one worker per core), as users do, so
-      // each replica's primary lock and the advisory lock between replicas both take part.
+      // workers of one replica contend for the advisory lock as much as the replicas do.
       store: postgresFleetStore(db.url),
       processes: 2,
       workersEach: availableCores(),
