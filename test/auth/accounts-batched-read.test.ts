@@ -18,8 +18,9 @@ import { type StoredToken, tokenFromLogin, tokenFromRefresh } from '../../src/au
 import { openStore } from '../../src/store/index.js';
 import { type FakeMeli, startFakeMeli } from '../peers/oauth-server.js';
 import { type TestDatabase, testDatabase } from '../support/postgres.js';
-import { type CliProcess, killChildren, spawnCli } from '../support/proxy.js';
+import { type CliProcess, killChildren } from '../support/proxy.js';
 import { ensureBuilt } from './helpers/build.js';
+import { spawnInjectingServe } from './helpers/serve.js';
 import { fileAccounts, loggedInToken } from './helpers/tokens.js';
 
 const silent = { info: () => undefined, warn: () => undefined, error: () => undefined };
@@ -189,25 +190,7 @@ describe('a running serve (default workers) picks up a new login made the defaul
   it('serves the new default to requests naming no account, and the new account by name', async () => {
     const accounts = fileAccounts(dir);
     await accounts.saveLogin(loggedInToken(meli));
-    proxy = await spawnCli(
-      [
-        'serve',
-        '--inject-token',
-        '--upstream',
-        meli.url,
-        '--token-url',
-        meli.tokenUrl,
-        '--port',
-        '0',
-        '--admin-port',
-        '0',
-        '--data-dir',
-        dir,
-        '--access-log',
-        'off',
-      ],
-      { MELI_CLIENT_SECRET: meli.client.secret },
-    );
+    proxy = await spawnInjectingServe(meli, dir);
     const whose = async (headers: Record<string, string> = {}): Promise<unknown> => {
       const response = await fetch(`${proxy!.url}/items/MLA1`, { headers });
       const body = (await response.json()) as { user_id?: number };

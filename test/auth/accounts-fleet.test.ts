@@ -1,18 +1,20 @@
 /**
  * Fifty accounts whose tokens have all expired, behind `serve --workers 2` on the embedded store
- * (both workers refresh through the primary's lock), behind two replicas on PostgreSQL (the
- * advisory lock) and behind two replicas with the default worker count on Redis (the Redis lock),
- * one lock name per account: every account is refreshed with exactly one call at the token
- * endpoint, no refresh token is presented twice, and then each account's requests reach the
- * origin with that account's own bearer, whichever process serves them.
+ * (both workers refresh through the primary's lock), and behind two replicas with the default
+ * worker count on PostgreSQL and on Redis (there every worker of every replica takes the store's
+ * own lock: the advisory lock, the Redis lock), one lock name per account: every account is
+ * refreshed with exactly one call at the token endpoint, no refresh token is presented twice, and
+ * then each account's requests reach the origin with that account's own bearer, whichever process
+ * serves them.
  */
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { availableCores } from '../../src/settings/cores.js';
 import { type FakeMeli, type FakeUser, startFakeMeli } from '../peers/oauth-server.js';
 import { type TestDatabase, testDatabase } from '../support/postgres.js';
-import { type CliProcess, killChildren } from '../support/proxy.js';
+import { type CliProcess, childPids, killChildren } from '../support/proxy.js';
 import { type RedisServer, skipWithoutRedis, startRedis } from '../support/redis.js';
 import { ensureBuilt } from './helpers/build.js';
 import {
@@ -40,8 +42,18 @@ interface Topology {
   serveArgs: string[];
   /** Processes started; each may run several workers. */
   processes: number;
+  /** Serving processes each of them runs: its --workers, or the cores it may use for the default (auto). */
+  workersEach: number;
   /** Requests per account, spread over the processes (and so over their workers). */
   requestsPerAccount: number;
+}
+
+/** How many processes serve behind `proxy`: its workers, or the process itself. */
+function servingProcesses(proxy: CliProcess): number {
+  const ready = proxy.logRecords().find((record) => record.msg === 'all workers ready');
+  if (ready === undefined) return 1;
+  expect(childPids(proxy.pid)).toHaveLength(Number(ready.workers));
+  return Number(ready.workers);
 }
 
 async function runAccountsFleet(topology: Topology): Promise<void> {
@@ -61,6 +73,9 @@ async function runAccountsFleet(topology: Topology): Promise<void> {
         dataDir,
       })),
     );
+    // The topology under test is what ran: a primary logs how many workers it started and each
+    // worker is its child; one process without --workers > 1 serves alone.
+    expect(proxies.map(servingProcesses)).toEqual(proxies.map(() => topology.workersEach));
     // Only catches a hang: the refreshes run as fast as the machine lets them.
     const deadline = Date.now() + 60_000;
     const refreshed = async (): Promise<number> => {
@@ -111,13 +126,14 @@ describe('50 accounts expiring at once, serve --workers 2 on the embedded store'
     await runAccountsFleet({
       store: embeddedFleetStore,
       processes: 1,
+      workersEach: 2,
       serveArgs: ['--workers', '2'],
       requestsPerAccount: 2,
     });
   }, 120_000);
 });
 
-describe('50 accounts expiring at once, two replicas on PostgreSQL', () => {
+describe('50 accounts expiring at once, two replicas on PostgreSQL, default workers', () => {
   let db: TestDatabase;
   beforeAll(async () => {
     [db] = await Promise.all([testDatabase(), ensureBuilt()]);
@@ -126,10 +142,13 @@ describe('50 accounts expiring at once, two replicas on PostgreSQL', () => {
 
   it('refreshes each account once, and routes each to its own bearer', async () => {
     await runAccountsFleet({
+      // No --workers: each replica runs the default (auto, one worker per core), as users do, so
+      // workers of one replica contend for the advisory lock as much as the replicas do.
       store: postgresFleetStore(db.url),
       processes: 2,
-      serveArgs: ['--workers', '1'],
-      requestsPerAccount: 4,
+      workersEach: availableCores(),
+      serveArgs: [],
+      requestsPerAccount: 8,
     });
   }, 120_000);
 });
@@ -148,6 +167,7 @@ describe.skipIf(skipWithoutRedis())(
       await runAccountsFleet({
         store: redisFleetStore(redis.url),
         processes: 2,
+        workersEach: availableCores(),
         serveArgs: [],
         requestsPerAccount: 8,
       });

@@ -12,17 +12,11 @@ import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ensureBuilt } from '../auth/helpers/build.js';
+import { adminJson, spawnInjectingServe } from '../auth/helpers/serve.js';
 import { fileAccounts, loggedInToken } from '../auth/helpers/tokens.js';
 import { type FakeMeli, startFakeMeli } from '../peers/oauth-server.js';
 import { type ChromiumSession, launchChromium, requireChromium } from '../support/chromium.js';
-import {
-  type CliProcess,
-  killChildren,
-  REPO_ROOT,
-  runCliProcess,
-  spawnCli,
-  tempDir,
-} from '../support/proxy.js';
+import { type CliProcess, killChildren, REPO_ROOT, runCliProcess, tempDir } from '../support/proxy.js';
 
 const CHROMIUM = requireChromium('dashboard accounts table');
 const TOKEN = 'accounts-stats-admin-token-7c1e9b';
@@ -42,13 +36,7 @@ describe('statistics by account, serve with the default workers and two sellers'
   let a: string;
   const b = String(SELLER_B.id);
 
-  async function admin<T>(target: string): Promise<T> {
-    const response = await fetch(`${proxy.adminUrl}${target}`, {
-      headers: { authorization: `Bearer ${TOKEN}` },
-    });
-    expect(response.status, `${target}: ${await response.clone().text()}`).toBe(200);
-    return (await response.json()) as T;
-  }
+  const admin = <T>(target: string): Promise<T> => adminJson<T>(proxy.adminUrl, TOKEN, target);
 
   async function send(times: number, headers: Record<string, string>): Promise<number[]> {
     const statuses: number[] = [];
@@ -67,27 +55,7 @@ describe('statistics by account, serve with the default workers and two sellers'
     await accounts.saveLogin(loggedInToken(meli));
     await accounts.saveLogin(loggedInToken(meli, Date.now(), SELLER_B.id));
     // No --workers: the default (auto, one per core) is what users run.
-    proxy = await spawnCli(
-      [
-        'serve',
-        '--inject-token',
-        '--upstream',
-        meli.url,
-        '--token-url',
-        meli.tokenUrl,
-        '--port',
-        '0',
-        '--admin-port',
-        '0',
-        '--admin-token',
-        TOKEN,
-        '--data-dir',
-        data.dir,
-        '--access-log',
-        'off',
-      ],
-      { MELI_CLIENT_SECRET: meli.client.secret },
-    );
+    proxy = await spawnInjectingServe(meli, data.dir, { args: ['--admin-token', TOKEN] });
   }, 120_000);
 
   afterAll(async () => {

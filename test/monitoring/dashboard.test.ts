@@ -10,9 +10,10 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { adminJson } from '../auth/helpers/serve.js';
 import { type Origin, startOrigin } from '../peers/origin.js';
 import { type ChromiumSession, launchChromium, requireChromium } from '../support/chromium.js';
-import { type CliProcess, killChildren, REPO_ROOT, spawnCli, tempDir } from '../support/proxy.js';
+import { type CliProcess, killChildren, REPO_ROOT, serveArgs, spawnCli, tempDir } from '../support/proxy.js';
 import { type AdminStub, FIXTURE_STATS, startAdminStub } from './admin-stub.js';
 
 const CHROMIUM = requireChromium('admin dashboard');
@@ -30,13 +31,7 @@ describe.skipIf(!CHROMIUM)('admin dashboard in Chromium', () => {
   let browser: ChromiumSession;
   const data = tempDir('meli-dashboard-');
 
-  async function admin<T>(target: string): Promise<T> {
-    const response = await fetch(`${proxy.adminUrl}${target}`, {
-      headers: { authorization: `Bearer ${TOKEN}` },
-    });
-    expect(response.status, `${target}: ${await response.clone().text()}`).toBe(200);
-    return (await response.json()) as T;
-  }
+  const admin = <T>(target: string): Promise<T> => adminJson<T>(proxy.adminUrl, TOKEN, target);
 
   beforeAll(async () => {
     origin = await startOrigin();
@@ -51,23 +46,7 @@ describe.skipIf(!CHROMIUM)('admin dashboard in Chromium', () => {
         '',
       ].join('\n'),
     );
-    proxy = await spawnCli([
-      'serve',
-      '--config',
-      config,
-      '--upstream',
-      origin.url,
-      '--port',
-      '0',
-      '--admin-port',
-      '0',
-      '--admin-token',
-      TOKEN,
-      '--store',
-      'memory',
-      '--data-dir',
-      data.dir,
-    ]);
+    proxy = await spawnCli(serveArgs(origin.url, data.dir, '--config', config, '--admin-token', TOKEN));
     browser = await launchChromium(CHROMIUM);
   });
 

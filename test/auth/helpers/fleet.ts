@@ -11,7 +11,8 @@ import type { AccountStore } from '../../../src/auth/accounts.js';
 import type { TokenStore } from '../../../src/auth/token-store.js';
 import { openStore } from '../../../src/store/index.js';
 import type { FakeMeli } from '../../peers/oauth-server.js';
-import { type CliProcess, spawnCli } from '../../support/proxy.js';
+import type { CliProcess } from '../../support/proxy.js';
+import { spawnInjectingServe } from './serve.js';
 import { fileAccounts, fileTokens, KEY_ENV, sharedTokens } from './tokens.js';
 
 /** Where a fleet's tokens live, as the test writes them and as `serve` is told. */
@@ -86,28 +87,11 @@ export function startFleet(
 ): Promise<CliProcess[]> {
   return Promise.all(
     Array.from({ length: options.processes }, () =>
-      spawnCli(
-        [
-          'serve',
-          '--inject-token',
-          ...store.serveArgs,
-          ...options.serveArgs,
-          '--upstream',
-          meli.url,
-          '--token-url',
-          meli.tokenUrl,
-          '--port',
-          '0',
-          '--admin-port',
-          '0',
-          '--data-dir',
-          options.dataDir,
-          '--access-log',
-          'off',
-        ],
-        { MELI_CLIENT_SECRET: meli.client.secret, ...store.env },
-        { timeoutMs: 30_000 },
-      ),
+      spawnInjectingServe(meli, options.dataDir, {
+        args: [...store.serveArgs, ...options.serveArgs],
+        env: store.env,
+        timeoutMs: 30_000,
+      }),
     ),
   );
 }
