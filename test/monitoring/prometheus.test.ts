@@ -1,5 +1,6 @@
 /**
- * The real Prometheus (Debian's `prometheus`) scraping the real proxy: traffic through the proxy
+ * The real Prometheus (Debian's `prometheus`) scraping the real `serve` under one process and under
+ * the default worker count (one scrape answers for every worker): traffic through the proxy
  * shows up as a positive request rate, and every PromQL expression of the Grafana dashboards is
  * accepted by Prometheus' parser (run as an instant query with Grafana's variables filled in).
  * Prometheus asks for OpenMetrics, so the scrapes read the proxy's OpenMetrics text.
@@ -10,7 +11,8 @@ import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Origin, startOrigin } from '../peers/origin.js';
-import { REPO_ROOT, startTestProxy, type TestProxy } from '../support/proxy.js';
+import { REPO_ROOT, WORKER_MODES } from '../support/proxy.js';
+import { type ServedProxy, startServeProxy } from '../support/serve.js';
 import { type PrometheusServer, requirePrometheus, startPrometheus } from './prometheus-server.js';
 
 const PROMETHEUS = requirePrometheus('test/monitoring/prometheus.test.ts');
@@ -24,9 +26,9 @@ interface QueryResult {
   data?: { resultType: string; result: Array<{ metric: Record<string, string>; value: [number, string] }> };
 }
 
-describe.skipIf(!PROMETHEUS)('Prometheus scrapes the proxy', () => {
+describe.skipIf(!PROMETHEUS).each(WORKER_MODES)('Prometheus scrapes the proxy ($name)', (mode) => {
   let origin: Origin;
-  let proxy: TestProxy;
+  let proxy: ServedProxy;
   let prometheus: PrometheusServer | undefined;
   const output = () => prometheus?.output ?? '';
 
@@ -36,7 +38,7 @@ describe.skipIf(!PROMETHEUS)('Prometheus scrapes the proxy', () => {
 
   beforeAll(async () => {
     origin = await startOrigin();
-    proxy = await startTestProxy({ upstream: origin.url });
+    proxy = await startServeProxy(mode, { upstream: origin.url });
     // One enforced and one shadow rule, neither ever exceeded: a healthy proxy with limits.
     for (const [id, rule] of [
       ['items-per-ip', { match: { path: '/items/*' }, by: ['ip'], limit: '100000/m' }],

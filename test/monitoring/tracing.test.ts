@@ -1,12 +1,14 @@
 /**
- * W3C trace context through the real `meli-proxy serve` (built binary) to a real origin, the trace
+ * W3C trace context through the real `meli-proxy serve` (built binary, under one process and under
+ * the default worker count) to a real origin, the trace
  * id in the access log, and spans exported over OTLP/HTTP to a real receiver of ours when
  * OpenTelemetry's standard environment asks for it.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Origin, startOrigin } from '../peers/origin.js';
 import { type OtlpReceiver, startOtlpReceiver } from '../peers/otlp-receiver.js';
-import { type CliProcess, killChildren, runCliProcess, spawnCli, tempDir } from '../support/proxy.js';
+import { runCliProcess, tempDir, WORKER_MODES } from '../support/proxy.js';
+import { type ServedProxy, startServeProxy } from '../support/serve.js';
 
 const TRACEPARENT = /^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$/;
 const CLIENT_TRACE = '4bf92f3577b34da6a3ce929d0e0e4736';
@@ -22,7 +24,7 @@ function serveArgs(origin: Origin, dataDir: string): string[] {
 
 /** Sends one request through the proxy and returns the headers the origin received. */
 async function through(
-  proxy: CliProcess,
+  proxy: ServedProxy,
   origin: Origin,
   target: string,
   headers: Record<string, string> = {},
@@ -34,30 +36,21 @@ async function through(
   return { status: response.status, requestId: response.headers.get('x-request-id'), received };
 }
 
-async function accessLine(proxy: CliProcess, requestId: string | null) {
-  const deadline = Date.now() + 10_000;
-  for (;;) {
-    const line = proxy.logRecords().find((record) => record.msg === 'request' && record.reqId === requestId);
-    if (line) return line;
-    if (Date.now() > deadline) throw new Error(`no access log line for ${requestId}:\n${proxy.stdout}`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
+function accessLine(proxy: ServedProxy, requestId: string | null) {
+  return proxy.logs.waitForRecord('request', (record) => record.reqId === requestId);
 }
 
-describe('trace context propagation (export off: the default)', () => {
+describe.each(WORKER_MODES)('trace context propagation (export off: the default; $name)', (mode) => {
   let origin: Origin;
-  let proxy: CliProcess;
-  const data = tempDir('meli-trace-');
+  let proxy: ServedProxy;
 
   beforeAll(async () => {
     origin = await startOrigin();
-    proxy = await spawnCli(serveArgs(origin, data.dir));
+    proxy = await startServeProxy(mode, { upstream: origin.url });
   });
   afterAll(async () => {
-    await proxy?.stop().catch(() => undefined);
-    killChildren();
+    await proxy?.close();
     await origin?.close();
-    data.remove();
   });
 
   it('starts a trace when the client sent none, and logs its id', async () => {
@@ -102,28 +95,31 @@ describe('trace context propagation (export off: the default)', () => {
   });
 });
 
-describe('span export over OTLP/HTTP (OTEL_EXPORTER_OTLP_ENDPOINT set)', () => {
+describe.each(WORKER_MODES)('span export over OTLP/HTTP (OTEL_EXPORTER_OTLP_ENDPOINT set; $name)', (mode) => {
   let origin: Origin;
   let receiver: OtlpReceiver;
-  let proxy: CliProcess;
-  const data = tempDir('meli-otlp-');
+  let proxy: ServedProxy;
 
   beforeAll(async () => {
     origin = await startOrigin();
     receiver = await startOtlpReceiver();
-    proxy = await spawnCli(serveArgs(origin, data.dir), {
-      OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url,
-      OTEL_SERVICE_NAME: 'meli-proxy-test',
-      // Export each batch at once (the SDK's standard setting; the default waits 5 s).
-      OTEL_BSP_SCHEDULE_DELAY: '50',
-    });
+    proxy = await startServeProxy(
+      mode,
+      { upstream: origin.url },
+      {
+        env: {
+          OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url,
+          OTEL_SERVICE_NAME: 'meli-proxy-test',
+          // Export each batch at once (the SDK's standard setting; the default waits 5 s).
+          OTEL_BSP_SCHEDULE_DELAY: '50',
+        },
+      },
+    );
   });
   afterAll(async () => {
-    await proxy?.stop().catch(() => undefined);
-    killChildren();
+    await proxy?.close();
     await origin?.close();
     await receiver?.close();
-    data.remove();
   });
 
   async function spanFor(requestId: string | null) {
@@ -132,7 +128,7 @@ describe('span export over OTLP/HTTP (OTEL_EXPORTER_OTLP_ENDPOINT set)', () => {
       const span = receiver.spans.find((item) => item.attributes['meli_proxy.request_id'] === requestId);
       if (span) return span;
       if (Date.now() > deadline) {
-        throw new Error(`no span for ${requestId}: ${JSON.stringify(receiver.exports)}\n${proxy.stdout}`);
+        throw new Error(`no span for ${requestId}: ${JSON.stringify(receiver.exports)}\n${proxy.logs.text}`);
       }
       await new Promise((resolve) => setTimeout(resolve, 50));
     }

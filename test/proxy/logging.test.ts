@@ -1,12 +1,14 @@
 /**
  * The JSON log: one access line per proxied request when --access-log is on, none when off, and
  * never a credential — not from the Authorization header, not from the query string, not in the
- * lines written when the upstream fails.
+ * lines written when the upstream fails. Under every worker mode: each worker writes its own lines,
+ * so the checks find lines by request id or URL, never by their order.
  */
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Origin, startOrigin } from '../peers/origin.js';
 import { httpRequest, rawGet, rawRequest } from '../support/net.js';
-import { HANG_DEADLINE_MS, startTestProxy, type TestProxy } from '../support/proxy.js';
+import { HANG_DEADLINE_MS, type LogRecord, WORKER_MODES } from '../support/proxy.js';
+import { type ServedProxy, startServeProxy } from '../support/serve.js';
 
 const SECRETS = [
   'SECRET-TOKEN-123',
@@ -18,71 +20,87 @@ const SECRETS = [
   'SECRET-ENC',
 ];
 
-describe('access log', () => {
+describe.each(WORKER_MODES)('access log ($name)', (mode) => {
   let origin: Origin;
-  const proxies: TestProxy[] = [];
+  // One proxy per setting, shared by the cases of this describe.
+  let logging: ServedProxy;
+  let silent: ServedProxy;
+  let tracing: ServedProxy;
 
   beforeAll(async () => {
     origin = await startOrigin();
-  });
-  afterEach(async () => {
-    await Promise.all(proxies.splice(0).map((proxy) => proxy.close()));
+    [logging, silent, tracing] = await Promise.all([
+      startServeProxy(mode, { upstream: origin.url, accessLog: 'on' }),
+      startServeProxy(mode, { upstream: origin.url, accessLog: 'off' }),
+      startServeProxy(mode, {
+        upstream: origin.url,
+        accessLog: 'on',
+        logLevel: 'trace',
+        upstreamTimeout: 150,
+      }),
+    ]);
   });
   afterAll(async () => {
+    await Promise.all([logging?.close(), silent?.close(), tracing?.close()]);
     await origin?.close();
   });
 
-  const start = async (settings: Record<string, unknown>): Promise<TestProxy> => {
-    const proxy = await startTestProxy({ upstream: origin.url, ...settings });
-    proxies.push(proxy);
-    return proxy;
-  };
+  const accessLines = (proxy: ServedProxy, prefix: string): LogRecord[] =>
+    proxy.logs.withMessage('request').filter((line) => String(line.reqId).startsWith(prefix));
 
   it('writes one JSON line per proxied request with --access-log on', async () => {
-    const proxy = await start({ accessLog: 'on' });
-    await httpRequest(proxy.url, '/categories/MLA97994', { headers: { 'x-request-id': 'log-1' } });
-    await httpRequest(proxy.url, '/items/MLA1', { method: 'DELETE' });
-    await httpRequest(proxy.url, '/status/404');
-    await httpRequest(proxy.url, '/echo', {
+    const id = (name: string) => ({ 'x-request-id': `lines-${name}` });
+    await httpRequest(logging.url, '/categories/MLA97994', { headers: id('category') });
+    await httpRequest(logging.url, '/items/MLA1', { method: 'DELETE', headers: id('delete') });
+    await httpRequest(logging.url, '/status/404', { headers: id('404') });
+    await httpRequest(logging.url, '/echo', {
       method: 'POST',
-      headers: { 'content-length': '5' },
+      headers: { 'content-length': '5', ...id('post') },
       body: 'hello',
     });
-    await httpRequest(proxy.url, '/health');
-    await httpRequest(proxy.url, '/metrics');
+    await httpRequest(logging.url, '/health', { headers: id('health') });
+    await httpRequest(logging.url, '/metrics', { headers: id('metrics') });
+    // Each worker's lines arrive in the order it wrote them: once lines written after /health and
+    // /metrics have arrived from every worker (round-robin spreads these), theirs would have too.
+    for (let index = 0; index < 4; index++) {
+      await httpRequest(logging.url, '/items/MLA2', { headers: { 'x-request-id': `later-${index}` } });
+    }
+    await expect.poll(() => accessLines(logging, 'later-').length, { timeout: HANG_DEADLINE_MS }).toBe(4);
+
     // Every line is one JSON document.
-    for (const line of proxy.logs.lines) expect(() => JSON.parse(line), line).not.toThrow();
-    const access = proxy.logs.withMessage('request');
-    expect(access.map((line) => `${line.method} ${line.url} ${line.status}`)).toEqual([
-      'GET /categories/MLA97994 200',
-      'DELETE /items/MLA1 200',
-      'GET /status/404 404',
-      'POST /echo 200',
+    for (const line of logging.cli.stdout.split('\n').filter(Boolean)) {
+      expect(() => JSON.parse(line), line).not.toThrow();
+    }
+    const access = accessLines(logging, 'lines-');
+    expect(access.map((line) => `${line.reqId} ${line.method} ${line.url} ${line.status}`).sort()).toEqual([
+      'lines-404 GET /status/404 404',
+      'lines-category GET /categories/MLA97994 200',
+      'lines-delete DELETE /items/MLA1 200',
+      'lines-post POST /echo 200',
     ]);
-    expect(access[0]).toMatchObject({
-      reqId: 'log-1',
-      ip: '127.0.0.1',
-      level: 'info',
-      service: 'meli-proxy',
-    });
-    expect(access[0]!.bytes).toBeGreaterThan(100);
-    expect(typeof access[0]!.ms).toBe('number');
+    const category = access.find((line) => line.reqId === 'lines-category');
+    expect(category).toMatchObject({ ip: '127.0.0.1', level: 'info', service: 'meli-proxy' });
+    expect(category!.bytes).toBeGreaterThan(100);
+    expect(typeof category!.ms).toBe('number');
   });
 
   it('writes no access line with --access-log off', async () => {
-    const proxy = await start({ accessLog: 'off' });
-    await httpRequest(proxy.url, '/categories/MLA97994');
-    await httpRequest(proxy.url, '/status/500');
-    expect(proxy.logs.withMessage('request')).toEqual([]);
-    expect(proxy.logs.text).not.toContain('/categories/MLA97994');
+    await httpRequest(silent.url, '/categories/MLA97994');
+    await httpRequest(silent.url, '/status/500');
+    // Only this case uses this proxy: once it has exited, everything it wrote has arrived.
+    await silent.close();
+    expect(silent.logs.withMessage('request')).toEqual([]);
+    expect(silent.logs.text).not.toContain('/categories/MLA97994');
   });
 
   it('logs an aborted request once, marked aborted', async () => {
-    const proxy = await start({ accessLog: 'on' });
     // The origin would answer after a minute: the client's leaving after 100 ms is what ends it.
-    await httpRequest(proxy.url, '/slow?ms=60000', { timeoutMs: 100 }).catch(() => undefined);
-    await expect.poll(() => proxy.logs.withMessage('request').length, { timeout: HANG_DEADLINE_MS }).toBe(1);
-    expect(proxy.logs.withMessage('request')[0]).toMatchObject({
+    await httpRequest(logging.url, '/slow?ms=60000', {
+      timeoutMs: 100,
+      headers: { 'x-request-id': 'abort-1' },
+    }).catch(() => undefined);
+    await expect.poll(() => accessLines(logging, 'abort-1').length, { timeout: HANG_DEADLINE_MS }).toBe(1);
+    expect(accessLines(logging, 'abort-1')[0]).toMatchObject({
       url: '/slow?ms=60000',
       aborted: true,
       status: 499,
@@ -90,7 +108,6 @@ describe('access log', () => {
   });
 
   it('never writes credentials, whatever the log level and outcome', async () => {
-    const proxy = await start({ accessLog: 'on', logLevel: 'trace', upstreamTimeout: 150 });
     const authorization = { authorization: 'Bearer SECRET-TOKEN-123', cookie: 'session=SECRET-COOKIE' };
     const targets = [
       '/users/me?access_token=SECRET-Q',
@@ -102,29 +119,33 @@ describe('access log', () => {
       '/status/401?ACCESS_TOKEN=SECRET-Q',
     ];
     for (const target of targets) {
-      await httpRequest(proxy.url, target, { headers: authorization });
+      await httpRequest(tracing.url, target, { headers: authorization });
     }
     // The same through a raw socket, with a malformed target and a reserved path.
     await rawRequest(
-      proxy.url,
+      tracing.url,
       rawGet('/health?access_token=SECRET-Q', 'proxy.test', ['Authorization: Bearer SECRET-TOKEN-123']),
     );
-    await rawRequest(proxy.url, rawGet('/x?access_token=SECRET-Q', 'proxy.test', [], 'TRACE'));
+    await rawRequest(tracing.url, rawGet('/x?access_token=SECRET-Q', 'proxy.test', [], 'TRACE'));
     // The origin did receive them: the proxy forwards credentials, it just does not log them.
     expect(origin.requests.some((r) => r.headers.authorization === 'Bearer SECRET-TOKEN-123')).toBe(true);
 
-    const text = proxy.logs.text;
-    expect(proxy.logs.withMessage('request').length).toBeGreaterThanOrEqual(targets.length);
+    // Only this case uses this proxy: once it has exited, everything it wrote has arrived.
+    await tracing.close();
+    const text = tracing.logs.text;
+    expect(tracing.logs.withMessage('request').length).toBeGreaterThanOrEqual(targets.length);
     for (const secret of SECRETS.filter((s) => s !== 'SECRET-ENC')) expect(text).not.toContain(secret);
     expect(text).toContain('access_token=[redacted]');
   });
 
   it('does not write a token whose parameter name is percent-encoded (access%5Ftoken)', async () => {
-    const proxy = await start({ accessLog: 'on' });
     // The API decodes `access%5Ftoken` to `access_token`: it is the same credential.
-    await httpRequest(proxy.url, '/users/me?access%5Ftoken=SECRET-ENC');
+    await httpRequest(logging.url, '/users/me?access%5Ftoken=SECRET-ENC', {
+      headers: { 'x-request-id': 'encoded-1' },
+    });
     expect(origin.requests.at(-1)?.url).toBe('/users/me?access%5Ftoken=SECRET-ENC');
-    expect(proxy.logs.withMessage('request').length).toBe(1);
-    expect(proxy.logs.text).not.toContain('SECRET-ENC');
+    await logging.logs.waitForRecord('request', (line) => line.reqId === 'encoded-1');
+    expect(accessLines(logging, 'encoded-1')).toHaveLength(1);
+    expect(logging.logs.text).not.toContain('SECRET-ENC');
   });
 });
