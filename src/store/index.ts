@@ -91,6 +91,8 @@ export async function openStore(url: string, opts: OpenStoreOptions): Promise<St
   });
 }
 
+const MIGRATE_CONNECT_TIMEOUT_MS = 15_000;
+
 export interface MigrateReport {
   displayUrl: string;
   /** Migrations applied by this call (with dryRun: the ones that would be). */
@@ -110,7 +112,12 @@ export async function migrateStore(
   const target = parseStoreUrl(url);
   if (target.kind !== 'postgres') return { displayUrl: target.displayUrl, applied: [], hasSchema: false };
   const { createPool, DEFAULT_POOL_TUNING } = await import('./pg-pool.js');
-  const pool = createPool(target.url, DEFAULT_POOL_TUNING, opts.logger ?? silentLogger);
+  // A command run by hand (or by a deploy step) may wait for a busy server longer than a request may.
+  const pool = createPool(
+    target.url,
+    { ...DEFAULT_POOL_TUNING, connectTimeoutMs: MIGRATE_CONNECT_TIMEOUT_MS },
+    opts.logger ?? silentLogger,
+  );
   try {
     const applied = opts.dryRun ? await pendingMigrations(pool) : await migrate(pool);
     return { displayUrl: target.displayUrl, applied, hasSchema: true };

@@ -139,6 +139,36 @@ describe('statistics recorder', () => {
     await memory.close();
   });
 
+  it('keeps trying the final flush while the store is still coming back, then says what it gave up', async () => {
+    const memory = await openStore('memory', { dataDir: '/nonexistent' });
+    let failuresLeft = 3;
+    const reconnecting: StatsStore = {
+      add: (rows: readonly StatRow[]) =>
+        failuresLeft-- > 0 ? Promise.reject(new Error('client offline')) : memory.stats.add(rows),
+      query: (query) => memory.stats.query(query),
+      prune: (before) => memory.stats.prune(before),
+    };
+    const stats = recorder(reconnecting, () => T0 + 5000);
+    for (let i = 0; i < 12; i++) stats.record(2, 200, 1, 1, '10.0.0.1');
+    await stats.stop();
+    const [total] = await memory.stats.query({ from: T0, to: T0 + 60_000, dimension: 'total', limit: 1 });
+    expect(total?.requests).toBe(12);
+
+    const lines: string[] = [];
+    const down: StatsStore = { ...reconnecting, add: () => Promise.reject(new Error('store down')) };
+    const gone = new StatsRecorder({
+      store: down,
+      logger: createLogger('error', { write: (line: string) => void lines.push(line) }),
+      routeCapacity: 4,
+      routeLabel: (id) => String(id),
+      clock: () => T0 + 5000,
+    });
+    gone.record(2, 200, 1, 1, '10.0.0.1');
+    await gone.stop(300);
+    expect(lines.some((line) => line.includes('statistics not written before shutdown'))).toBe(true);
+    await memory.close();
+  });
+
   it('shows the last 60 seconds second by second', async () => {
     const store = await openStore('memory', { dataDir: '/nonexistent' });
     let now = T0;

@@ -52,6 +52,9 @@ export type StatsGroupsReport = Omit<StatsReport, 'groupBy' | 'rows'> & {
 };
 
 const PRUNE_INTERVAL_MS = 3_600_000;
+/** How long the final flush keeps trying a store that fails, and how often. */
+const FINAL_FLUSH_RETRY_MS = 3000;
+const FINAL_FLUSH_RETRY_INTERVAL_MS = 200;
 
 interface PendingBatch {
   id: string;
@@ -143,11 +146,27 @@ export class StatsRecorder {
     this.timer.unref();
   }
 
-  /** Stops the timer and writes what is left: the final flush of a graceful shutdown. */
-  async stop(): Promise<void> {
+  /**
+   * Stops the timer and writes what is left: the final flush of a graceful shutdown. A store client
+   * that is still reconnecting after an outage (another worker of the host may already be back)
+   * fails at once, so the flush is tried again for up to `retryForMs` (within the 5 s the shutdown
+   * allows past its grace period) before what is left is given up, and said so.
+   */
+  async stop(retryForMs = FINAL_FLUSH_RETRY_MS): Promise<void> {
     if (this.timer) clearInterval(this.timer);
     this.timer = undefined;
+    const giveUpAt = performance.now() + retryForMs;
     await this.flush();
+    while (this.pending.length > 0 && performance.now() < giveUpAt) {
+      await new Promise((resolve) => setTimeout(resolve, FINAL_FLUSH_RETRY_INTERVAL_MS));
+      await this.flush();
+    }
+    const lost = this.pendingRows().length;
+    if (lost > 0)
+      this.options.logger.error(
+        { rows: lost },
+        'statistics not written before shutdown: the store did not answer',
+      );
   }
 
   /** Writes everything counted so far; resolves when the store took it or the attempt failed. */
