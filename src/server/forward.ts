@@ -58,13 +58,6 @@ interface Leader {
   follow(start: () => void): void;
 }
 
-/** Response bytes held in one turn's cork before they are written anyway (a few TLS records). */
-const COALESCE_LIMIT = 64 * 1024;
-
-function uncorkResponse(handler: ForwardHandler<ForwardContext>): void {
-  handler.uncork();
-}
-
 const HANDLER = Symbol('forward handler');
 
 type TrackedResponse = ServerResponse & { [HANDLER]?: ForwardHandler<ForwardContext> | undefined };
@@ -86,8 +79,6 @@ class ForwardHandler<C extends ForwardContext> implements Dispatcher.DispatchHan
   private pausedAt = 0;
   private finished = false;
   private watched = false;
-  /** The client socket is corked by writeChunk until the end of this turn. */
-  private corked = false;
   private dispatchedAt = Number.NaN;
   private connected = false;
   private bodyComplete = true;
@@ -350,22 +341,8 @@ class ForwardHandler<C extends ForwardContext> implements Dispatcher.DispatchHan
   private writeChunk(chunk: Buffer): boolean {
     const res = this.ctx.res;
     this.ctx.bytes += chunk.length;
-    // The chunks undici hands over in one turn of the event loop (the TLS records of one read, the
-    // head included) leave in one write: the socket stays corked until the turn ends, and never
-    // longer, so nothing waits on a later read. While corked, write() says false as soon as the
-    // turn's bytes pass the high-water mark (one 16 KB record does): that is no slow client, and
-    // pausing the upstream for it would cost a pause, a 'drain', a resume and a write per record.
-    // Held bytes count as backpressure only past COALESCE_LIMIT.
-    if (!this.corked && !res.destroyed) {
-      this.corked = true;
-      res.cork();
-      process.nextTick(uncorkResponse, this);
-    }
-    if (res.write(chunk) || (this.corked && res.writableLength < COALESCE_LIMIT)) return true;
-    this.uncork();
-    // Returning false pauses the upstream socket until the client drains: memory stays flat. What
-    // the kernel took at once is no backpressure.
-    if (!res.destroyed && res.writableLength < res.writableHighWaterMark) return true;
+    // Returning false pauses the upstream socket until the client drains: memory stays flat.
+    if (res.write(chunk)) return true;
     if (!this.upstreamPaused) {
       res.once('drain', onResponseDrain);
       this.upstreamPaused = true;
@@ -373,13 +350,6 @@ class ForwardHandler<C extends ForwardContext> implements Dispatcher.DispatchHan
       this.watch();
     }
     return false;
-  }
-
-  /** Sends what the cork holds (once per cork: a response's end() has uncorked it fully already). */
-  uncork(): void {
-    if (!this.corked) return;
-    this.corked = false;
-    this.ctx.res.uncork();
   }
 
   onComplete(): void {
