@@ -2,7 +2,7 @@
  * One refresh per fleet, whatever the topology, over real processes: `serve --workers 2` on the
  * embedded store (the workers refresh through the primary's lock), and four replicas on PostgreSQL
  * and on Redis (the store's lock; every save a compare-and-set). The stored token has expired when
- * they start and the token endpoint is slow, so every process wants to refresh at once; then 64
+ * they start and the token endpoint is slow, so every process wants to refresh at once; then 16
  * clients keep calling through the next expiry. MercadoLibre's refresh tokens are single use and
  * a refresh revokes the previous access token, so the fake server must see exactly one refresh call
  * per rotation, never a refresh token presented twice, and the clients never a 401.
@@ -10,6 +10,7 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type FakeMeli, startFakeMeli } from '../peers/oauth-server.js';
 import { type TestDatabase, testDatabase } from '../support/postgres.js';
@@ -31,7 +32,10 @@ import { loggedInToken } from './helpers/tokens.js';
 // the traffic below; 2.4 s of slack before a token is unusable leaves a loaded machine its time.
 const LIFETIME_SECONDS = 12;
 const TRAFFIC_MS = 12_000;
-const CLIENTS = 64;
+// Every process gets a request every few milliseconds through both refreshes: enough to meet any
+// moment a stale token could be sent, without the suite's CPU going to a flood of requests.
+const CLIENTS = 16;
+const PAUSE_MS = 20;
 
 interface Topology {
   store: FleetStore;
@@ -70,6 +74,7 @@ async function runFleet(topology: Topology): Promise<void> {
         await response.arrayBuffer();
         sent++;
         statuses.set(response.status, (statuses.get(response.status) ?? 0) + 1);
+        await sleep(PAUSE_MS);
       }
     };
     await Promise.all(Array.from({ length: CLIENTS }, (_, index) => client(index)));
