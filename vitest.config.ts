@@ -8,8 +8,7 @@ const INCLUDE = ['test/**/*.test.ts', 'test/**/*.test.tsx'];
  * for the CPU (other load on the machine still may: their bounds allow for it).
  */
 const SERIAL = [
-  'test/limits-e2e/multi-process.test.ts',
-  'test/limits-e2e/exact.test.ts',
+  'test/limits-e2e/replicas.test.ts',
   'test/limits-e2e/workers-exact.test.ts',
   'test/limits-e2e/outage.test.ts',
   'test/hardening/slow-and-large.test.ts',
