@@ -123,6 +123,8 @@ export class RateLimiter implements RateLimitGate {
   private reloadTimer: NodeJS.Timeout | undefined;
   private sweepTimer: NodeJS.Timeout | undefined;
   private reloading: Promise<void> | undefined;
+  /** The pass that follows the running one, when a reload was asked for while it ran. */
+  private reloadAgain: Promise<void> | undefined;
   private lastInvalid = '';
   private readonly shared: boolean;
   /** Requests --on-store-error decided, by rule, for the life of the process (metrics read them). */
@@ -257,6 +259,7 @@ export class RateLimiter implements RateLimitGate {
   async stop(): Promise<void> {
     clearInterval(this.reloadTimer);
     clearInterval(this.sweepTimer);
+    await this.reloadAgain?.catch(() => undefined);
     await this.reloading;
     await this.sync?.stop();
     await this.leaseClient?.stop();
@@ -304,9 +307,23 @@ export class RateLimiter implements RateLimitGate {
     });
   }
 
-  /** Re-reads the store's rules; swaps the limiter when the effective rule set changed. */
+  /**
+   * Re-reads the store's rules; swaps the limiter when the effective rule set changed. Resolves once
+   * a pass that started after this call has finished: a pass already running may have read the store
+   * before the change that asks for this reload, so one more pass follows it, shared by every call
+   * made meanwhile.
+   */
   reload(): Promise<void> {
-    this.reloading ??= this.reloadOnce().finally(() => {
+    if (this.reloading) {
+      this.reloadAgain ??= this.reloading
+        .catch(() => undefined)
+        .then(() => {
+          this.reloadAgain = undefined;
+          return this.reload();
+        });
+      return this.reloadAgain;
+    }
+    this.reloading = this.reloadOnce().finally(() => {
       this.reloading = undefined;
     });
     return this.reloading;
