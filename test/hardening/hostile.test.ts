@@ -6,26 +6,30 @@
  *
  * (test/proxy/targets.test.ts covers absolute-form targets, Host headers, CONNECT and TRACE basics;
  * these are the variants around them.)
+ *
+ * The real `serve`, with one process and with the default worker count: a worker parses what the
+ * cluster hands it, so each refusal must hold there too.
  */
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { type Origin, startOrigin } from '../peers/origin.js';
 import { httpRequest, RawConnection, rawGet } from '../support/net.js';
-import { HANG_DEADLINE_MS, startTestProxy, type TestProxy } from '../support/proxy.js';
+import { HANG_DEADLINE_MS, WORKER_MODES } from '../support/proxy.js';
+import { type ServedProxy, startServeProxy } from '../support/serve.js';
 import { exchange, expectApiError, settle } from './helpers.js';
 
 const SMUGGLED = 'GET /smuggled HTTP/1.1\r\nHost: proxy.test\r\n\r\n';
 /** A body that looks like a request: it must stay a body. */
 const INSIDE = 'GET /inside-a-body HTTP/1.1\r\nHost: proxy.test\r\n\r\n';
 
-describe('hostile requests', () => {
+describe.each(WORKER_MODES)('hostile requests ($name)', (mode) => {
   let origin: Origin;
   let other: Origin;
-  let proxy: TestProxy;
+  let proxy: ServedProxy;
 
   beforeAll(async () => {
     origin = await startOrigin();
     other = await startOrigin({ host: '127.0.0.3' });
-    proxy = await startTestProxy({ upstream: origin.url, maxBody: '1mb' });
+    proxy = await startServeProxy(mode, { upstream: origin.url, maxBody: '1mb' });
   });
   afterAll(async () => {
     await proxy?.close();

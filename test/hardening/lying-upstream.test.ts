@@ -3,11 +3,15 @@
  * second response) must never hand those bytes to another client. Upstream connections carry one
  * request at a time, so undici reads the extra bytes while no request is waiting on the
  * connection, and closes it as the protocol error it is.
+ *
+ * The real `serve`, with one process and with the default worker count (four upstream connections
+ * per worker).
  */
 import { createServer, type Server, type Socket } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { httpRequest } from '../support/net.js';
-import { startTestProxy, type TestProxy } from '../support/proxy.js';
+import { HANG_DEADLINE_MS, WORKER_MODES } from '../support/proxy.js';
+import { type ServedProxy, startServeProxy } from '../support/serve.js';
 
 const STOLEN = 'STOLEN-RESPONSE';
 
@@ -38,13 +42,21 @@ async function startLyingOrigin(): Promise<{ url: string; server: Server; liesTo
   return { url: `http://127.0.0.1:${port}`, server, liesTold: () => lies };
 }
 
-describe('an upstream that sends bytes past the end of its response', () => {
+describe.each(WORKER_MODES)('an upstream that sends bytes past the end of its response ($name)', (mode) => {
   let origin: Awaited<ReturnType<typeof startLyingOrigin>>;
-  let proxy: TestProxy;
+  let proxy: ServedProxy;
 
   beforeAll(async () => {
     origin = await startLyingOrigin();
-    proxy = await startTestProxy({ upstream: origin.url, upstreamConnections: 4 });
+    // 240 requests at once from one address share four connections, and every lie costs one: the
+    // per-client cap and the wait for a connection, whose 503s are not what this suite is about, are
+    // lifted (a cap of 0 is none; the wait only catches a hang).
+    proxy = await startServeProxy(mode, {
+      upstream: origin.url,
+      upstreamConnections: 4,
+      upstreamConnectionsPerClient: 0,
+      upstreamWaitTimeout: HANG_DEADLINE_MS,
+    });
   });
   afterAll(async () => {
     await proxy?.close();

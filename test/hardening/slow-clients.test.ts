@@ -5,6 +5,10 @@
  * a hang. The attacks: bodies trickled slowly (small ones, read whole before an upstream connection
  * is taken, and large ones, which stream), bodies that stop, responses never read, slowloris
  * headers, and 500 connections at once.
+ *
+ * In one process (startTestProxy), on purpose: each attack aims at one process's upstream pool and
+ * sockets, sized here to be exhausted; a worker of `serve --workers` runs the same code with a pool
+ * of its own, and the cluster would split the attacker's connections between them.
  */
 import { connect, type Socket } from 'node:net';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';

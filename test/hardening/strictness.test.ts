@@ -4,24 +4,29 @@
  * --max-header-fields gets 431 instead of being cut short, Node's own refusals (a missing Host, an
  * unknown Expect) answer in the API's error shape and nothing pipelined behind them is forwarded,
  * and a Content-Type Fastify cannot parse is the upstream's to judge.
+ *
+ * The real `serve`, with one process and with the default worker count.
  */
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { type Origin, startOrigin } from '../peers/origin.js';
 import { rawGet } from '../support/net.js';
-import { startTestProxy, type TestProxy } from '../support/proxy.js';
+import { WORKER_MODES } from '../support/proxy.js';
+import { type ServedProxy, startServeProxy } from '../support/serve.js';
 import { exchange, expectApiError, settle } from './helpers.js';
 
 const MAX_FIELDS = 30;
 
-describe('stricter than Node by default', () => {
+describe.each(WORKER_MODES)('stricter than Node by default ($name)', (mode) => {
   let origin: Origin;
-  let proxy: TestProxy;
-  let permissive: TestProxy;
+  let proxy: ServedProxy;
+  let permissive: ServedProxy;
 
   beforeAll(async () => {
     origin = await startOrigin();
-    proxy = await startTestProxy({ upstream: origin.url, maxHeaderFields: MAX_FIELDS });
-    permissive = await startTestProxy({ upstream: origin.url, underscoresInHeaders: 'on' });
+    [proxy, permissive] = await Promise.all([
+      startServeProxy(mode, { upstream: origin.url, maxHeaderFields: MAX_FIELDS }),
+      startServeProxy(mode, { upstream: origin.url, underscoresInHeaders: 'on' }),
+    ]);
   });
   afterAll(async () => {
     await proxy?.close();
