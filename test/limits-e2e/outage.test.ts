@@ -15,7 +15,14 @@ import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Origin, startOrigin } from '../peers/origin.js';
 import { createDatabase, type PostgresServer, startPostgres } from '../support/postgres.js';
-import { type CliProcess, killChildren, type LogRecord, ONE_PROCESS, spawnCli } from '../support/proxy.js';
+import {
+  type CliProcess,
+  killChildren,
+  type LogRecord,
+  ONE_PROCESS,
+  replicaServeArgs,
+  spawnCli,
+} from '../support/proxy.js';
 import { Clients, cli, expectExit, type Hit, metric, sleep, statusCounts, waitFor } from './helpers.js';
 
 let origin: Origin;
@@ -40,28 +47,11 @@ async function migratedDatabase(): Promise<string> {
 }
 
 function serve(storeUrl: string, ...extra: string[]): Promise<CliProcess> {
-  return spawnCli(
-    [
-      'serve',
-      '--store',
-      storeUrl,
-      '--port',
-      '0',
-      '--admin-port',
-      '0',
-      '--upstream',
-      origin.url,
-      '--access-log',
-      'off',
-      // One process: what is asserted is what one replica does on its own counts while the store
-      // is away. Each worker of a host on a shared store is a replica of its own, so under workers
-      // a client may get one replica's share per worker meanwhile (within the bound of
-      // docs/rate-limiting.md for that many replicas).
-      ...ONE_PROCESS,
-      ...extra,
-    ],
-    {},
-  );
+  // One process: what is asserted is what one replica does on its own counts while the store is
+  // away. Each worker of a host on a shared store is a replica of its own, so under workers a client
+  // may get one replica's share per worker meanwhile (within the bound of docs/rate-limiting.md for
+  // that many replicas).
+  return spawnCli(replicaServeArgs(origin.url, storeUrl, ...ONE_PROCESS, ...extra));
 }
 
 async function ready(proxy: CliProcess): Promise<{ status: number; reasons: string[]; store: boolean }> {

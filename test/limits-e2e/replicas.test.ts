@@ -22,7 +22,14 @@ import { loadConfig } from '../../src/config.js';
 import { openStore } from '../../src/store/index.js';
 import { type Origin, startOrigin } from '../peers/origin.js';
 import { type TestDatabase, testDatabase } from '../support/postgres.js';
-import { type CliProcess, killChildren, spawnCli, WORKER_MODES, type WorkerMode } from '../support/proxy.js';
+import {
+  type CliProcess,
+  killChildren,
+  replicaServeArgs,
+  spawnCli,
+  WORKER_MODES,
+  type WorkerMode,
+} from '../support/proxy.js';
 import { type RedisServer, skipWithoutRedis, startRedis } from '../support/redis.js';
 import { accuracyBound, cli, expectExit, offerLoad, roomInWindow, sleep } from './helpers.js';
 
@@ -89,9 +96,8 @@ function fleetOn(label: string, mode: WorkerMode, storeUrl: () => string): { url
       const set = ['limits', 'set', `${rule.id}-${label}`, '--path', rule.path, '--limit', `${rule.limit}/h`];
       expectExit(await cli([...set, '--store', url]), 0);
     }
-    const args = ['serve', '--store', url, '--port', '0', '--admin-port', '0', '--upstream', origin.url];
     proxies = await Promise.all(
-      Array.from({ length: REPLICAS }, () => spawnCli([...args, ...mode.args, '--access-log', 'off'])),
+      Array.from({ length: REPLICAS }, () => spawnCli(replicaServeArgs(origin.url, url, ...mode.args))),
     );
     // Every replica pushes every 100 ms: a few rounds and each knows how many there are.
     await sleep(1000);

@@ -11,7 +11,13 @@ import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Origin, startOrigin } from '../peers/origin.js';
 import { createDatabase, type PostgresServer, startPostgres } from '../support/postgres.js';
-import { type CliProcess, HANG_DEADLINE_MS, killChildren, spawnCli } from '../support/proxy.js';
+import {
+  type CliProcess,
+  HANG_DEADLINE_MS,
+  killChildren,
+  replicaServeArgs,
+  spawnCli,
+} from '../support/proxy.js';
 import { Clients, cli, expectExit, sleep, waitFor } from './helpers.js';
 
 let origin: Origin;
@@ -53,20 +59,7 @@ async function databaseWithExactRule(): Promise<string> {
 }
 
 function serve(storeUrl: string, ...extra: string[]): Promise<CliProcess> {
-  return spawnCli([
-    'serve',
-    '--store',
-    storeUrl,
-    '--port',
-    '0',
-    '--admin-port',
-    '0',
-    '--upstream',
-    origin.url,
-    '--access-log',
-    'off',
-    ...extra,
-  ]);
+  return spawnCli(replicaServeArgs(origin.url, storeUrl, ...extra));
 }
 
 async function counted(url: string): Promise<number> {

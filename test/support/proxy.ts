@@ -402,6 +402,27 @@ export function serveArgs(upstream: string, dataDir: string, ...extra: string[])
   ];
 }
 
+/**
+ * The arguments of `meli-proxy serve` as a replica on a shared store (a PostgreSQL or Redis URL):
+ * in front of `upstream`, on free ports, without an access log, then `extra`.
+ */
+export function replicaServeArgs(upstream: string, storeUrl: string, ...extra: string[]): string[] {
+  return [
+    'serve',
+    '--store',
+    storeUrl,
+    '--port',
+    '0',
+    '--admin-port',
+    '0',
+    '--upstream',
+    upstream,
+    '--access-log',
+    'off',
+    ...extra,
+  ];
+}
+
 /** A fresh temporary directory, removed by the returned function. */
 export function tempDir(prefix = 'meli-proxy-test-'): { dir: string; remove: () => void } {
   const dir = mkdtempSync(path.join(tmpdir(), prefix));
