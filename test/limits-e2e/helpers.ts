@@ -168,15 +168,15 @@ export interface LoadTally {
 /**
  * The accuracy loop of the multi-replica suites: `offered` requests to `path`, `concurrency` at a
  * time, each concurrent client going round-robin over the replicas from its own starting point, so
- * every replica sees an even share at once. Throws when still sending at `hangMs` (a hang, not a
- * slow machine).
+ * every replica sees an even share at once; each client waits `pauseMs` (default 0) after each
+ * answer. Throws when still sending at `hangMs` (a hang, not a slow machine).
  */
 export async function offerLoad(
   urls: readonly string[],
   path: string,
-  options: { offered: number; concurrency: number; hangMs: number },
+  options: { offered: number; concurrency: number; hangMs: number; pauseMs?: number },
 ): Promise<LoadTally> {
-  const { offered, concurrency, hangMs } = options;
+  const { offered, concurrency, hangMs, pauseMs = 0 } = options;
   const clients = new Clients();
   const startedAt = Date.now();
   const deadline = startedAt + hangMs;
@@ -202,6 +202,7 @@ export async function offerLoad(
         tally.admitted++;
         tally.perReplica[replica]!++;
       } else tally.other++;
+      if (pauseMs > 0) await sleep(pauseMs);
     }
   };
   try {
